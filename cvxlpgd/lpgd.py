@@ -20,7 +20,10 @@ Substituting s = b' − Ax (b' = b − στ dy) keeps A and K unchanged:
     c' = c + στ (dx − Aᵀds) − ρ x* [− ρ Aᵀ(b' − s*)],    P' = P + ρI [+ ρ AᵀA]
 
 (bracketed terms only when ds ≠ 0). With ρ = 0 the re-solve reuses the forward
-factorization. The gradient replacement is
+factorization. The substitution moves the s-terms out of the Lagrangian, so the dual
+of the perturbed problem as stated is recovered from the solver's y as
+
+    y_σ = y − στ ds [− ρ(s − s*)]       (x-stationarity of both forms). The gradient replacement is
 
     upper:   (G(x₊, y₊) − G(x*, y*)) / τ
     lower:   (G(x*, y*) − G(x₋, y₋)) / τ
@@ -110,6 +113,17 @@ def perturbed_costs(sign: int, tau: float, rho: float, c: np.ndarray, b: np.ndar
     return c_new, b_new
 
 
+def perturbed_dual(sign: int, tau: float, rho: float, solution: Solution,
+                   ds: np.ndarray | None, s_star: np.ndarray) -> np.ndarray:
+    """Dual of the perturbed problem with s in the objective, from the substituted one's."""
+    if ds is None:
+        return solution.y
+    y = solution.y - sign * tau * ds
+    if rho > 0:
+        y = y - rho * (solution.s - s_star)
+    return y
+
+
 def finite_difference(mode: str, tau: float, star: DataGradient,
                       sides: dict[int, DataGradient]) -> DataGradient:
     """Upper, lower or central difference of G (see the module docstring)."""
@@ -170,6 +184,7 @@ def perturbed_solve(solve: Callable[[int, np.ndarray, np.ndarray], Solution], *,
                 f"try a smaller tau (now {tau}) or lpgd_mode={other!r}",
                 status=solution.status, batch_index=batch_index, side=side)
         solutions[sign] = solution
-        gradients[sign] = lagrangian_data_gradient(solution.x, solution.y, A_pattern, P_pattern)
+        y = perturbed_dual(sign, tau, rho, solution, ds, forward.s)
+        gradients[sign] = lagrangian_data_gradient(solution.x, y, A_pattern, P_pattern)
     star = lagrangian_data_gradient(forward.x, forward.y, A_pattern, P_pattern)
     return finite_difference(mode, tau, star, gradients), solutions
