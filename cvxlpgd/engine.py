@@ -17,9 +17,51 @@ import numpy as np
 from cvxlpgd import exact as exact_gradient
 from cvxlpgd.compile import ConeTemplate, ProgramBatch
 from cvxlpgd.errors import SolverError
-from cvxlpgd.lpgd import DataGradient, perturbed_solve, proximal_quadratic
+from cvxlpgd.lpgd import SIDE_NAMES, DataGradient, perturbed_solve, proximal_quadratic
 from cvxlpgd.solvers import get_backend
 from cvxlpgd.solvers.base import Solution
+
+
+@dataclass(frozen=True)
+class SolveRecord:
+    """Status, iterations and wall time of one solve."""
+
+    status: str
+    iterations: int
+    solve_time: float
+
+    @classmethod
+    def of(cls, solution: Solution) -> SolveRecord:
+        return cls(solution.status, int(solution.iterations), float(solution.solve_time))
+
+
+@dataclass
+class SolverStats:
+    """Per-element solver statistics of the last call of a layer.
+
+    Attributes
+    ----------
+    forward : list of SolveRecord
+        One record per batch element.
+    backward : list of dict
+        After an LPGD backward pass: per element, ``{"upper": SolveRecord, "lower": ...}``
+        for the sides that were solved. Empty before backward and for exact gradients.
+    """
+
+    forward: list[SolveRecord]
+    backward: list[dict[str, SolveRecord]] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        """Totals: solves, iterations and seconds, forward and backward."""
+        back = [r for sides in self.backward for r in sides.values()]
+        return {
+            "forward_solves": len(self.forward),
+            "forward_iterations": sum(r.iterations for r in self.forward),
+            "forward_seconds": sum(r.solve_time for r in self.forward),
+            "backward_solves": len(back),
+            "backward_iterations": sum(r.iterations for r in back),
+            "backward_seconds": sum(r.solve_time for r in back),
+        }
 
 
 @dataclass
@@ -31,6 +73,11 @@ class ForwardState:
     solutions: list[Solution]
     workspaces: list = field(default_factory=list)
     adjoints: list = field(default_factory=list)
+    stats: SolverStats | None = None
+
+    def __post_init__(self):
+        if self.stats is None:
+            self.stats = SolverStats([SolveRecord.of(s) for s in self.solutions])
 
     @property
     def x(self) -> np.ndarray:
@@ -187,6 +234,9 @@ class BatchEngine:
                 A_pattern=template.A_pattern, P_pattern=template.P_pattern, batch_index=i)
 
         results = self._map(one, batch.batch_size)
+        state.stats.backward = [
+            {SIDE_NAMES[sign]: SolveRecord.of(sol) for sign, sol in r[1].items()}
+            for r in results]
         return BatchGradient.stack([r[0] for r in results], perturbed=[r[1] for r in results])
 
     def backward_exact(self, state: ForwardState, dx: np.ndarray, dy: np.ndarray

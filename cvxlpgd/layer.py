@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from cvxlpgd.compile import ConeTemplate, compile_problem, validate_problem
-from cvxlpgd.engine import BatchEngine, ForwardState
+from cvxlpgd.engine import BatchEngine, ForwardState, SolverStats
 from cvxlpgd.exact import validate_exact_mode
 from cvxlpgd.lpgd import validate_lpgd_options
 from cvxlpgd.solvers import SOLVERS, get_backend
@@ -114,6 +114,12 @@ class CvxpyLayer(torch.nn.Module):
         self._templates: dict[bool, ConeTemplate] = {}
         self._template(quadratic=self._solves_quadratic("lpgd"))
         self.last_state: ForwardState | None = None
+
+    @property
+    def solver_stats(self) -> SolverStats | None:
+        """Per-element status, iterations and solve time of the last call (forward, and
+        backward once it ran); None before the first call."""
+        return None if self.last_state is None else self.last_state.stats
 
     # ---- configuration -----------------------------------------------------------------
 

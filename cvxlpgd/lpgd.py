@@ -44,7 +44,7 @@ from cvxlpgd.solvers.base import Solution
 
 LPGD_MODES = ("central", "upper", "lower")
 _SIDES = {"central": (+1, -1), "upper": (+1,), "lower": (-1,)}
-_SIDE_NAMES = {+1: "upper", -1: "lower"}
+SIDE_NAMES = {+1: "upper", -1: "lower"}
 
 
 @dataclass
@@ -176,7 +176,7 @@ def perturbed_solve(solve: Callable[[int, np.ndarray, np.ndarray], Solution], *,
         c_new, b_new = perturbed_costs(sign, tau, rho, c, b, A, dx, dy, ds, forward.x, forward.s)
         solution = solve(sign, c_new, b_new)
         if not solution.ok:
-            side = _SIDE_NAMES[sign]
+            side = SIDE_NAMES[sign]
             other = "lower" if side == "upper" else "upper"
             where = "" if batch_index is None else f" at batch index {batch_index}"
             raise SolverError(

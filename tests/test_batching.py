@@ -104,3 +104,22 @@ def test_call_overrides_do_not_change_layer_defaults():
     layer(*tensors, gradient="exact", tau=0.01, lpgd_mode="upper")
     assert (layer.options.gradient, layer.options.tau, layer.options.lpgd_mode) == (
         "lpgd", 0.5, "central")
+
+
+def test_solver_stats_record_forward_and_lpgd_backward_solves():
+    problem, params, x, values = problems.scaled_qp()
+    layer = cvxlpgd.CvxpyLayer(problem, params, [x], solver="SCS", tau=1e-4)
+    assert layer.solver_stats is None
+    q = torch.tensor(values["q"]).repeat(3, 1).requires_grad_(True)
+    (out,) = layer(torch.tensor(values["a"]), q, torch.tensor(values["lo"]))
+    stats = layer.solver_stats
+    assert len(stats.forward) == 3 and not stats.backward
+    assert all(r.status == "optimal" and r.iterations > 0 and r.solve_time > 0
+               for r in stats.forward)
+    out.sum().backward()
+    assert [sorted(sides) for sides in stats.backward] == [["lower", "upper"]] * 3
+    summary = stats.summary()
+    assert summary["forward_solves"] == 3 and summary["backward_solves"] == 6
+    # Warm-started re-solves of a slightly perturbed problem need at most half the
+    # iterations of the cold forward solves (two re-solves per forward solve).
+    assert summary["backward_iterations"] <= summary["forward_iterations"]
