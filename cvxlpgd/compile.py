@@ -52,7 +52,21 @@ _CONE_ORDER = (Zero, NonNeg, SOC, PSD, SvecPSD, ExpCone, PowCone3D)
 
 @dataclass(frozen=True)
 class ParameterSlot:
-    """Where one user parameter lives in the stacked vector θ."""
+    """Where one user parameter lives in the stacked vector θ.
+
+    Attributes
+    ----------
+    name : str
+        The parameter's name.
+    shape : tuple of int
+        Its shape (without batch dimension).
+    offset : int
+        First index of its entries in θ.
+    size : int
+        Number of entries (flattened column-major).
+    symmetric : bool
+        Declared symmetric, PSD or NSD: its gradient is symmetrized.
+    """
 
     name: str
     shape: tuple[int, ...]
@@ -63,7 +77,19 @@ class ParameterSlot:
 
 @dataclass(frozen=True)
 class OutputSlot:
-    """How one requested output is read from the solution: ``value = readout @ x`` (or y)."""
+    """How one requested output is read from the solution: ``value = readout @ x`` (or y).
+
+    Attributes
+    ----------
+    name : str
+        The variable's name, or ``dual(<constraint>)``.
+    shape : tuple of int
+        The output's shape (without batch dimension).
+    source : str
+        ``"primal"`` (reads x) or ``"dual"`` (reads y).
+    readout : scipy.sparse.csr_matrix
+        R, with the output flattened column-major equal to ``R @ x`` (or ``R @ y``).
+    """
 
     name: str
     shape: tuple[int, ...]
@@ -73,7 +99,17 @@ class OutputSlot:
 
 @dataclass(frozen=True)
 class SparsePattern:
-    """A fixed CSC sparsity pattern (row indices of the stored entries, column pointers)."""
+    """A fixed CSC sparsity pattern (row indices of the stored entries, column pointers).
+
+    Attributes
+    ----------
+    rows, cols : numpy.ndarray
+        Row and column index of every stored entry, in CSC order.
+    indptr : numpy.ndarray
+        CSC column pointers.
+    shape : tuple of int
+        The matrix shape.
+    """
 
     rows: np.ndarray
     cols: np.ndarray
@@ -82,17 +118,40 @@ class SparsePattern:
 
     @property
     def nnz(self) -> int:
+        """Number of stored entries."""
         return int(self.rows.size)
 
     def matrix(self, data: np.ndarray) -> sp.csc_matrix:
-        """The CSC matrix with this pattern holding ``data`` (copied)."""
+        """The CSC matrix with this pattern holding ``data`` (copied).
+
+        Parameters
+        ----------
+        data : numpy.ndarray
+            One value per stored entry, in pattern order.
+
+        Returns
+        -------
+        scipy.sparse.csc_matrix
+        """
         return sp.csc_matrix((np.array(data, dtype=float), self.rows.copy(), self.indptr.copy()),
                              shape=self.shape)
 
 
 @dataclass
 class ProgramBatch:
-    """Cone-program data of a whole batch; column ``i`` of each array is element ``i``."""
+    """Cone-program data of a whole batch; column ``i`` of each array is element ``i``.
+
+    Attributes
+    ----------
+    c : numpy.ndarray
+        Costs, (n, B).
+    b : numpy.ndarray
+        Right-hand sides, (m, B).
+    A_data : numpy.ndarray
+        Stored entries of A, (nnz_A, B).
+    P_data : numpy.ndarray or None
+        Stored entries of P, (nnz_P, B), or None without a quadratic term.
+    """
 
     c: np.ndarray  # (n, B)
     b: np.ndarray  # (m, B)
@@ -101,6 +160,7 @@ class ProgramBatch:
 
     @property
     def batch_size(self) -> int:
+        """Number of elements B."""
         return self.c.shape[1]
 
 
@@ -108,7 +168,29 @@ class ProgramBatch:
 class ConeTemplate:
     """A parametrized cone program in SCS form, affine in the user's parameters.
 
-    Build it with :func:`compile_problem`.
+    Build it with :func:`compile_problem`. With θ̃ = [θ; 1]: ``c = c_map @ θ̃``,
+    ``b = b_map @ θ̃``, ``A.data = A_map @ θ̃``, ``P.data = P_map @ θ̃``.
+
+    Attributes
+    ----------
+    n, m : int
+        Number of variables and of constraint rows.
+    cones : ConeDims
+        The cone K.
+    parameters : tuple of ParameterSlot
+        The user's parameters, in the layer's order.
+    outputs : tuple of OutputSlot
+        The requested outputs, in order.
+    c_map, b_map : scipy.sparse.csr_matrix
+        Affine maps θ̃ ↦ c and θ̃ ↦ b.
+    A_pattern : SparsePattern
+        Sparsity pattern of A (SCS form, ``Ax + s = b``).
+    A_map : scipy.sparse.csr_matrix
+        Affine map θ̃ ↦ stored entries of A.
+    P_pattern : SparsePattern or None
+        Sparsity pattern of P (full symmetric), None without quadratic term.
+    P_map : scipy.sparse.csr_matrix or None
+        Affine map θ̃ ↦ stored entries of P.
     """
 
     n: int
@@ -138,7 +220,18 @@ class ConeTemplate:
     def stack_parameters(self, values: list[np.ndarray], batch_size: int) -> np.ndarray:
         """Θ̃ of shape (num_parameters + 1, B) from per-parameter arrays.
 
-        Each value has shape ``(B, *slot.shape)`` or ``slot.shape`` (broadcast).
+        Parameters
+        ----------
+        values : list of numpy.ndarray
+            One array per parameter, of shape ``(B, *slot.shape)`` or ``slot.shape``
+            (broadcast to every element).
+        batch_size : int
+            B.
+
+        Returns
+        -------
+        numpy.ndarray
+            Each column is one element's θ (flattened column-major) followed by 1.
         """
         theta = np.empty((self.num_parameters + 1, batch_size))
         for slot, value in zip(self.parameters, values):
@@ -150,7 +243,17 @@ class ConeTemplate:
         return theta
 
     def program_data(self, theta: np.ndarray) -> ProgramBatch:
-        """Evaluate c, b, A.data (and P.data) for every column of Θ̃."""
+        """Evaluate c, b, A.data (and P.data) for every column of Θ̃.
+
+        Parameters
+        ----------
+        theta : numpy.ndarray
+            Θ̃, (num_parameters + 1, B), from :meth:`stack_parameters`.
+
+        Returns
+        -------
+        ProgramBatch
+        """
         return ProgramBatch(
             c=np.asarray(self.c_map @ theta),
             b=np.asarray(self.b_map @ theta),
@@ -159,7 +262,18 @@ class ConeTemplate:
         )
 
     def depends_on(self, batched: list[bool]) -> dict[str, bool]:
-        """Which of A, P, b, c vary with the parameters flagged in ``batched``."""
+        """Which of A, P, b, c vary with the parameters flagged in ``batched``.
+
+        Parameters
+        ----------
+        batched : list of bool
+            One flag per parameter.
+
+        Returns
+        -------
+        dict
+            ``{"A": bool, "P": bool, "b": bool, "c": bool}``.
+        """
         columns = np.zeros(self.num_parameters + 1, dtype=bool)
         for slot, flag in zip(self.parameters, batched):
             columns[slot.offset:slot.offset + slot.size] = flag
@@ -177,8 +291,21 @@ class ConeTemplate:
         """Adjoint of :meth:`program_data`, split per parameter.
 
         ``dθ̃ = T_cᵀ dc + T_bᵀ db + T_Aᵀ dA + T_Pᵀ dP``; each data gradient has one column
-        per batch element. Returns arrays of shape ``(B, *slot.shape)``; gradients of
-        symmetric parameters are symmetrized (the gradient within symmetric matrices).
+        per batch element.
+
+        Parameters
+        ----------
+        dc, db, dA_data : numpy.ndarray
+            Gradients in c (n, B), b (m, B) and the stored entries of A (nnz_A, B).
+        dP_data : numpy.ndarray, optional
+            Gradient in the stored entries of P (nnz_P, B).
+
+        Returns
+        -------
+        list of numpy.ndarray
+            One array per parameter, of shape ``(B, *slot.shape)``; gradients of
+            symmetric parameters are symmetrized (the gradient within symmetric
+            matrices).
         """
         dtheta = self.c_map.T @ dc + self.b_map.T @ db + self.A_map.T @ dA_data
         if dP_data is not None and self.P_map is not None:
@@ -196,7 +323,19 @@ class ConeTemplate:
     # ---- solution → outputs ----------------------------------------------------------
 
     def recover_outputs(self, x: np.ndarray, y: np.ndarray) -> list[np.ndarray]:
-        """Requested outputs, each of shape ``(B, *slot.shape)``, from x (n, B) and y (m, B)."""
+        """Requested outputs, each of shape ``(B, *slot.shape)``, from x (n, B) and y (m, B).
+
+        Parameters
+        ----------
+        x : numpy.ndarray
+            Primal solutions, (n, B).
+        y : numpy.ndarray
+            Dual solutions, (m, B).
+
+        Returns
+        -------
+        list of numpy.ndarray
+        """
         return [
             _unflatten_fortran(np.asarray(slot.readout @ (x if slot.source == "primal" else y)).T,
                                slot.shape)
@@ -207,7 +346,18 @@ class ConeTemplate:
                        batch_size: int) -> tuple[np.ndarray, np.ndarray]:
         """Adjoint of :meth:`recover_outputs`: incoming dx (n, B) and dy (m, B).
 
-        ``None`` entries stand for outputs the loss does not depend on.
+        Parameters
+        ----------
+        grads : list of numpy.ndarray or None
+            Gradient of the loss per output, shape ``(B, *slot.shape)``; None stands
+            for an output the loss does not depend on.
+        batch_size : int
+            B.
+
+        Returns
+        -------
+        (numpy.ndarray, numpy.ndarray)
+            ``dx = Σ Rᵀ grad`` over primal outputs and ``dy`` over dual outputs.
         """
         dx = np.zeros((self.n, batch_size))
         dy = np.zeros((self.m, batch_size))
@@ -288,6 +438,20 @@ def compile_problem(problem: cp.Problem, parameters, variables, *,
 
 def validate_problem(problem, parameters, variables):
     """Check the problem, parameters and outputs; return them as lists.
+
+    Parameters
+    ----------
+    problem : cvxpy.Problem
+        Must be DCP and DPP.
+    parameters : sequence of cvxpy.Parameter
+        Every parameter of ``problem``, each once.
+    variables : sequence of cvxpy.Variable or cvxpy.Constraint
+        Outputs, all of ``problem``.
+
+    Returns
+    -------
+    (list, list)
+        ``parameters`` and ``variables`` as lists.
 
     Raises
     ------

@@ -71,7 +71,12 @@ class ConeDims:
         return tuple(offsets)
 
     def to_scs(self) -> dict:
-        """The cone as the dictionary SCS and diffcp expect (keys z, l, q, s, ep, ed, p)."""
+        """The cone as the dictionary SCS and diffcp expect (keys z, l, q, s, ep, ed, p).
+
+        Returns
+        -------
+        dict
+        """
         return {
             "z": self.zero,
             "l": self.nonneg,
@@ -89,12 +94,33 @@ class ConeDims:
 
 
 def svec_size(n: int) -> int:
-    """Number of rows ``n(n+1)/2`` of a PSD block of order ``n``."""
+    """Number of rows ``n(n+1)/2`` of a PSD block of order ``n``.
+
+    Parameters
+    ----------
+    n : int
+        Order of the PSD block.
+
+    Returns
+    -------
+    int
+    """
     return n * (n + 1) // 2
 
 
 def svec_lower_indices(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row and column indices of the lower triangle, in svec (column-major) order."""
+    """Row and column indices of the lower triangle, in svec (column-major) order.
+
+    Parameters
+    ----------
+    n : int
+        Matrix order.
+
+    Returns
+    -------
+    (numpy.ndarray, numpy.ndarray)
+        ``(rows, cols)`` with ``rows ≥ cols``, ordered by column, then row.
+    """
     cols, rows = np.triu_indices(n)  # (j, i) with j ≤ i, ordered by j then i
     return rows, cols
 
@@ -103,6 +129,16 @@ def svec_unpack_matrix(n: int) -> sp.csr_matrix:
     """Sparse ``U`` with ``vec(X) = U @ svec(X)`` (vec column-major, full symmetric X).
 
     ``X_ii = v_k`` and ``X_ij = X_ji = v_k / √2`` for the off-diagonal entries.
+
+    Parameters
+    ----------
+    n : int
+        Matrix order.
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix
+        Shape ``(n², n(n+1)/2)``.
     """
     rows, cols = svec_lower_indices(n)
     k = np.arange(rows.size)
@@ -115,12 +151,35 @@ def svec_unpack_matrix(n: int) -> sp.csr_matrix:
 
 
 def svec_unpack(vector: np.ndarray, n: int) -> np.ndarray:
-    """The symmetric ``n × n`` matrix whose svec is ``vector``."""
+    """The symmetric ``n × n`` matrix whose svec is ``vector``.
+
+    Parameters
+    ----------
+    vector : numpy.ndarray
+        svec of the matrix, length ``n(n+1)/2``.
+    n : int
+        Matrix order.
+
+    Returns
+    -------
+    numpy.ndarray
+    """
     return (svec_unpack_matrix(n) @ np.asarray(vector, dtype=float)).reshape(n, n, order="F")
 
 
 def svec_pack(matrix: np.ndarray) -> np.ndarray:
-    """svec of a symmetric matrix: lower triangle column-major, off-diagonals × √2."""
+    """svec of a symmetric matrix: lower triangle column-major, off-diagonals × √2.
+
+    Parameters
+    ----------
+    matrix : numpy.ndarray
+        A symmetric ``n × n`` matrix (only its lower triangle is read).
+
+    Returns
+    -------
+    numpy.ndarray
+        Length ``n(n+1)/2``; ``⟨svec X, svec Y⟩ = tr(XY)``.
+    """
     matrix = np.asarray(matrix, dtype=float)
     rows, cols = svec_lower_indices(matrix.shape[0])
     return matrix[rows, cols] * np.where(rows == cols, 1.0, SQRT2)

@@ -6,6 +6,17 @@ from __future__ import annotations
 class SolverError(RuntimeError):
     """A cone program could not be solved to optimality.
 
+    Parameters
+    ----------
+    message : str
+        What failed, where, and what to try.
+    status : str, optional
+        The solver's normalized status.
+    batch_index : int, optional
+        Position of the failing problem in the batch.
+    side : str, optional
+        ``"upper"`` or ``"lower"`` for an LPGD perturbed solve.
+
     Attributes
     ----------
     status : str or None

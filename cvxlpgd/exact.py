@@ -35,13 +35,37 @@ Adjoint = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple]
 
 
 def validate_exact_mode(mode: str) -> None:
-    """Raise ``ValueError`` for a diffcp mode this package does not offer."""
+    """Check diffcp's mode for the exact gradient.
+
+    Parameters
+    ----------
+    mode : str
+        One of :data:`EXACT_MODES`.
+
+    Raises
+    ------
+    ValueError
+        For a diffcp mode this package does not offer (the message lists the valid
+        ones).
+    """
     if mode not in EXACT_MODES:
         raise ValueError(f"exact_mode must be one of {EXACT_MODES}, got {mode!r}")
 
 
 def diffcp_settings(solver: str, settings: dict) -> dict:
-    """The keyword settings diffcp passes to ``solver``: the backend's defaults and the user's."""
+    """The keyword settings diffcp passes to ``solver``: the backend's defaults and the user's.
+
+    Parameters
+    ----------
+    solver : str
+        ``"SCS"``, ``"CLARABEL"`` or ``"ECOS"``.
+    settings : dict
+        The user's settings.
+
+    Returns
+    -------
+    dict
+    """
     if solver == "SCS":
         return scs_settings(settings)
     if solver == "ECOS":
@@ -54,6 +78,31 @@ def solve_with_adjoint(A: sp.csc_matrix, b: np.ndarray, c: np.ndarray, cones: Co
                        warm_start: tuple | None = None,
                        batch_index: int | None = None) -> tuple[Solution, Adjoint]:
     """Solve with diffcp and return the solution and its adjoint derivative.
+
+    Parameters
+    ----------
+    A : scipy.sparse.csc_matrix
+        Constraint matrix (copied: diffcp edits it in place).
+    b, c : numpy.ndarray
+        Right-hand side and cost.
+    cones : ConeDims
+        The cone K.
+    solver : str
+        ``"SCS"``, ``"CLARABEL"`` or ``"ECOS"``.
+    settings : dict
+        Solver settings, merged over the backend's defaults.
+    mode : str, default "lsqr"
+        diffcp's derivative mode (:data:`EXACT_MODES`).
+    warm_start : tuple, optional
+        ``(x, y, s)`` for SCS; ignored by the other solvers.
+    batch_index : int, optional
+        Position in the batch, for error messages.
+
+    Returns
+    -------
+    (Solution, callable)
+        The solution (``iterations`` and ``solve_time`` are not reported by diffcp
+        and stay 0) and ``adjoint(dx, dy, ds) → (dA, db, dc)``.
 
     Raises
     ------
@@ -84,7 +133,24 @@ def solve_with_adjoint(A: sp.csc_matrix, b: np.ndarray, c: np.ndarray, cones: Co
 def adjoint_data_gradient(adjoint: Adjoint, dx: np.ndarray, dy: np.ndarray,
                           A_pattern: SparsePattern, ds: np.ndarray | None = None
                           ) -> DataGradient:
-    """Apply diffcp's adjoint and read dA on ``A_pattern``."""
+    """Apply diffcp's adjoint and read dA on ``A_pattern``.
+
+    Parameters
+    ----------
+    adjoint : callable
+        From :func:`solve_with_adjoint`.
+    dx, dy : numpy.ndarray
+        Incoming gradients in x and y.
+    A_pattern : SparsePattern
+        The stored entries of A on which dA is returned.
+    ds : numpy.ndarray, optional
+        Incoming gradient in s (default zero).
+
+    Returns
+    -------
+    DataGradient
+        ``dP_data`` is None (diffcp has no quadratic term).
+    """
     ds = np.zeros_like(dy) if ds is None else ds
     dA, db, dc = adjoint(dx, dy, ds)
     dA = sp.csc_matrix(dA)

@@ -49,7 +49,19 @@ SIDE_NAMES = {+1: "upper", -1: "lower"}
 
 @dataclass
 class DataGradient:
-    """Gradient with respect to the cone-program data (on the patterns of A and P)."""
+    """Gradient with respect to the cone-program data (on the patterns of A and P).
+
+    Attributes
+    ----------
+    dc : numpy.ndarray
+        Gradient in c, length n (or (n, B) for a batch, one column per element).
+    db : numpy.ndarray
+        Gradient in b, length m.
+    dA_data : numpy.ndarray
+        Gradient in the stored entries of A, in the order of its sparsity pattern.
+    dP_data : numpy.ndarray or None
+        Gradient in the stored entries of P (both triangles), or None without P.
+    """
 
     dc: np.ndarray
     db: np.ndarray
@@ -62,20 +74,67 @@ class DataGradient:
                             None if self.dP_data is None else self.dP_data - other.dP_data)
 
     def scaled(self, factor: float) -> DataGradient:
+        """Every part multiplied by ``factor``.
+
+        Parameters
+        ----------
+        factor : float
+            The scale.
+
+        Returns
+        -------
+        DataGradient
+            A new object; this one is unchanged.
+        """
         return DataGradient(factor * self.dc, factor * self.db, factor * self.dA_data,
                             None if self.dP_data is None else factor * self.dP_data)
 
 
 def lagrangian_data_gradient(x: np.ndarray, y: np.ndarray, A_pattern: SparsePattern,
                              P_pattern: SparsePattern | None = None) -> DataGradient:
-    """G(x, y) = (x, −y, y xᵀ, ½ x xᵀ) on the stored entries of A and P."""
+    """G(x, y) = (x, −y, y xᵀ, ½ x xᵀ) on the stored entries of A and P.
+
+    The data gradient of the Lagrangian ``L = ½ xᵀPx + cᵀx + yᵀ(Ax + s − b)``.
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        Primal point, length n.
+    y : numpy.ndarray
+        Dual point, length m.
+    A_pattern : SparsePattern
+        Sparsity pattern of A: entry k gets ``y[rows[k]] * x[cols[k]]``.
+    P_pattern : SparsePattern, optional
+        Sparsity pattern of P (full symmetric storage): entry k gets
+        ``½ x[rows[k]] * x[cols[k]]``. None when there is no P.
+
+    Returns
+    -------
+    DataGradient
+    """
     dP = None if P_pattern is None else 0.5 * x[P_pattern.rows] * x[P_pattern.cols]
     return DataGradient(dc=x.copy(), db=-y, dA_data=y[A_pattern.rows] * x[A_pattern.cols],
                         dP_data=dP)
 
 
 def validate_lpgd_options(tau: float, rho: float, mode: str) -> None:
-    """Raise ``ValueError`` for τ ≤ 0, ρ < 0 or an unknown mode."""
+    """Check the LPGD options.
+
+    Parameters
+    ----------
+    tau : float
+        Perturbation strength; must be positive and finite.
+    rho : float
+        Proximal weight; must be nonnegative and finite.
+    mode : str
+        One of :data:`LPGD_MODES`.
+
+    Raises
+    ------
+    ValueError
+        For τ ≤ 0, ρ < 0, non-finite values or an unknown mode (the message lists the
+        valid modes).
+    """
     if not np.isfinite(tau) or tau <= 0:
         raise ValueError(f"tau must be a positive finite number, got {tau!r}")
     if not np.isfinite(rho) or rho < 0:
@@ -86,7 +145,27 @@ def validate_lpgd_options(tau: float, rho: float, mode: str) -> None:
 
 def proximal_quadratic(P: sp.spmatrix | None, A: sp.spmatrix, n: int, rho: float,
                        slack_term: bool) -> sp.csc_matrix | None:
-    """P' = P + ρI (+ ρAᵀA when the slack is regularized too); P unchanged for ρ = 0."""
+    """P' = P + ρI (+ ρAᵀA when the slack is regularized too); P unchanged for ρ = 0.
+
+    Parameters
+    ----------
+    P : scipy.sparse matrix or None
+        The forward problem's quadratic cost (full symmetric), or None.
+    A : scipy.sparse matrix
+        Constraint matrix, m × n.
+    n : int
+        Number of variables.
+    rho : float
+        Proximal weight ρ ≥ 0.
+    slack_term : bool
+        Whether ``(ρ/2)‖s − s*‖²`` is part of the objective (when ds ≠ 0); substituting
+        ``s = b' − Ax`` turns it into ``ρAᵀA``.
+
+    Returns
+    -------
+    scipy.sparse.csc_matrix or None
+        P' in CSC format, or ``P`` itself when ρ = 0.
+    """
     if rho == 0:
         return P
     P_new = rho * sp.identity(n, format="csc")
@@ -100,7 +179,35 @@ def proximal_quadratic(P: sp.spmatrix | None, A: sp.spmatrix, n: int, rho: float
 def perturbed_costs(sign: int, tau: float, rho: float, c: np.ndarray, b: np.ndarray,
                     A: sp.spmatrix, dx: np.ndarray, dy: np.ndarray, ds: np.ndarray | None,
                     x_star: np.ndarray, s_star: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(c', b') of the perturbed problem on side ``sign`` (formulas in the module docstring)."""
+    """(c', b') of the perturbed problem on side ``sign`` (formulas in the module docstring).
+
+    ``b' = b − στ dy`` and ``c' = c + στ (dx − Aᵀds) − ρx* [− ρAᵀ(b' − s*)]``, the
+    bracketed term only when ``ds`` is given.
+
+    Parameters
+    ----------
+    sign : int
+        Side σ: +1 (upper) or −1 (lower).
+    tau : float
+        Perturbation strength τ.
+    rho : float
+        Proximal weight ρ.
+    c, b : numpy.ndarray
+        The forward problem's cost and right-hand side.
+    A : scipy.sparse matrix
+        Constraint matrix.
+    dx, dy : numpy.ndarray
+        Incoming gradients in x and y.
+    ds : numpy.ndarray or None
+        Incoming gradient in s (None for zero).
+    x_star, s_star : numpy.ndarray
+        The forward solution's x and s.
+
+    Returns
+    -------
+    (numpy.ndarray, numpy.ndarray)
+        ``(c', b')``.
+    """
     step = sign * tau
     b_new = b - step * dy
     c_new = c + step * dx
@@ -115,7 +222,27 @@ def perturbed_costs(sign: int, tau: float, rho: float, c: np.ndarray, b: np.ndar
 
 def perturbed_dual(sign: int, tau: float, rho: float, solution: Solution,
                    ds: np.ndarray | None, s_star: np.ndarray) -> np.ndarray:
-    """Dual of the perturbed problem with s in the objective, from the substituted one's."""
+    """Dual of the perturbed problem with s in the objective, from the substituted one's.
+
+    ``y_σ = y − στ ds [− ρ(s − s*)]`` (x-stationarity of both forms).
+
+    Parameters
+    ----------
+    sign : int
+        Side σ: +1 (upper) or −1 (lower).
+    tau, rho : float
+        τ and ρ.
+    solution : Solution
+        The perturbed (substituted) problem's solution.
+    ds : numpy.ndarray or None
+        Incoming gradient in s; None returns ``solution.y`` unchanged.
+    s_star : numpy.ndarray
+        The forward solution's s.
+
+    Returns
+    -------
+    numpy.ndarray
+    """
     if ds is None:
         return solution.y
     y = solution.y - sign * tau * ds
@@ -126,7 +253,24 @@ def perturbed_dual(sign: int, tau: float, rho: float, solution: Solution,
 
 def finite_difference(mode: str, tau: float, star: DataGradient,
                       sides: dict[int, DataGradient]) -> DataGradient:
-    """Upper, lower or central difference of G (see the module docstring)."""
+    """Upper, lower or central difference of G (see the module docstring).
+
+    Parameters
+    ----------
+    mode : str
+        Which difference: ``"central"``, ``"upper"`` or ``"lower"``.
+    tau : float
+        τ.
+    star : DataGradient
+        ``G(x*, y*)`` at the forward solution.
+    sides : dict
+        ``G(x_σ, y_σ)`` by side (+1, −1); the sides ``mode`` needs.
+
+    Returns
+    -------
+    DataGradient
+        ``(G₊ − G*)/τ``, ``(G* − G₋)/τ`` or ``(G₊ − G₋)/(2τ)``.
+    """
     if mode == "central":
         return (sides[+1] - sides[-1]).scaled(0.5 / tau)
     if mode == "upper":

@@ -90,6 +90,16 @@ def clarabel_settings(settings: dict | None) -> clarabel.DefaultSettings:
 def clarabel_cones(cones: ConeDims) -> list:
     """Clarabel's cone list for ``cones`` (same order as SCS).
 
+    Parameters
+    ----------
+    cones : ConeDims
+        The cone K in SCS order.
+
+    Returns
+    -------
+    list
+        Clarabel cone objects (``ZeroConeT``, ``NonnegativeConeT``, ...).
+
     Raises
     ------
     ValueError
@@ -116,7 +126,21 @@ def clarabel_cones(cones: ConeDims) -> list:
 
 
 class ClarabelWorkspace:
-    """Clarabel data for fixed (P, A, K); see :meth:`solve` for reuse across solves."""
+    """Clarabel data for fixed (P, A, K); see :meth:`solve` for reuse across solves.
+
+    Parameters
+    ----------
+    A : scipy.sparse.csc_matrix
+        Constraint matrix with PSD rows in Clarabel's order.
+    P : scipy.sparse.csc_matrix
+        Upper triangle of the quadratic cost (all zeros without one).
+    cones : list
+        Clarabel cone objects (:func:`clarabel_cones`).
+    perm : numpy.ndarray or None
+        Row permutation from SCS's to Clarabel's PSD order, or None.
+    settings : dict or None
+        The user's settings (merged at every solver build).
+    """
 
     def __init__(self, A: sp.csc_matrix, P: sp.csc_matrix, cones: list,
                  perm: np.ndarray | None, settings: dict | None):

@@ -63,6 +63,16 @@ _STATUS = {
 def ecos_settings(settings: dict | None) -> dict:
     """ECOS keyword settings: :data:`DEFAULT_SETTINGS` and the user's.
 
+    Parameters
+    ----------
+    settings : dict or None
+        The user's settings.
+
+    Returns
+    -------
+    dict
+        A new dictionary.
+
     Raises
     ------
     ValueError
@@ -77,7 +87,18 @@ def ecos_settings(settings: dict | None) -> dict:
 
 
 def check_ecos_cones(cones: ConeDims) -> None:
-    """Raise ValueError naming any cone of ``cones`` that ECOS does not support."""
+    """Raise ValueError naming any cone of ``cones`` that ECOS does not support.
+
+    Parameters
+    ----------
+    cones : ConeDims
+        The cone K.
+
+    Raises
+    ------
+    ValueError
+        For PSD, dual exponential and power cones (the message names them).
+    """
     unsupported = []
     if cones.psd:
         unsupported.append(f"positive semidefinite {list(cones.psd)}")
@@ -91,7 +112,17 @@ def check_ecos_cones(cones: ConeDims) -> None:
 
 
 class EcosWorkspace:
-    """ECOS data for fixed (A, K); every solve is a fresh ECOS call (no reuse exists)."""
+    """ECOS data for fixed (A, K); every solve is a fresh ECOS call (no reuse exists).
+
+    Parameters
+    ----------
+    A : scipy.sparse.csc_matrix
+        Constraint matrix in SCS order (split into equality and cone blocks here).
+    cones : ConeDims
+        The cone K: zero, nonnegative, second-order and exponential cones.
+    settings : dict
+        Complete ECOS keyword settings (see :func:`ecos_settings`).
+    """
 
     def __init__(self, A: sp.csc_matrix, cones: ConeDims, settings: dict):
         self.shape = A.shape

@@ -79,6 +79,11 @@ def scs_settings(settings: dict | None) -> dict:
     -------
     dict
         A new dictionary; the caller's is not modified.
+
+    Raises
+    ------
+    ValueError
+        When ``warm_start`` is given as a setting (the workspace takes warm starts).
     """
     user = dict(settings or {})
     eps = user.pop("eps", None)
@@ -96,6 +101,22 @@ class ScsWorkspace:
 
     Each workspace must be used by one thread at a time (a lock enforces it);
     separate workspaces run in parallel since SCS releases the GIL.
+
+    Parameters
+    ----------
+    A : scipy.sparse.csc_matrix
+        Constraint matrix, m × n.
+    P : scipy.sparse.csc_matrix or None
+        Upper triangle of the quadratic cost, or None.
+    cones : ConeDims
+        The cone K.
+    settings : dict
+        Complete SCS keyword settings (see :func:`scs_settings`).
+
+    Raises
+    ------
+    ValueError
+        When SCS rejects a setting.
     """
 
     def __init__(self, A: sp.csc_matrix, P: sp.csc_matrix | None, cones: ConeDims,
