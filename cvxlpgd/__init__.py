@@ -2,14 +2,30 @@
 
 Public API::
 
-    CvxpyLayer     the torch.nn.Module
-    SolverError    raised for infeasible / unbounded / failed solves
-    SOLVERS        the solver names a layer accepts
+    CvxpyLayer           the torch.nn.Module
+    SolverError          raised for infeasible / unbounded / failed solves
+    SOLVERS              the solver names a layer accepts
+    compare_gradients    LPGD at several τ vs exact vs finite differences
+    tau_scan             LPGD gradient norm and agreement with exact vs τ
+    ZeroGradientWarning  the LPGD gradient is zero because τ is too small
+    SolverStats          per-element solver statistics (``layer.solver_stats``)
 """
 
+from cvxlpgd.diagnostics import (
+    GradientComparison,
+    TauScan,
+    ZeroGradientWarning,
+    compare_gradients,
+    tau_scan,
+)
+from cvxlpgd.engine import SolveRecord, SolverStats
 from cvxlpgd.errors import SolverError
 from cvxlpgd.layer import CvxpyLayer
 from cvxlpgd.solvers import SOLVERS
 
-__all__ = ["CvxpyLayer", "SolverError", "SOLVERS"]
+__all__ = [
+    "CvxpyLayer", "SolverError", "SOLVERS",
+    "compare_gradients", "tau_scan", "GradientComparison", "TauScan", "ZeroGradientWarning",
+    "SolverStats", "SolveRecord",
+]
 __version__ = "0.1.0"
