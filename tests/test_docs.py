@@ -295,4 +295,4 @@ def test_readme_starts_with_the_install_and_demo_command():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     first = re.search(r"```bash\n(.*?)```", readme, re.S).group(1)
     assert "pip install torch==2.13.0 && pip install -e . && python -m cvxlpgd demo" in first
-    assert 'pip install -e ".[test,examples]" && python -m pytest -q' in first
+    assert 'pip install -e ".[test]" && python -m pytest -q' in first
