@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from concurrent.futures import Executor
 from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
 from cvxlpgd.compile import ConeTemplate, compile_problem, validate_problem
+from cvxlpgd.diagnostics import warn_if_zero_gradient
 from cvxlpgd.engine import BatchEngine, ForwardState, SolverStats
 from cvxlpgd.exact import validate_exact_mode
 from cvxlpgd.lpgd import validate_lpgd_options
+from cvxlpgd.parallel import WarmStartMemory
 from cvxlpgd.solvers import SOLVERS, get_backend
 
 GRADIENTS = ("lpgd", "exact")
@@ -20,7 +23,21 @@ DEFAULT_SOLVER = "SCS"
 
 @dataclass(frozen=True)
 class CallOptions:
-    """The options of one call (layer defaults with the call's overrides)."""
+    """The options of one call (layer defaults with the call's overrides).
+
+    Attributes
+    ----------
+    gradient : str
+        ``"lpgd"`` or ``"exact"``.
+    tau, rho : float
+        LPGD's τ and ρ.
+    lpgd_mode : str
+        ``"central"``, ``"upper"`` or ``"lower"``.
+    exact_mode : str
+        diffcp's mode.
+    solver_args : dict
+        Solver settings.
+    """
 
     gradient: str
     tau: float
@@ -30,6 +47,20 @@ class CallOptions:
     solver_args: dict
 
     def validated(self) -> CallOptions:
+        """Check every option.
+
+        Returns
+        -------
+        CallOptions
+            This object, for chaining.
+
+        Raises
+        ------
+        ValueError
+            For an unknown gradient, τ ≤ 0, ρ < 0, unknown modes.
+        TypeError
+            When ``solver_args`` is not a dict.
+        """
         if self.gradient not in GRADIENTS:
             raise ValueError(f"gradient must be one of {GRADIENTS}, got {self.gradient!r}")
         validate_lpgd_options(self.tau, self.rho, self.lpgd_mode)
@@ -71,9 +102,19 @@ class CvxpyLayer(torch.nn.Module):
     solver_args : dict, optional
         Solver settings (e.g. ``{"eps_abs": 1e-8}`` for SCS).
     workers : int, optional
-        Threads used to solve a batch in parallel (default: all cores).
+        Threads of the built-in pool that solve a batch in parallel (default: all
+        cores). Results do not depend on it.
     executor : concurrent.futures.Executor, optional
-        Run batch elements on this executor instead of the built-in thread pool.
+        Run the batch on this executor instead of the built-in thread pool: another
+        ``ThreadPoolExecutor``, a ``ProcessPoolExecutor``, or a dask.distributed
+        ``Client.get_executor()``. Executors other than thread pools receive plain,
+        picklable data and keep no solver state between forward and backward (the
+        backward re-solves warm-started from the forward solution instead).
+    warm_start : bool, default False
+        Warm-start each forward solve from the previous call's solution at the same
+        batch position (training loops whose parameters change a little per step).
+        Ignored when the batch size changed since that call, and for solvers that
+        cannot warm-start (Clarabel, ECOS); used with SCS on either gradient path.
 
     Raises
     ------
@@ -97,20 +138,29 @@ class CvxpyLayer(torch.nn.Module):
                  tau: float = DEFAULT_TAU, rho: float = 0.0, lpgd_mode: str = "central",
                  exact_mode: str = "lsqr", solver: str = DEFAULT_SOLVER,
                  solver_args: dict | None = None, workers: int | None = None,
-                 executor=None):
+                 executor=None, warm_start: bool = False):
         super().__init__()
         self.options = CallOptions(gradient=gradient, tau=float(tau), rho=float(rho),
                                    lpgd_mode=lpgd_mode, exact_mode=exact_mode,
                                    solver_args=dict(solver_args or {})).validated()
         if not isinstance(solver, str) or solver.upper() not in SOLVERS:
             raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
-        if workers is not None and (int(workers) != workers or workers < 1):
+        if workers is not None and (isinstance(workers, bool) or not isinstance(
+                workers, (int, np.integer)) or workers < 1):
             raise ValueError(f"workers must be a positive integer, got {workers!r}")
+        if executor is not None and not isinstance(executor, Executor):
+            raise TypeError("executor must be a concurrent.futures.Executor (e.g. a "
+                            "ThreadPoolExecutor, a ProcessPoolExecutor or dask's "
+                            f"Client.get_executor()), got {type(executor).__name__}")
+        if not isinstance(warm_start, bool):
+            raise TypeError(f"warm_start must be True or False, got {warm_start!r}")
         self.solver = solver.upper()
         self.problem = problem
         self.parameters_, self.variables_ = validate_problem(problem, parameters, variables)
-        self.workers = workers
+        self.workers = None if workers is None else int(workers)
         self.executor = executor
+        self.warm_start = warm_start
+        self._warm_starts = WarmStartMemory()
         self._templates: dict[bool, ConeTemplate] = {}
         self._template(quadratic=self._solves_quadratic("lpgd"))
         self.last_state: ForwardState | None = None
@@ -136,12 +186,35 @@ class CvxpyLayer(torch.nn.Module):
         return self._templates[quadratic]
 
     def extra_repr(self) -> str:
-        params = ", ".join(f"{p.name()}{list(p.shape)}" for p in self.parameters_)
-        outs = ", ".join(slot.name for slot in self._template(
-            self._solves_quadratic("lpgd")).outputs)
+        """The layer's configuration, one topic a line, as ``print(layer)`` shows it.
+
+        Returns
+        -------
+        str
+            Parameters and outputs with their shapes (without batch dimension), the
+            gradient options (``gradient``, ``tau``, ``rho``, ``lpgd_mode``,
+            ``exact_mode``) and the solver options (``solver``, ``solver_args``,
+            ``workers``: ``auto`` for all cores, or the executor's class; and
+            ``warm_start=True`` when set).
+        """
+        def shape(dims):
+            return "(" + ", ".join(map(str, dims)) + ("," if len(dims) == 1 else "") + ")"
+
+        params = ", ".join(f"{p.name()} {shape(p.shape)}" for p in self.parameters_)
+        outputs = self._template(self._solves_quadratic("lpgd")).outputs
+        # Dual outputs are labelled with the constraint's text, which may span lines.
+        outs = ", ".join(f"{' '.join(slot.name.split())} {shape(slot.shape)}"
+                         for slot in outputs)
         o = self.options
-        return (f"parameters=[{params}], variables=[{outs}], gradient={o.gradient!r}, "
-                f"tau={o.tau}, rho={o.rho}, lpgd_mode={o.lpgd_mode!r}, solver={self.solver!r}")
+        executor = getattr(self, "executor", None)
+        workers = getattr(self, "workers", None)
+        workers = (type(executor).__name__ if executor is not None
+                   else "auto" if workers is None else workers)
+        return (f"parameters: {params}\noutputs: {outs}\n"
+                f"gradient={o.gradient!r}, tau={o.tau:g}, rho={o.rho:g}, "
+                f"lpgd_mode={o.lpgd_mode!r}, exact_mode={o.exact_mode!r}\n"
+                f"solver={self.solver!r}, solver_args={o.solver_args!r}, workers={workers}"
+                + (", warm_start=True" if getattr(self, "warm_start", False) else ""))
 
     # ---- call ----------------------------------------------------------------------------
 
@@ -279,9 +352,10 @@ class _Call:
         template = layer._template(
             quadratic=not self.exact and get_backend(layer.solver).supports_quadratic)
         theta = template.stack_parameters(inputs.values, inputs.batch_size)
-        batch = template.program_data(theta)
         engine = BatchEngine(layer.solver, self.options.solver_args,
-                             executor=layer.executor, workers=layer.workers)
+                             executor=layer.executor, workers=layer.workers,
+                             warm_starts=layer._warm_starts if layer.warm_start else None)
+        batch = engine.program_data(template, theta, inputs.batched)
         if self.exact:
             state = engine.forward_exact(template, batch, self.options.exact_mode)
         else:
@@ -303,6 +377,8 @@ class _Call:
         else:
             data_grad = self.engine.backward_lpgd(self.state, dx, dy, tau=options.tau,
                                                   rho=options.rho, mode=options.lpgd_mode)
+            # ZeroGradientWarning (once per layer) when τ moved no perturbed solution.
+            warn_if_zero_gradient(self.layer, self.state, data_grad, dx, dy, options)
         param_grads = template.parameter_gradient(data_grad.dc, data_grad.db,
                                                   data_grad.dA_data, data_grad.dP_data)
         self.state.data_gradient = data_grad

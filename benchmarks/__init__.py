@@ -1,0 +1,1 @@
+"""Benchmarks of cvxlpgd against cvxpylayers: ``python -m benchmarks.run`` (see run.py)."""
