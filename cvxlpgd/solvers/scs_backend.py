@@ -53,6 +53,9 @@ DEFAULT_SETTINGS = {
     "eps_abs": 1e-7,
     "eps_rel": 1e-7,
     "max_iters": 100_000,
+    # SCS picks MKL Pardiso by itself where MKL is installed; its own QDLDL was faster on
+    # every benchmark problem (docs/benchmarks.md) and gives the same results everywhere.
+    "linear_solver": "qdldl",
 }
 
 #: SCS ``status_val`` → normalized status; anything else is FAILED.
