@@ -46,8 +46,8 @@ class CallOptions:
     exact_mode: str
     solver_args: dict
 
-    def validated(self) -> CallOptions:
-        """Check every option.
+    def validated(self, solver: str) -> CallOptions:
+        """Check every option, for the layer's ``solver``.
 
         Returns
         -------
@@ -57,7 +57,8 @@ class CallOptions:
         Raises
         ------
         ValueError
-            For an unknown gradient, τ ≤ 0, ρ < 0, unknown modes.
+            For an unknown gradient, τ ≤ 0, ρ < 0, unknown modes, or ρ > 0 with a
+            solver that takes no quadratic objective (the proximal term is one).
         TypeError
             When ``solver_args`` is not a dict.
         """
@@ -67,6 +68,10 @@ class CallOptions:
         validate_exact_mode(self.exact_mode)
         if not isinstance(self.solver_args, dict):
             raise TypeError(f"solver_args must be a dict, got {type(self.solver_args).__name__}")
+        if self.rho > 0 and not get_backend(solver).supports_quadratic:
+            quadratic = [name for name in SOLVERS if get_backend(name).supports_quadratic]
+            raise ValueError(f"rho > 0 adds a quadratic proximal term, which {solver} does not "
+                             f"accept; use rho=0 or one of {tuple(quadratic)}")
         return self
 
 
@@ -140,11 +145,11 @@ class CvxpyLayer(torch.nn.Module):
                  solver_args: dict | None = None, workers: int | None = None,
                  executor=None, warm_start: bool = False):
         super().__init__()
-        self.options = CallOptions(gradient=gradient, tau=float(tau), rho=float(rho),
-                                   lpgd_mode=lpgd_mode, exact_mode=exact_mode,
-                                   solver_args=dict(solver_args or {})).validated()
         if not isinstance(solver, str) or solver.upper() not in SOLVERS:
             raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
+        self.options = CallOptions(gradient=gradient, tau=float(tau), rho=float(rho),
+                                   lpgd_mode=lpgd_mode, exact_mode=exact_mode,
+                                   solver_args=dict(solver_args or {})).validated(solver.upper())
         if workers is not None and (isinstance(workers, bool) or not isinstance(
                 workers, (int, np.integer)) or workers < 1):
             raise ValueError(f"workers must be a positive integer, got {workers!r}")
@@ -255,7 +260,7 @@ class CvxpyLayer(torch.nn.Module):
             rho=self.options.rho if rho is None else float(rho),
             lpgd_mode=self.options.lpgd_mode if lpgd_mode is None else lpgd_mode,
             solver_args={**self.options.solver_args, **(solver_args or {})},
-        ).validated()
+        ).validated(self.solver)
         inputs = _check_inputs(self.parameters_, tensors)
         needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
         call = _Call(layer=self, options=options, inputs=inputs, needs_grad=needs_grad)

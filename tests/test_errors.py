@@ -75,6 +75,17 @@ def test_invalid_options_are_rejected_with_valid_values(qp, option, value, messa
         cvxlpgd.CvxpyLayer(problem, params, [x], **{option: value})
 
 
+def test_rho_needs_a_solver_with_quadratic_objectives():
+    problem, params, x, values = problems.scaled_qp()
+    conic = cvxlpgd.CvxpyLayer(cp.Problem(cp.Minimize(params[1] @ x), [x >= params[2]]),
+                               params[1:], [x], solver="ECOS")
+    message = r"rho > 0 .* ECOS does not accept; use rho=0 or one of \('SCS', 'CLARABEL'\)"
+    with pytest.raises(ValueError, match=message):
+        cvxlpgd.CvxpyLayer(problem, params, [x], solver="ECOS", rho=0.5)
+    with pytest.raises(ValueError, match=message):
+        conic(torch.ones(3), torch.zeros(3), rho=0.5)
+
+
 def test_invalid_call_overrides_leave_the_layer_unchanged(qp):
     _, _, _, layer, tensors = qp
     with pytest.raises(ValueError, match="tau must be a positive"):
