@@ -20,7 +20,7 @@ duals).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cvxpy as cp
 import numpy as np
@@ -204,6 +204,9 @@ class ConeTemplate:
     A_map: sp.csr_matrix
     P_pattern: SparsePattern | None
     P_map: sp.csr_matrix | None
+    #: For each of "A", "P", "b", "c": which columns of θ̃ its map uses (computed once,
+    #: since scanning the maps costs more than a small call).
+    column_usage: dict = field(default_factory=dict)
 
     @property
     def num_parameters(self) -> int:
@@ -277,12 +280,7 @@ class ConeTemplate:
         columns = np.zeros(self.num_parameters + 1, dtype=bool)
         for slot, flag in zip(self.parameters, batched):
             columns[slot.offset:slot.offset + slot.size] = flag
-
-        def varies(matrix):
-            return matrix is not None and bool((abs(matrix)[:, columns]).sum() > 0)
-
-        return {"A": varies(self.A_map), "P": varies(self.P_map),
-                "b": varies(self.b_map), "c": varies(self.c_map)}
+        return {name: bool(np.any(used & columns)) for name, used in self.column_usage.items()}
 
     # ---- problem-data gradient → parameter gradient --------------------------------
 
@@ -431,9 +429,13 @@ def compile_problem(problem: cp.Problem, parameters, variables, *,
                          f"({param_prob.cone_dims}); supported: zero, nonneg, SOC, PSD, exp, "
                          "3-d power")
     outputs = tuple(_output_slot(v, param_prob, chain, n, m) for v in variables)
+    b_map = sp.csr_matrix(b_map)
+    maps = {"A": A_map, "P": P_map, "b": b_map, "c": c_map}
+    column_usage = {name: np.zeros(lift.shape[1], dtype=bool) if matrix is None
+                    else _used_columns(matrix) for name, matrix in maps.items()}
     return ConeTemplate(n=n, m=m, cones=cones, parameters=slots, outputs=outputs,
-                        c_map=c_map, b_map=sp.csr_matrix(b_map), A_pattern=A_pattern,
-                        A_map=A_map, P_pattern=P_pattern, P_map=P_map)
+                        c_map=c_map, b_map=b_map, A_pattern=A_pattern, A_map=A_map,
+                        P_pattern=P_pattern, P_map=P_map, column_usage=column_usage)
 
 
 def validate_problem(problem, parameters, variables):
@@ -550,6 +552,13 @@ def _parameter_lift(parameters, param_prob, chain):
     rows, cols = np.concatenate(rows), np.concatenate(cols)
     lift = sp.csc_matrix((np.ones(rows.size), (rows, cols)), shape=(total, offset + 1))
     return tuple(slots), lift
+
+
+def _used_columns(matrix) -> np.ndarray:
+    """Columns holding a nonzero (explicit zeros do not count)."""
+    matrix = sp.csc_matrix(matrix, copy=True)
+    matrix.eliminate_zeros()
+    return np.diff(matrix.indptr) > 0
 
 
 def _pattern_and_map(entry_map: sp.csr_matrix, shape, sign: float = 1.0):

@@ -34,7 +34,6 @@ How a batch runs (see also :mod:`cvxlpgd.parallel`):
 
 from __future__ import annotations
 
-import weakref
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
@@ -580,21 +579,6 @@ class BatchGradient:
 
 # ---- the engine --------------------------------------------------------------------------
 
-_DEPENDENCIES: dict = {}
-
-
-def _dependencies(template: ConeTemplate, batched: tuple[bool, ...]) -> dict[str, bool]:
-    """``template.depends_on(batched)``, cached: it scans the maps, which for large A
-    costs more than the rest of a small call."""
-    key = (id(template), batched)
-    entry = _DEPENDENCIES.get(key)
-    if entry is None or entry[0]() is not template:
-        entry = (weakref.ref(template), template.depends_on(list(batched)))
-        _DEPENDENCIES[key] = entry
-        weakref.finalize(template, _DEPENDENCIES.pop, key, None)
-    return entry[1]
-
-
 def _constant_columns(data: np.ndarray | None) -> bool:
     """True when every column of ``data`` is the same (broadcast or equal values)."""
     if data is None or data.shape[1] == 1 or data.strides[1] == 0:
@@ -674,7 +658,7 @@ class BatchEngine:
         B = theta.shape[1]
         if batched is None:
             return template.program_data(theta)
-        deps = _dependencies(template, tuple(bool(f) for f in batched))
+        deps = template.depends_on([bool(f) for f in batched])
 
         def evaluate(mapping, varies):
             if mapping is None:
