@@ -1,7 +1,11 @@
-"""Conic solver backends behind one small protocol (see :mod:`cvxlpgd.solvers.base`).
+"""Conic solver backends behind one batch protocol (see :mod:`cvxlpgd.solvers.base`).
 
 Every backend solves ``minimize ½xᵀPx + cᵀx s.t. Ax + s = b, s ∈ K`` in SCS
 convention and returns ``(x, y, s)`` in that convention:
+
+* ``"MOREAU"`` — interior point (and an active-set method for small QPs); solves a
+  whole batch of one structure in one call; quadratic objectives, all cones but
+  the dual exponential; warm starts; its own implicit derivative.
 
 * ``"SCS"`` — first order; quadratic objectives, all cones, warm starts, one
   factorization reused across (b, c) updates.
@@ -17,6 +21,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from cvxlpgd.cones import ConeDims
+from cvxlpgd.program import ProgramBatch, ProgramStructure, SparsePattern
+from cvxlpgd.solvers._common import as_vector, check_shapes, check_warm_start
 from cvxlpgd.solvers.base import (
     FAILED,
     INFEASIBLE,
@@ -26,35 +32,76 @@ from cvxlpgd.solvers.base import (
     OPTIMAL_INACCURATE,
     UNBOUNDED,
     UNBOUNDED_INACCURATE,
+    BatchSolution,
+    BatchSolver,
     Solution,
     SolverBackend,
     Workspace,
 )
 from cvxlpgd.solvers.clarabel_backend import ClarabelBackend
 from cvxlpgd.solvers.ecos_backend import EcosBackend
+from cvxlpgd.solvers.moreau_backend import MoreauSolver, moreau_available
+from cvxlpgd.solvers.pooled import PooledSolver
 from cvxlpgd.solvers.scs_backend import ScsBackend
 
 #: Valid solver names, upper case.
-SOLVERS = ("SCS", "CLARABEL", "ECOS")
+SOLVERS = ("MOREAU", "SCS", "CLARABEL", "ECOS")
 
+#: Solvers that solve one program at a time (batched through :class:`PooledSolver`).
 _BACKENDS = {"SCS": ScsBackend, "CLARABEL": ClarabelBackend, "ECOS": EcosBackend}
 
+#: What each solver accepts: a quadratic objective, warm starts.
+CAPABILITIES = {
+    "MOREAU": {"quadratic": True, "warm_start": True},
+    "SCS": {"quadratic": True, "warm_start": True},
+    "CLARABEL": {"quadratic": True, "warm_start": False},
+    "ECOS": {"quadratic": False, "warm_start": False},
+}
+
 __all__ = [
-    "SOLVERS", "get_backend", "solve_cone_program",
-    "Solution", "Workspace", "SolverBackend",
-    "ScsBackend", "ClarabelBackend", "EcosBackend",
+    "SOLVERS", "CAPABILITIES", "get_backend", "batch_solver", "solve_cone_program",
+    "supports_quadratic", "moreau_available",
+    "Solution", "Workspace", "SolverBackend", "BatchSolution", "BatchSolver",
+    "ScsBackend", "ClarabelBackend", "EcosBackend", "MoreauSolver", "PooledSolver",
     "OPTIMAL", "OPTIMAL_INACCURATE", "INFEASIBLE", "UNBOUNDED",
     "INFEASIBLE_INACCURATE", "UNBOUNDED_INACCURATE", "FAILED", "OK_STATUSES",
 ]
 
 
-def get_backend(name: str) -> SolverBackend:
-    """The backend called ``name`` (case-insensitive).
+def _key(name) -> str:
+    key = name.upper() if isinstance(name, str) else None
+    if key not in CAPABILITIES:
+        raise ValueError(f"unknown solver {name!r}; valid solvers: {', '.join(SOLVERS)}")
+    return key
+
+
+def supports_quadratic(name: str) -> bool:
+    """Whether solver ``name`` accepts a quadratic objective ½xᵀPx.
 
     Parameters
     ----------
     name : str
-        One of :data:`SOLVERS`, in any case.
+        One of :data:`SOLVERS` (case-insensitive).
+
+    Returns
+    -------
+    bool
+
+    Raises
+    ------
+    ValueError
+        For an unknown solver.
+    """
+    return CAPABILITIES[_key(name)]["quadratic"]
+
+
+def get_backend(name: str) -> SolverBackend:
+    """The per-element backend called ``name`` (case-insensitive).
+
+    Parameters
+    ----------
+    name : str
+        ``"SCS"``, ``"CLARABEL"`` or ``"ECOS"``, in any case.
 
     Returns
     -------
@@ -63,12 +110,56 @@ def get_backend(name: str) -> SolverBackend:
     Raises
     ------
     ValueError
-        If ``name`` is not a known solver; the message lists the valid names.
+        If ``name`` is not a known solver (the message lists the valid names), or
+        names Moreau, which has no per-element backend (use :func:`batch_solver`).
     """
-    key = name.upper() if isinstance(name, str) else None
+    key = _key(name)
     if key not in _BACKENDS:
-        raise ValueError(f"unknown solver {name!r}; valid solvers: {', '.join(SOLVERS)}")
+        raise ValueError(f"{key} solves whole batches: use cvxlpgd.solvers.batch_solver")
     return _BACKENDS[key]()
+
+
+def batch_solver(name: str, structure, settings: dict | None = None, *, executor=None,
+                 workers: int | None = None, partitions: int | None = None,
+                 share_factorizations: bool = True, device: str = "cpu",
+                 enable_grad: bool = False) -> BatchSolver:
+    """A solver for batches of one structure.
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`SOLVERS` (case-insensitive).
+    structure : cvxlpgd.program.ProgramStructure
+        Cones and patterns of A and P.
+    settings : dict, optional
+        Solver settings.
+    executor, workers, partitions, share_factorizations :
+        For the per-element solvers: see :class:`PooledSolver`.
+    device : str, default "cpu"
+        Moreau only: where it solves.
+    enable_grad : bool, default False
+        Moreau only: keep its implicit derivative available.
+
+    Returns
+    -------
+    BatchSolver
+
+    Raises
+    ------
+    ValueError
+        For an unknown solver, Moreau when it is not installed, unsupported cones or
+        invalid settings.
+    """
+    key = _key(name)
+    if key == "MOREAU":
+        if not moreau_available():
+            raise ValueError("solver 'MOREAU' needs the moreau package (pip install moreau; "
+                             "wheels exist for Linux x86_64/aarch64 and macOS arm64)")
+        return MoreauSolver(structure, settings, device=device, enable_grad=enable_grad)
+    backend = _BACKENDS[key]()
+    return PooledSolver(backend, structure, dict(settings or {}), executor=executor,
+                        workers=workers, partitions=partitions,
+                        share_factorizations=share_factorizations)
 
 
 def solve_cone_program(A: sp.spmatrix, b: np.ndarray, c: np.ndarray, cones: ConeDims,
@@ -91,7 +182,7 @@ def solve_cone_program(A: sp.spmatrix, b: np.ndarray, c: np.ndarray, cones: Cone
     P : scipy.sparse matrix, optional
         Full symmetric n × n quadratic cost.
     solver : str, default "SCS"
-        One of :data:`SOLVERS` (case-insensitive).
+        One of :data:`SOLVERS` (case-insensitive); Moreau solves a batch of one.
     settings : dict, optional
         Solver settings, merged over the backend's defaults.
     warm_start : tuple of numpy.ndarray, optional
@@ -107,5 +198,22 @@ def solve_cone_program(A: sp.spmatrix, b: np.ndarray, c: np.ndarray, cones: Cone
         Unknown solver or setting, unsupported cone or quadratic objective, or
         inconsistent shapes.
     """
-    workspace = get_backend(solver).setup(A, P, cones, settings or {})
-    return workspace.solve(b, c, warm_start)
+    if _key(solver) != "MOREAU":
+        workspace = get_backend(solver).setup(A, P, cones, settings or {})
+        return workspace.solve(b, c, warm_start)
+    A = sp.csc_matrix(A, dtype=float)
+    A.sort_indices()
+    P = None if P is None else sp.csc_matrix(P, dtype=float)
+    if P is not None:
+        P.sort_indices()
+    check_shapes(A, P, cones)
+    structure = ProgramStructure(cones, SparsePattern.of(A),
+                                 None if P is None else SparsePattern.of(P))
+    m, n = A.shape
+    batch = ProgramBatch(c=as_vector(c, n, "c")[None], b=as_vector(b, m, "b")[None],
+                         A_data=A.data[None],
+                         P_data=None if P is None else P.data[None])
+    start = None
+    if warm_start is not None:
+        start = tuple(v[None] for v in check_warm_start(warm_start, n, m))
+    return batch_solver("MOREAU", structure, settings).solve(batch, start).element(0)

@@ -1,15 +1,21 @@
-"""The small protocol every conic solver backend implements.
+"""The protocols every conic solver backend implements: one program, or a batch.
 
-A backend solves cone programs in SCS form (see DESIGN.md)
+A backend solves cone programs in SCS form
 
     minimize  ½ xᵀPx + cᵀx   subject to  Ax + s = b,  s ∈ K
 
 and returns the primal-dual triple (x, y, s) in the same convention, whatever the
 solver's own ordering (PSD triangles, exponential-cone coordinates) is.
 
-A :class:`Workspace` is created once for fixed (P, A, K) — the expensive part, where
-the solver factorizes — and then solves for any number of (b, c) right-hand sides,
-optionally warm-started.
+Two levels:
+
+* A :class:`Workspace` is created once for fixed (P, A, K) — the expensive part,
+  where the solver factorizes — and then solves for any number of (b, c) right-hand
+  sides, optionally warm-started. SCS, Clarabel and ECOS implement it.
+* A :class:`BatchSolver` is built for one *structure* (cones and the patterns of A
+  and P) and solves a whole :class:`~cvxlpgd.program.ProgramBatch` per call,
+  returning a :class:`BatchSolution` with one row per element. Moreau implements it
+  natively; the per-element solvers through :mod:`cvxlpgd.solvers.pooled`.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from cvxlpgd.cones import ConeDims
+from cvxlpgd.program import ProgramBatch
 
 #: Normalized statuses. ``OK_STATUSES`` carry a usable solution.
 OPTIMAL = "optimal"
@@ -31,6 +38,8 @@ INFEASIBLE_INACCURATE = "infeasible_inaccurate"
 UNBOUNDED_INACCURATE = "unbounded_inaccurate"
 FAILED = "failed"
 OK_STATUSES = frozenset({OPTIMAL, OPTIMAL_INACCURATE})
+#: Solved, but not to the requested accuracy (iteration limit, ``AlmostSolved``, ...).
+INACCURATE_STATUSES = frozenset({OPTIMAL_INACCURATE})
 
 
 @dataclass
@@ -82,4 +91,107 @@ class SolverBackend(Protocol):
     def setup(self, A: sp.csc_matrix, P: sp.csc_matrix | None, cones: ConeDims,
               settings: dict) -> Workspace:
         """Create a workspace. ``P`` is full symmetric (both triangles) or None."""
+        ...
+
+
+#: A warm start for a batch: ``(X, Y, S)`` with one row per element.
+BatchPoint = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+@dataclass
+class BatchSolution:
+    """Primal-dual solutions of a batch, one row per element, in SCS convention.
+
+    Attributes
+    ----------
+    x : numpy.ndarray
+        Primal solutions, (B, n).
+    y, s : numpy.ndarray
+        Duals (y ∈ K*) and slacks (s ∈ K), (B, m).
+    status : list of str
+        Normalized status per element.
+    iterations : numpy.ndarray
+        Solver iterations per element.
+    solve_time : numpy.ndarray
+        Seconds per element (a batched solver's wall time shared evenly).
+    solver : str
+        The solver that produced it.
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    s: np.ndarray
+    status: list[str]
+    iterations: np.ndarray
+    solve_time: np.ndarray
+    solver: str
+
+    @property
+    def batch_size(self) -> int:
+        """Number of elements B."""
+        return self.x.shape[0]
+
+    @property
+    def ok(self) -> np.ndarray:
+        """Boolean mask of the elements that carry a usable solution."""
+        return np.array([status in OK_STATUSES for status in self.status], dtype=bool)
+
+    @property
+    def point(self) -> BatchPoint:
+        """``(x, y, s)``, e.g. to warm-start another solve of the same batch."""
+        return self.x, self.y, self.s
+
+    @classmethod
+    def from_solutions(cls, solutions: list[Solution], solver: str) -> BatchSolution:
+        """Stack per-element solutions, in order."""
+        return cls(x=np.stack([s.x for s in solutions]), y=np.stack([s.y for s in solutions]),
+                   s=np.stack([s.s for s in solutions]),
+                   status=[s.status for s in solutions],
+                   iterations=np.array([s.iterations for s in solutions], dtype=np.int64),
+                   solve_time=np.array([s.solve_time for s in solutions], dtype=float),
+                   solver=solver)
+
+    @classmethod
+    def concatenate(cls, parts: list[BatchSolution]) -> BatchSolution:
+        """Elements of ``parts`` one after the other."""
+        if len(parts) == 1:
+            return parts[0]
+        return cls(x=np.concatenate([p.x for p in parts]), y=np.concatenate([p.y for p in parts]),
+                   s=np.concatenate([p.s for p in parts]),
+                   status=[st for p in parts for st in p.status],
+                   iterations=np.concatenate([p.iterations for p in parts]),
+                   solve_time=np.concatenate([p.solve_time for p in parts]),
+                   solver=parts[0].solver)
+
+    def rows(self, index) -> BatchSolution:
+        """The elements ``index`` (slice or index array)."""
+        picked = np.arange(self.batch_size)[index]
+        return BatchSolution(x=self.x[index], y=self.y[index], s=self.s[index],
+                             status=[self.status[i] for i in picked],
+                             iterations=self.iterations[index],
+                             solve_time=self.solve_time[index], solver=self.solver)
+
+    def element(self, index: int) -> Solution:
+        """Element ``index`` as a single :class:`Solution`."""
+        return Solution(x=self.x[index], y=self.y[index], s=self.s[index],
+                        status=self.status[index], iterations=int(self.iterations[index]),
+                        solve_time=float(self.solve_time[index]))
+
+
+class BatchSolver(Protocol):
+    """Solves batches of programs of one structure (cones, patterns of A and P)."""
+
+    name: str
+    supports_warm_start: bool
+
+    def solve(self, batch: ProgramBatch, warm_start: BatchPoint | None = None,
+              reuse: dict | None = None) -> BatchSolution:
+        """Solve every element of ``batch``.
+
+        ``warm_start`` is ``(X, Y, S)`` with one row per element (ignored by solvers
+        that cannot warm-start). ``reuse`` is a dictionary owned by the caller in
+        which the solver may keep what it set up for these matrices (factorizations)
+        and find it again in a later call on a batch with the same ``A_data`` and
+        ``P_data`` arrays; it lives as long as the caller keeps it.
+        """
         ...

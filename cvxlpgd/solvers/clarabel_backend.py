@@ -221,6 +221,8 @@ class ClarabelBackend:
     name = "CLARABEL"
     supports_quadratic = True
     supports_warm_start = False
+    #: A solve depends on its inputs and the setup only, not on earlier solves.
+    solves_independently = True
 
     def setup(self, A: sp.csc_matrix, P: sp.csc_matrix | None, cones: ConeDims,
               settings: dict | None) -> ClarabelWorkspace:

@@ -195,6 +195,8 @@ class EcosBackend:
     name = "ECOS"
     supports_quadratic = False
     supports_warm_start = False
+    #: A solve depends on its inputs and the setup only, not on earlier solves.
+    solves_independently = True
 
     def setup(self, A: sp.csc_matrix, P: sp.csc_matrix | None, cones: ConeDims,
               settings: dict | None) -> EcosWorkspace:

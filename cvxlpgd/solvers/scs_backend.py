@@ -199,6 +199,9 @@ class ScsBackend:
     name = "SCS"
     supports_quadratic = True
     supports_warm_start = True
+    #: SCS carries its acceleration memory from one solve on a workspace to the next,
+    #: so a result depends on the solves before it.
+    solves_independently = False
 
     def setup(self, A: sp.csc_matrix, P: sp.csc_matrix | None, cones: ConeDims,
               settings: dict | None) -> ScsWorkspace:
