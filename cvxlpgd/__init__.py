@@ -18,10 +18,10 @@ from cvxlpgd.diagnostics import (
     compare_gradients,
     tau_scan,
 )
-from cvxlpgd.engine import SolveRecord, SolverStats
 from cvxlpgd.errors import SolverError
 from cvxlpgd.layer import CvxpyLayer
 from cvxlpgd.solvers import SOLVERS
+from cvxlpgd.state import SolveRecord, SolverStats
 
 __all__ = [
     "CvxpyLayer", "SolverError", "SOLVERS",

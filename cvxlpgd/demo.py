@@ -64,8 +64,7 @@ class TrainingRun:
         Returns
         -------
         float or None
-            None when there was no such solve or it reports no iterations (the exact
-            path solves through diffcp, which does not report them).
+            None when there was no such solve or it reports no iterations.
         """
         solves = self.solver.get(f"{direction}_solves", 0)
         iterations = self.solver.get(f"{direction}_iterations", 0)
@@ -219,8 +218,8 @@ def run_demo(steps: int = 25, print_fn=print) -> list[TrainingRun]:
     print_fn("portfolio is an LP: its exact gradient is zero, so only LPGD learns; "
              "projection is a smooth QP, where both learn.")
     print_fn("Solves count batch elements (projection: 8 per call). LPGD's backward solves "
-             "are warm-started re-solves; the exact path solves through diffcp (no "
-             "iteration counts) and differentiates without re-solving.")
+             "are warm-started re-solves; the exact path differentiates the forward "
+             "solution (diffcp's adjoint) without re-solving.")
     return runs
 
 

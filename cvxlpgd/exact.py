@@ -1,166 +1,202 @@
-"""Exact derivative of the solution map through diffcp's adjoint, for comparison with LPGD.
+"""Exact derivatives of the solution map, for comparison with LPGD.
 
-diffcp differentiates the homogeneous self-dual embedding of the conic program
-(no quadratic term: the layer compiles the conic-only form for this path). Given
-incoming (dx, dy, ds) its adjoint returns the vector–Jacobian product
+Two backends, chosen by the layer's ``exact_backend``:
 
-    (dA, db, dc) = (∂(x, y, s)/∂(A, b, c))ᵀ (dx, dy, ds)
+* ``"diffcp"`` (the reference) — diffcp's derivative of the homogeneous self-dual
+  embedding, applied at the solution our solver found (any solver: the forward solve
+  is the same batched solve as on the LPGD path, so every status is checked the
+  same way). With z = (u, v, w) = (x, y − s, 1), the embedding's data matrix
 
-with dA on A's sparsity pattern.
+      Q = [[0, Aᵀ, c], [−A, 0, b], [−cᵀ, −bᵀ, 0]]
+
+  and Π the projection onto ℝⁿ × K* × ℝ₊, the residual map's derivative is
+  M = (Q − I) DΠ(z) + I. For incoming (dx, dy, ds) the adjoint solves Mᵀ r = dz with
+
+      dz = (dx, DΠ_K*(v)ᵀ(dy + ds) − ds, −(xᵀdx + yᵀdy + sᵀds))
+
+  and returns dA_ij = π_j r_{n+i} − π_{n+i} r_j, db = π_y r_w − π_w r_y,
+  dc = π_x r_w − π_w r_x (π = Π(z)). diffcp has no quadratic term (the layer compiles
+  the conic-only form for this path) and no power cones.
+* ``"moreau"`` — Moreau's own implicit derivative of its interior-point solution
+  (``CompiledSolver.backward``): quadratic objectives and every cone Moreau solves.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 
-import diffcp
 import numpy as np
 import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+from diffcp import _diffcp
+from diffcp import cones as diffcp_cones
+from diffcp.cone_program import pi as project_embedding
 
-from cvxlpgd.compile import SparsePattern
 from cvxlpgd.cones import ConeDims
-from cvxlpgd.errors import SolverError
 from cvxlpgd.lpgd import DataGradient
-from cvxlpgd.solvers.base import OPTIMAL, OPTIMAL_INACCURATE, Solution
-from cvxlpgd.solvers.clarabel_backend import DEFAULT_SETTINGS as CLARABEL_DEFAULTS
-from cvxlpgd.solvers.ecos_backend import ecos_settings
-from cvxlpgd.solvers.scs_backend import scs_settings
+from cvxlpgd.program import ProgramBatch, ProgramStructure
 
 EXACT_MODES = ("lsqr", "dense", "lsmr")
-# diffcp's own spelling of the solvers it drives.
-_DIFFCP_SOLVER_NAMES = {"SCS": "SCS", "CLARABEL": "Clarabel", "ECOS": "ECOS"}
+EXACT_BACKENDS = ("diffcp", "moreau")
 
+#: ``adjoint(dx, dy, ds) → (dA_data, db, dc)`` of one element.
 Adjoint = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple]
 
 
-def validate_exact_mode(mode: str) -> None:
-    """Check diffcp's mode for the exact gradient.
+def validate_exact_options(mode: str, backend: str) -> None:
+    """Check the exact-gradient options.
 
     Parameters
     ----------
     mode : str
-        One of :data:`EXACT_MODES`.
+        diffcp's mode, one of :data:`EXACT_MODES`.
+    backend : str
+        One of :data:`EXACT_BACKENDS`.
 
     Raises
     ------
     ValueError
-        For a diffcp mode this package does not offer (the message lists the valid
-        ones).
+        For an unknown mode or backend (the message lists the valid ones).
     """
     if mode not in EXACT_MODES:
         raise ValueError(f"exact_mode must be one of {EXACT_MODES}, got {mode!r}")
+    if backend not in EXACT_BACKENDS:
+        raise ValueError(f"exact_backend must be one of {EXACT_BACKENDS}, got {backend!r}")
 
 
-def diffcp_settings(solver: str, settings: dict) -> dict:
-    """The keyword settings diffcp passes to ``solver``: the backend's defaults and the user's.
+def check_diffcp_cones(cones: ConeDims) -> None:
+    """Raise when diffcp cannot differentiate over ``cones`` (power cones).
 
     Parameters
     ----------
-    solver : str
-        ``"SCS"``, ``"CLARABEL"`` or ``"ECOS"``.
-    settings : dict
-        The user's settings.
+    cones : ConeDims
+        The cone K.
 
-    Returns
-    -------
-    dict
+    Raises
+    ------
+    ValueError
+        Naming the power cones and the alternatives.
     """
-    if solver == "SCS":
-        return scs_settings(settings)
-    if solver == "ECOS":
-        return ecos_settings(settings)
-    return {**CLARABEL_DEFAULTS, **settings}
+    if cones.power:
+        raise ValueError(f"the exact derivative through diffcp does not cover power cones "
+                         f"(this problem has {len(cones.power)}); use gradient='lpgd', or "
+                         "exact_backend='moreau' with solver='MOREAU'")
 
 
-def solve_with_adjoint(A: sp.csc_matrix, b: np.ndarray, c: np.ndarray, cones: ConeDims, *,
-                       solver: str, settings: dict, mode: str = "lsqr",
-                       warm_start: tuple | None = None,
-                       batch_index: int | None = None) -> tuple[Solution, Adjoint]:
-    """Solve with diffcp and return the solution and its adjoint derivative.
+def adjoint_at_solution(A: sp.csc_matrix, b: np.ndarray, c: np.ndarray, cones: ConeDims,
+                        x: np.ndarray, y: np.ndarray, s: np.ndarray, *, mode: str = "lsqr",
+                        A_pattern=None) -> Adjoint:
+    """diffcp's adjoint derivative at a given primal-dual solution (formulas above).
 
     Parameters
     ----------
     A : scipy.sparse.csc_matrix
-        Constraint matrix (copied: diffcp edits it in place).
+        Constraint matrix (m × n).
     b, c : numpy.ndarray
         Right-hand side and cost.
     cones : ConeDims
-        The cone K.
-    solver : str
-        ``"SCS"``, ``"CLARABEL"`` or ``"ECOS"``.
-    settings : dict
-        Solver settings, merged over the backend's defaults.
+        The cone K (no power cones: :func:`check_diffcp_cones`).
+    x, y, s : numpy.ndarray
+        The solution the derivative is taken at.
     mode : str, default "lsqr"
-        diffcp's derivative mode (:data:`EXACT_MODES`).
-    warm_start : tuple, optional
-        ``(x, y, s)`` for SCS; ignored by the other solvers.
-    batch_index : int, optional
-        Position in the batch, for error messages.
+        How Mᵀ r = dz is solved: ``"lsqr"``, ``"lsmr"`` (iterative) or ``"dense"``.
+    A_pattern : SparsePattern, optional
+        Entries of A on which dA is returned (default: A's stored entries).
 
     Returns
     -------
-    (Solution, callable)
-        The solution (``iterations`` and ``solve_time`` are not reported by diffcp
-        and stay 0) and ``adjoint(dx, dy, ds) → (dA, db, dc)``.
-
-    Raises
-    ------
-    SolverError
-        When diffcp's solve fails (status and batch index in the message).
+    callable
+        ``adjoint(dx, dy, ds) → (dA_data, db, dc)``.
     """
-    kwargs = diffcp_settings(solver, settings)
-    if warm_start is not None and solver == "SCS":
-        kwargs["warm_start"] = warm_start
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            # diffcp edits A in place (explicit zeros), so it gets a copy.
-            x, y, s, _, adjoint = diffcp.solve_and_derivative(
-                A.copy(), b, c, cones.to_scs(), mode=mode,
-                solve_method=_DIFFCP_SOLVER_NAMES[solver], **kwargs)
-    except diffcp.cone_program.SolverError as err:
-        where = "" if batch_index is None else f" at batch index {batch_index}"
-        status = _status_from_message(str(err))
-        raise SolverError(f"{solver} failed{where} with status {status!r} (exact gradient "
-                          f"path, diffcp): {err}", status=status,
-                          batch_index=batch_index) from err
-    inaccurate = any("Inaccurate" in str(w.message) for w in caught)
-    status = OPTIMAL_INACCURATE if inaccurate else OPTIMAL
-    return Solution(x=np.asarray(x), y=np.asarray(y), s=np.asarray(s), status=status), adjoint
+    m, n = A.shape
+    cone_list = diffcp_cones.parse_cone_dict(cones.to_scs())
+    parsed = diffcp_cones.parse_cone_dict_cpp(cone_list)
+    u, v, w = x, y - s, np.array([1.0])
+    b_col, c_col = b[:, None], c[:, None]
+    Q = sp.csc_matrix(sp.bmat([[None, A.T, c_col], [-A, None, b_col],
+                               [-c_col.T, -b_col.T, None]]))
+    dual_projection = _diffcp.dprojection(v, parsed, True)
+    if mode == "dense":
+        M = _diffcp.M_dense(Q.todense(), parsed, u, v, w[0])
+        MT = M.T
+    else:
+        MT = _diffcp.M_operator(Q, parsed, u, v, w[0]).transpose()
+    pi_z = project_embedding((u, v, w), cone_list)
+    if A_pattern is None:
+        A = sp.csc_matrix(A)
+        rows, cols = A.indices, np.repeat(np.arange(n), np.diff(A.indptr))
+    else:
+        rows, cols = A_pattern.rows, A_pattern.cols
+
+    def adjoint(dx, dy, ds):
+        dz = np.concatenate([dx, dual_projection.rmatvec(dy + ds) - ds,
+                             [-(x @ dx + y @ dy + s @ ds)]])
+        if not np.any(dz):
+            r = np.zeros(dz.size)
+        elif mode == "dense":
+            r = _diffcp._solve_adjoint_derivative_dense(M, MT, dz)
+        elif mode == "lsqr":
+            r = _diffcp.lsqr(MT, dz).solution
+        else:
+            operator = spla.LinearOperator((dz.size, dz.size), matvec=MT.matvec,
+                                           rmatvec=MT.rmatvec)
+            r = spla.lsmr(operator, dz, maxiter=10 * dz.size, atol=1e-10, btol=1e-10)[0]
+        dA = pi_z[cols] * r[n + rows] - pi_z[n + rows] * r[cols]
+        db = pi_z[n:n + m] * r[-1] - pi_z[-1] * r[n:n + m]
+        dc = pi_z[:n] * r[-1] - pi_z[-1] * r[:n]
+        return dA, db, dc
+
+    return adjoint
 
 
-def adjoint_data_gradient(adjoint: Adjoint, dx: np.ndarray, dy: np.ndarray,
-                          A_pattern: SparsePattern, ds: np.ndarray | None = None
-                          ) -> DataGradient:
-    """Apply diffcp's adjoint and read dA on ``A_pattern``.
+@dataclass(frozen=True)
+class AdjointTask:
+    """Plain, picklable data of one partition's exact backward pass.
+
+    Attributes
+    ----------
+    structure : ProgramStructure
+        Cones and patterns.
+    batch : ProgramBatch
+        The partition's problems.
+    point : tuple of numpy.ndarray
+        Their solutions ``(X, Y, S)``.
+    dx, dy : numpy.ndarray
+        Incoming gradients of the partition.
+    mode : str
+        diffcp's mode.
+    """
+
+    structure: ProgramStructure
+    batch: ProgramBatch
+    point: tuple
+    dx: np.ndarray
+    dy: np.ndarray
+    mode: str
+
+
+def adjoint_partition(task: AdjointTask) -> DataGradient:
+    """diffcp's adjoint for every element of a partition (rows in order).
 
     Parameters
     ----------
-    adjoint : callable
-        From :func:`solve_with_adjoint`.
-    dx, dy : numpy.ndarray
-        Incoming gradients in x and y.
-    A_pattern : SparsePattern
-        The stored entries of A on which dA is returned.
-    ds : numpy.ndarray, optional
-        Incoming gradient in s (default zero).
+    task : AdjointTask
+        The partition.
 
     Returns
     -------
     DataGradient
-        ``dP_data`` is None (diffcp has no quadratic term).
+        One row per element; ``dP_data`` is None.
     """
-    ds = np.zeros_like(dy) if ds is None else ds
-    dA, db, dc = adjoint(dx, dy, ds)
-    dA = sp.csc_matrix(dA)
-    dA_data = np.asarray(dA[A_pattern.rows, A_pattern.cols]).ravel()
-    return DataGradient(dc=np.asarray(dc), db=np.asarray(db), dA_data=dA_data, dP_data=None)
-
-
-def _status_from_message(message: str) -> str:
-    lowered = message.lower()
-    for status in ("infeasible", "unbounded"):
-        if status in lowered:
-            return status
-    return "failed"
+    structure, batch = task.structure, task.batch
+    out = DataGradient.zeros(ProgramStructure(structure.cones, structure.A_pattern, None),
+                             batch.batch_size)
+    X, Y, S = task.point
+    for j in range(batch.batch_size):
+        A, _ = batch.element_matrices(structure, j)
+        adjoint = adjoint_at_solution(A, batch.b[j], batch.c[j], structure.cones, X[j], Y[j],
+                                      S[j], mode=task.mode, A_pattern=structure.A_pattern)
+        out.dA_data[j], out.db[j], out.dc[j] = adjoint(task.dx[j], task.dy[j],
+                                                       np.zeros_like(task.dy[j]))
+    return out

@@ -1,6 +1,6 @@
-"""LPGD: perturbed re-solves and finite differences of the Lagrangian's data gradient.
+"""LPGD on a batch: perturbed re-solves and finite differences of the Lagrangian's data gradient.
 
-Symbols as in DESIGN.md. Cone program (SCS form)
+Symbols as in the docs (``docs/lpgd.md``). Cone program (SCS form)
 
     minimize ½ xᵀPx + cᵀx   s.t.  Ax + s = b,  s ∈ K,       L = ½ xᵀPx + cᵀx + yᵀ(Ax + s − b)
 
@@ -8,7 +8,7 @@ with data gradient of the Lagrangian at (x, y)
 
     G(x, y) = (∂L/∂c, ∂L/∂b, ∂L/∂A, ∂L/∂P) = (x, −y, y xᵀ, ½ x xᵀ)
 
-(∂L/∂A and ∂L/∂P restricted to the stored patterns of A and P; P is stored as full
+(∂L/∂A and ∂L/∂P restricted to the stored patterns of A and P; P is stored full
 symmetric, so each stored entry P_ij gets ½ x_i x_j). For incoming gradients
 (dx, dy, ds), strength τ > 0 and proximal weight ρ ≥ 0, the side σ ∈ {+1, −1} solves
 
@@ -19,15 +19,21 @@ Substituting s = b' − Ax (b' = b − στ dy) keeps A and K unchanged:
 
     c' = c + στ (dx − Aᵀds) − ρ x* [− ρ Aᵀ(b' − s*)],    P' = P + ρI [+ ρ AᵀA]
 
-(bracketed terms only when ds ≠ 0). With ρ = 0 the re-solve reuses the forward
-factorization. The substitution moves the s-terms out of the Lagrangian, so the dual
-of the perturbed problem as stated is recovered from the solver's y as
+(bracketed terms only when ds ≠ 0). With ρ = 0 the re-solve has the forward
+problem's matrices, so a solver reuses its factorization. The substitution moves the
+s-terms out of the Lagrangian, so the dual of the perturbed problem as stated is
+recovered from the solver's y as
 
-    y_σ = y − στ ds [− ρ(s − s*)]       (x-stationarity of both forms). The gradient replacement is
+    y_σ = y − στ ds [− ρ(s − s*)]       (x-stationarity of both forms).
+
+The gradient replacement is
 
     upper:   (G(x₊, y₊) − G(x*, y*)) / τ
     lower:   (G(x*, y*) − G(x₋, y₋)) / τ
     central: (G(x₊, y₊) − G(x₋, y₋)) / (2τ).
+
+Everything here is array arithmetic on whole batches (row ``i`` is element ``i``);
+the re-solves are one batched call per side (see :func:`lpgd_backward`).
 """
 
 from __future__ import annotations
@@ -38,29 +44,33 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from cvxlpgd.compile import SparsePattern
 from cvxlpgd.errors import SolverError
-from cvxlpgd.solvers.base import Solution
+from cvxlpgd.program import ProgramBatch, ProgramStructure, SparsePattern
+from cvxlpgd.solvers.base import BatchSolution
 
 LPGD_MODES = ("central", "upper", "lower")
-_SIDES = {"central": (+1, -1), "upper": (+1,), "lower": (-1,)}
+SIDES = {"central": (+1, -1), "upper": (+1,), "lower": (-1,)}
 SIDE_NAMES = {+1: "upper", -1: "lower"}
+
+#: Elements per block when forming G: bounds the transient memory of the products
+#: y xᵀ on A's pattern (B × nnz_A numbers each) for large batches.
+_BLOCK = 64
 
 
 @dataclass
 class DataGradient:
-    """Gradient with respect to the cone-program data (on the patterns of A and P).
+    """Gradient with respect to the cone-program data, one row per batch element.
 
     Attributes
     ----------
     dc : numpy.ndarray
-        Gradient in c, length n (or (n, B) for a batch, one column per element).
+        Gradient in c, (B, n).
     db : numpy.ndarray
-        Gradient in b, length m.
+        Gradient in b, (B, m).
     dA_data : numpy.ndarray
-        Gradient in the stored entries of A, in the order of its sparsity pattern.
+        Gradient in the stored entries of A, (B, nnz_A), in pattern order.
     dP_data : numpy.ndarray or None
-        Gradient in the stored entries of P (both triangles), or None without P.
+        Gradient in the stored entries of P (both triangles), (B, nnz_P), or None.
     """
 
     dc: np.ndarray
@@ -68,53 +78,51 @@ class DataGradient:
     dA_data: np.ndarray
     dP_data: np.ndarray | None
 
+    @classmethod
+    def zeros(cls, structure: ProgramStructure, batch_size: int) -> DataGradient:
+        """All-zero arrays for ``batch_size`` elements of ``structure``."""
+        P = structure.P_pattern
+        return cls(dc=np.zeros((batch_size, structure.n)),
+                   db=np.zeros((batch_size, structure.m)),
+                   dA_data=np.zeros((batch_size, structure.A_pattern.nnz)),
+                   dP_data=None if P is None else np.zeros((batch_size, P.nnz)))
+
+    def parts(self) -> tuple[np.ndarray | None, ...]:
+        """``(dc, db, dA_data, dP_data)``."""
+        return self.dc, self.db, self.dA_data, self.dP_data
+
     def __sub__(self, other: DataGradient) -> DataGradient:
-        return DataGradient(self.dc - other.dc, self.db - other.db,
-                            self.dA_data - other.dA_data,
-                            None if self.dP_data is None else self.dP_data - other.dP_data)
+        return DataGradient(*(None if a is None else a - b
+                              for a, b in zip(self.parts(), other.parts())))
 
     def scaled(self, factor: float) -> DataGradient:
-        """Every part multiplied by ``factor``.
-
-        Parameters
-        ----------
-        factor : float
-            The scale.
-
-        Returns
-        -------
-        DataGradient
-            A new object; this one is unchanged.
-        """
-        return DataGradient(factor * self.dc, factor * self.db, factor * self.dA_data,
-                            None if self.dP_data is None else factor * self.dP_data)
+        """Every part multiplied by ``factor`` (a new object)."""
+        return DataGradient(*(None if a is None else factor * a for a in self.parts()))
 
 
 def lagrangian_data_gradient(x: np.ndarray, y: np.ndarray, A_pattern: SparsePattern,
                              P_pattern: SparsePattern | None = None) -> DataGradient:
-    """G(x, y) = (x, −y, y xᵀ, ½ x xᵀ) on the stored entries of A and P.
-
-    The data gradient of the Lagrangian ``L = ½ xᵀPx + cᵀx + yᵀ(Ax + s − b)``.
+    """G(x, y) = (x, −y, y xᵀ, ½ x xᵀ) on the stored entries of A and P, per row.
 
     Parameters
     ----------
     x : numpy.ndarray
-        Primal point, length n.
+        Primal points, (B, n) (or one point of length n).
     y : numpy.ndarray
-        Dual point, length m.
+        Dual points, (B, m) (or length m).
     A_pattern : SparsePattern
-        Sparsity pattern of A: entry k gets ``y[rows[k]] * x[cols[k]]``.
+        Entry k of A gets ``y[rows[k]] * x[cols[k]]``.
     P_pattern : SparsePattern, optional
-        Sparsity pattern of P (full symmetric storage): entry k gets
-        ``½ x[rows[k]] * x[cols[k]]``. None when there is no P.
+        Entry k of P (full symmetric storage) gets ``½ x[rows[k]] * x[cols[k]]``.
 
     Returns
     -------
     DataGradient
+        With the shapes of the input (rows, or single vectors).
     """
-    dP = None if P_pattern is None else 0.5 * x[P_pattern.rows] * x[P_pattern.cols]
-    return DataGradient(dc=x.copy(), db=-y, dA_data=y[A_pattern.rows] * x[A_pattern.cols],
-                        dP_data=dP)
+    dP = None if P_pattern is None else 0.5 * x[..., P_pattern.rows] * x[..., P_pattern.cols]
+    return DataGradient(dc=np.array(x, dtype=float), db=-np.asarray(y, dtype=float),
+                        dA_data=y[..., A_pattern.rows] * x[..., A_pattern.cols], dP_data=dP)
 
 
 def validate_lpgd_options(tau: float, rho: float, mode: str) -> None:
@@ -143,43 +151,31 @@ def validate_lpgd_options(tau: float, rho: float, mode: str) -> None:
         raise ValueError(f"lpgd_mode must be one of {LPGD_MODES}, got {mode!r}")
 
 
-def proximal_quadratic(P: sp.spmatrix | None, A: sp.spmatrix, n: int, rho: float,
-                       slack_term: bool) -> sp.csc_matrix | None:
-    """P' = P + ρI (+ ρAᵀA when the slack is regularized too); P unchanged for ρ = 0.
+def transpose_apply(A_pattern: SparsePattern, A_data: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """``Aᵀ v`` for every row, A given by its stored entries.
 
     Parameters
     ----------
-    P : scipy.sparse matrix or None
-        The forward problem's quadratic cost (full symmetric), or None.
-    A : scipy.sparse matrix
-        Constraint matrix, m × n.
-    n : int
-        Number of variables.
-    rho : float
-        Proximal weight ρ ≥ 0.
-    slack_term : bool
-        Whether ``(ρ/2)‖s − s*‖²`` is part of the objective (when ds ≠ 0); substituting
-        ``s = b' − Ax`` turns it into ``ρAᵀA``.
+    A_pattern : SparsePattern
+        Pattern of A (m × n).
+    A_data : numpy.ndarray
+        Stored entries, (B, nnz) (a broadcast view when shared).
+    v : numpy.ndarray
+        (B, m).
 
     Returns
     -------
-    scipy.sparse.csc_matrix or None
-        P' in CSC format, or ``P`` itself when ρ = 0.
+    numpy.ndarray
+        (B, n).
     """
-    if rho == 0:
-        return P
-    P_new = rho * sp.identity(n, format="csc")
-    if slack_term:
-        P_new = P_new + rho * (A.T @ A)
-    if P is not None:
-        P_new = P_new + P
-    return sp.csc_matrix(P_new)
+    return np.asarray((A_data * v[:, A_pattern.rows]) @ A_pattern.selector("cols"))
 
 
-def perturbed_costs(sign: int, tau: float, rho: float, c: np.ndarray, b: np.ndarray,
-                    A: sp.spmatrix, dx: np.ndarray, dy: np.ndarray, ds: np.ndarray | None,
-                    x_star: np.ndarray, s_star: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(c', b') of the perturbed problem on side ``sign`` (formulas in the module docstring).
+def perturbed_costs(sign: int, tau: float, rho: float, batch: ProgramBatch,
+                    A_pattern: SparsePattern, dx: np.ndarray, dy: np.ndarray,
+                    ds: np.ndarray | None, x_star: np.ndarray, s_star: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """(C', B') of the perturbed problems on side ``sign``, every row at once.
 
     ``b' = b − στ dy`` and ``c' = c + στ (dx − Aᵀds) − ρx* [− ρAᵀ(b' − s*)]``, the
     bracketed term only when ``ds`` is given.
@@ -188,60 +184,59 @@ def perturbed_costs(sign: int, tau: float, rho: float, c: np.ndarray, b: np.ndar
     ----------
     sign : int
         Side σ: +1 (upper) or −1 (lower).
-    tau : float
-        Perturbation strength τ.
-    rho : float
-        Proximal weight ρ.
-    c, b : numpy.ndarray
-        The forward problem's cost and right-hand side.
-    A : scipy.sparse matrix
-        Constraint matrix.
+    tau, rho : float
+        τ and ρ.
+    batch : ProgramBatch
+        The forward problems.
+    A_pattern : SparsePattern
+        Pattern of A (for ``Aᵀ``).
     dx, dy : numpy.ndarray
-        Incoming gradients in x and y.
+        Incoming gradients (B, n) and (B, m).
     ds : numpy.ndarray or None
-        Incoming gradient in s (None for zero).
+        Incoming gradient in s (B, m), or None for zero.
     x_star, s_star : numpy.ndarray
-        The forward solution's x and s.
+        The forward solutions' x (B, n) and s (B, m).
 
     Returns
     -------
     (numpy.ndarray, numpy.ndarray)
-        ``(c', b')``.
+        ``(C', B')``, (B, n) and (B, m).
     """
     step = sign * tau
-    b_new = b - step * dy
-    c_new = c + step * dx
+    b_new = batch.b - step * dy
+    c_new = batch.c + step * dx
     if ds is not None:
-        c_new = c_new - step * (A.T @ ds)
+        c_new -= step * transpose_apply(A_pattern, batch.A_data, ds)
     if rho > 0:
-        c_new = c_new - rho * x_star
+        c_new -= rho * x_star
         if ds is not None:
-            c_new = c_new - rho * (A.T @ (b_new - s_star))
+            c_new -= rho * transpose_apply(A_pattern, batch.A_data, b_new - s_star)
     return c_new, b_new
 
 
-def perturbed_dual(sign: int, tau: float, rho: float, solution: Solution,
+def perturbed_dual(sign: int, tau: float, rho: float, solution: BatchSolution,
                    ds: np.ndarray | None, s_star: np.ndarray) -> np.ndarray:
-    """Dual of the perturbed problem with s in the objective, from the substituted one's.
+    """Duals of the perturbed problems with s in the objective, from the substituted ones.
 
     ``y_σ = y − στ ds [− ρ(s − s*)]`` (x-stationarity of both forms).
 
     Parameters
     ----------
     sign : int
-        Side σ: +1 (upper) or −1 (lower).
+        Side σ.
     tau, rho : float
         τ and ρ.
-    solution : Solution
-        The perturbed (substituted) problem's solution.
+    solution : BatchSolution
+        The perturbed (substituted) problems' solutions.
     ds : numpy.ndarray or None
         Incoming gradient in s; None returns ``solution.y`` unchanged.
     s_star : numpy.ndarray
-        The forward solution's s.
+        The forward solutions' s.
 
     Returns
     -------
     numpy.ndarray
+        (B, m).
     """
     if ds is None:
         return solution.y
@@ -251,84 +246,205 @@ def perturbed_dual(sign: int, tau: float, rho: float, solution: Solution,
     return y
 
 
-def finite_difference(mode: str, tau: float, star: DataGradient,
-                      sides: dict[int, DataGradient]) -> DataGradient:
-    """Upper, lower or central difference of G (see the module docstring).
+@dataclass(frozen=True)
+class ProximalStructure:
+    """The structure of the ρ-regularized problems: P' = P + ρI [+ ρAᵀA].
+
+    Attributes
+    ----------
+    structure : ProgramStructure
+        Cones, A's pattern, and P's pattern widened by the diagonal (and AᵀA's).
+    P_positions : numpy.ndarray or None
+        Where each stored entry of the original P goes in P'.
+    diagonal_positions : numpy.ndarray
+        Where the diagonal entries of P' are.
+    slack_term : bool
+        Whether ρAᵀA is part of P' (ds ≠ 0).
+    """
+
+    structure: ProgramStructure
+    P_positions: np.ndarray | None
+    diagonal_positions: np.ndarray
+    slack_term: bool
+
+
+def proximal_structure(structure: ProgramStructure, slack_term: bool) -> ProximalStructure:
+    """The pattern of P' = P + ρI [+ ρAᵀA] and where P's and the diagonal's entries go.
 
     Parameters
     ----------
-    mode : str
-        Which difference: ``"central"``, ``"upper"`` or ``"lower"``.
-    tau : float
-        τ.
-    star : DataGradient
-        ``G(x*, y*)`` at the forward solution.
-    sides : dict
-        ``G(x_σ, y_σ)`` by side (+1, −1); the sides ``mode`` needs.
+    structure : ProgramStructure
+        The forward problems' structure.
+    slack_term : bool
+        Include AᵀA's pattern (when ds ≠ 0 is regularized too).
 
     Returns
     -------
-    DataGradient
-        ``(G₊ − G*)/τ``, ``(G* − G₋)/τ`` or ``(G₊ − G₋)/(2τ)``.
+    ProximalStructure
     """
-    if mode == "central":
-        return (sides[+1] - sides[-1]).scaled(0.5 / tau)
-    if mode == "upper":
-        return (sides[+1] - star).scaled(1.0 / tau)
-    return (star - sides[-1]).scaled(1.0 / tau)
+    n = structure.n
+    union = sp.identity(n, format="csc")
+    if structure.P_pattern is not None:
+        union = union + structure.P_pattern.matrix(np.ones(structure.P_pattern.nnz))
+    if slack_term:
+        A = structure.A_pattern.matrix(np.ones(structure.A_pattern.nnz))
+        union = union + A.T @ A
+    union = sp.csc_matrix(union)
+    union.sort_indices()
+    cols = np.repeat(np.arange(n), np.diff(union.indptr))
+    pattern = SparsePattern(rows=union.indices.astype(np.int32), cols=cols.astype(np.int32),
+                            indptr=union.indptr.astype(np.int32), shape=(n, n))
+    position = sp.csc_matrix((np.arange(1, union.nnz + 1, dtype=float), union.indices,
+                              union.indptr), shape=(n, n))
+
+    def locate(rows, columns):
+        return np.asarray(position[rows, columns]).ravel().astype(np.int64) - 1
+
+    P = structure.P_pattern
+    return ProximalStructure(
+        structure=ProgramStructure(structure.cones, structure.A_pattern, pattern),
+        P_positions=None if P is None else locate(P.rows, P.cols),
+        diagonal_positions=locate(np.arange(n), np.arange(n)), slack_term=slack_term)
 
 
-def perturbed_solve(solve: Callable[[int, np.ndarray, np.ndarray], Solution], *,
-                    tau: float, rho: float, mode: str, c: np.ndarray, b: np.ndarray,
-                    A: sp.spmatrix, dx: np.ndarray, dy: np.ndarray, ds: np.ndarray | None,
-                    forward: Solution, A_pattern: SparsePattern,
-                    P_pattern: SparsePattern | None, batch_index: int | None = None
-                    ) -> tuple[DataGradient, dict[int, Solution]]:
-    """LPGD data gradient of one problem.
+def proximal_batch(batch: ProgramBatch, rho: float, proximal: ProximalStructure,
+                   structure: ProgramStructure) -> ProgramBatch:
+    """The batch with P'_data = P + ρI [+ ρAᵀA] on the proximal pattern (same c, b, A).
 
     Parameters
     ----------
-    solve : callable
-        ``solve(sign, c', b')`` re-solves the problem with the same A and cones (and
-        P' = :func:`proximal_quadratic`), warm-started from the forward solution.
+    batch : ProgramBatch
+        The forward problems.
+    rho : float
+        ρ > 0.
+    proximal : ProximalStructure
+        From :func:`proximal_structure`.
+    structure : ProgramStructure
+        The forward problems' structure.
+
+    Returns
+    -------
+    ProgramBatch
+        ``P_data`` is a broadcast view when A and P are shared by the batch.
+    """
+    pattern = proximal.structure.P_pattern
+    shared = batch.shared_matrices
+    rows = 1 if shared else batch.batch_size
+    data = np.zeros((rows, pattern.nnz))
+    if batch.P_data is not None:
+        data[:, proximal.P_positions] = batch.P_data[:rows]
+    data[:, proximal.diagonal_positions] += rho
+    if proximal.slack_term:
+        for i in range(rows):
+            A = batch.element_matrices(structure, i)[0]
+            AtA = sp.csc_matrix(A.T @ A)
+            data[i] += rho * np.asarray(AtA[pattern.rows, pattern.cols]).ravel()
+    if shared:
+        data = np.broadcast_to(data, (batch.batch_size, pattern.nnz))
+    return ProgramBatch(c=batch.c, b=batch.b, A_data=batch.A_data, P_data=data)
+
+
+def _write_difference(out: DataGradient, rows: np.ndarray, scale: float,
+                      plus: tuple[np.ndarray, np.ndarray], minus: tuple[np.ndarray, np.ndarray],
+                      structure: ProgramStructure) -> None:
+    """out[rows] = scale · (G(plus) − G(minus)), in blocks of rows (bounded memory)."""
+    A, P = structure.A_pattern, structure.P_pattern
+    for start in range(0, rows.size, _BLOCK):
+        block = slice(start, start + _BLOCK)
+        target = rows[block]
+        xp, yp = plus[0][block], plus[1][block]
+        xm, ym = minus[0][block], minus[1][block]
+        out.dc[target] = scale * (xp - xm)
+        out.db[target] = -scale * (yp - ym)
+        out.dA_data[target] = scale * (yp[:, A.rows] * xp[:, A.cols]
+                                       - ym[:, A.rows] * xm[:, A.cols])
+        if P is not None:
+            out.dP_data[target] = 0.5 * scale * (xp[:, P.rows] * xp[:, P.cols]
+                                                 - xm[:, P.rows] * xm[:, P.cols])
+
+
+def _raise_on_failed_side(sign: int, solution: BatchSolution, active: np.ndarray,
+                          tau: float) -> None:
+    failed = np.flatnonzero(~solution.ok)
+    if failed.size == 0:
+        return
+    side, other = SIDE_NAMES[sign], SIDE_NAMES[-sign]
+    index = int(active[failed[0]])
+    status = solution.status[failed[0]]
+    raise SolverError(f"LPGD {side} perturbed solve failed at batch index {index} with status "
+                      f"{status!r}; try a smaller tau (now {tau}) or lpgd_mode={other!r}",
+                      status=status, batch_index=index, side=side)
+
+
+SolveSides = Callable[[list[tuple[int, ProgramBatch]], object], list[BatchSolution]]
+
+
+def lpgd_backward(solve_sides: SolveSides, batch: ProgramBatch, structure: ProgramStructure,
+                  forward: BatchSolution, dx: np.ndarray, dy: np.ndarray,
+                  ds: np.ndarray | None, *, tau: float, rho: float, mode: str
+                  ) -> tuple[DataGradient, dict[int, BatchSolution], np.ndarray]:
+    """LPGD data gradients of a batch.
+
+    Elements whose incoming gradient is zero get an exact zero and are not re-solved.
+
+    Parameters
+    ----------
+    solve_sides : callable
+        ``solve_sides([(σ, batch_σ), ...], rows)`` solves each perturbed batch (same
+        matrices as ``batch``, or P' when ρ > 0) — the forward elements ``rows`` (an
+        index array, or ``slice(None)`` for all) — warm-started from their forward
+        solutions, and returns one :class:`BatchSolution` per request, in order.
+    batch : ProgramBatch
+        The forward problems (P already widened to P' when ρ > 0: see
+        :func:`proximal_batch`; c and b are the forward ones).
+    structure : ProgramStructure
+        The forward problems' structure (patterns of the gradient).
+    forward : BatchSolution
+        The forward solutions (x*, y*, s*).
+    dx, dy : numpy.ndarray
+        Incoming gradients (B, n), (B, m).
+    ds : numpy.ndarray or None
+        Incoming gradient in s (B, m), or None.
     tau, rho, mode :
-        Perturbation strength, proximal weight, and ``"central"``/``"upper"``/``"lower"``.
-    c, b, A :
-        The forward problem's data (A as a sparse matrix).
-    dx, dy, ds :
-        Incoming gradients (``ds`` may be None for zero).
-    forward : Solution
-        The forward solution (x*, y*, s*).
-    A_pattern, P_pattern :
-        Stored patterns on which dA and dP are returned.
+        Perturbation strength, proximal weight, ``"central"``/``"upper"``/``"lower"``.
 
     Returns
     -------
-    DataGradient, dict
-        The gradient replacement and the perturbed solutions by side (+1, −1).
-
-    Raises
-    ------
-    SolverError
-        When a perturbed problem is not solved; the message names the side.
+    gradient : DataGradient
+        (B, ·) rows; zero rows for elements without incoming gradient.
+    sides : dict
+        The perturbed solutions by side (+1, −1), rows of the active elements.
+    active : numpy.ndarray
+        Indices of the elements that were re-solved.
     """
-    if ds is not None and not np.any(ds):
-        ds = None
-    solutions: dict[int, Solution] = {}
-    gradients: dict[int, DataGradient] = {}
-    for sign in _SIDES[mode]:
-        c_new, b_new = perturbed_costs(sign, tau, rho, c, b, A, dx, dy, ds, forward.x, forward.s)
-        solution = solve(sign, c_new, b_new)
-        if not solution.ok:
-            side = SIDE_NAMES[sign]
-            other = "lower" if side == "upper" else "upper"
-            where = "" if batch_index is None else f" at batch index {batch_index}"
-            raise SolverError(
-                f"LPGD {side} perturbed solve failed{where} with status {solution.status!r}; "
-                f"try a smaller tau (now {tau}) or lpgd_mode={other!r}",
-                status=solution.status, batch_index=batch_index, side=side)
-        solutions[sign] = solution
-        y = perturbed_dual(sign, tau, rho, solution, ds, forward.s)
-        gradients[sign] = lagrangian_data_gradient(solution.x, y, A_pattern, P_pattern)
-    star = lagrangian_data_gradient(forward.x, forward.y, A_pattern, P_pattern)
-    return finite_difference(mode, tau, star, gradients), solutions
+    B = batch.batch_size
+    moving = np.any(dx != 0, axis=1) | np.any(dy != 0, axis=1)
+    if ds is not None:
+        moving |= np.any(ds != 0, axis=1)
+        ds = ds if np.any(ds) else None
+    active = np.flatnonzero(moving)
+    gradient = DataGradient.zeros(structure, B)
+    if active.size == 0:
+        return gradient, {}, active
+    select = slice(None) if active.size == B else active
+    sub = batch if active.size == B else batch.rows(active)
+    fx, fy, fs = forward.x[select], forward.y[select], forward.s[select]
+    sub_ds = None if ds is None else ds[select]
+    requests = []
+    for sign in SIDES[mode]:
+        c_new, b_new = perturbed_costs(sign, tau, rho, sub, structure.A_pattern, dx[select],
+                                       dy[select], sub_ds, fx, fs)
+        requests.append((sign, sub.with_vectors(c_new, b_new)))
+    solved = dict(zip(SIDES[mode], solve_sides(requests, select)))
+    for sign, solution in solved.items():
+        _raise_on_failed_side(sign, solution, active, tau)
+    points = {sign: (solution.x, perturbed_dual(sign, tau, rho, solution, sub_ds, fs))
+              for sign, solution in solved.items()}
+    star = (fx, fy)
+    if mode == "central":
+        _write_difference(gradient, active, 0.5 / tau, points[+1], points[-1], structure)
+    elif mode == "upper":
+        _write_difference(gradient, active, 1.0 / tau, points[+1], star, structure)
+    else:
+        _write_difference(gradient, active, 1.0 / tau, star, points[-1], structure)
+    return gradient, solved, active

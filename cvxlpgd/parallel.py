@@ -160,16 +160,16 @@ class WarmStartMemory:
         self._entries: dict[int, tuple[object, np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def lookup(self, template, batch_size: int):
-        """``(x, y, s)`` of shapes (n, B), (m, B), (m, B) stored for ``template``, or None
+        """``(x, y, s)`` of shapes (B, n), (B, m), (B, m) stored for ``template``, or None
         when there is none or it was stored for another batch size."""
         with self._lock:
             entry = self._entries.get(id(template))
-        if entry is None or entry[0] is not template or entry[1].shape[1] != batch_size:
+        if entry is None or entry[0] is not template or entry[1].shape[0] != batch_size:
             return None
         return entry[1], entry[2], entry[3]
 
     def store(self, template, x: np.ndarray, y: np.ndarray, s: np.ndarray) -> None:
-        """Remember a batch's solution (arrays with one column per element)."""
+        """Remember a batch's solution (arrays with one row per element)."""
         with self._lock:
             # The template is kept with its arrays: its id cannot be reused meanwhile.
             self._entries[id(template)] = (template, x, y, s)

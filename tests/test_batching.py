@@ -86,15 +86,25 @@ def test_float32_in_float32_out_with_float32_gradients():
     assert all(t.grad.dtype == torch.float32 and t.grad.shape == t.shape for t in tensors)
 
 
-def test_no_grad_calls_skip_derivative_preparation():
+def test_no_grad_calls_keep_no_state_and_solve_the_lpgd_form(monkeypatch):
     problem, params, x, values = problems.scaled_qp()
-    layer = cvxlpgd.CvxpyLayer(problem, params, [x], solver="SCS")
+    layer = cvxlpgd.CvxpyLayer(problem, params, [x], solver="SCS", gradient="exact")
     tensors = [torch.tensor(values[p.name()], requires_grad=True) for p in params]
+    calls = []
+    original = cvxlpgd.engine.BatchEngine.forward
+
+    def spy(self, template, batch, **kwargs):
+        calls.append((template.quadratic, kwargs.get("exact_backend")))
+        return original(self, template, batch, **kwargs)
+
+    monkeypatch.setattr(cvxlpgd.engine.BatchEngine, "forward", spy)
     with torch.no_grad():
         (out,) = layer(*tensors)
-    assert out.grad_fn is None and not layer.last_state.workspaces
-    (out,) = layer(*tensors, gradient="exact")
-    assert out.grad_fn is not None and layer.last_state.adjoints
+    assert out.grad_fn is None
+    (out,) = layer(*tensors)
+    assert out.grad_fn is not None
+    # Without gradients no exact derivative is prepared (and the QP form is solved).
+    assert calls == [(True, None), (False, "diffcp")]
 
 
 def test_call_overrides_do_not_change_layer_defaults():

@@ -223,10 +223,11 @@ def test_diagnostics_neither_warn_nor_use_up_the_layers_warning():
 
 
 def test_suggest_tau_and_solver_tolerance():
-    c = np.array([[-1.0, -0.5], [-0.5, -2.0]])
-    dx = np.array([[0.5, 0.0], [-0.25, 0.0]])
-    dy = np.array([[0.0, 4.0]])
-    b = np.array([[1.0, 1.0]])
+    # Batch first: two elements, n = 2, m = 1.
+    c = np.array([[-1.0, -0.5], [-0.5, -2.0]]).T
+    dx = np.array([[0.5, 0.0], [-0.25, 0.0]]).T
+    dy = np.array([[0.0, 4.0]]).T
+    b = np.array([[1.0, 1.0]]).T
     # Element 0: ‖c‖∞/‖dx‖∞ = 1/0.5 = 2; element 1: only dy, ‖b‖∞/‖dy‖∞ = 1/4.
     assert diagnostics.suggest_tau(c, b, dx, dy) == pytest.approx(np.median([2.0, 0.25]))
     assert np.isnan(diagnostics.suggest_tau(c, b, 0 * dx, 0 * dy))
@@ -234,6 +235,8 @@ def test_suggest_tau_and_solver_tolerance():
     assert diagnostics.solver_tolerance("scs", {"eps": 1e-9}) == 1e-9
     assert diagnostics.solver_tolerance("CLARABEL") == 1e-8
     assert diagnostics.solver_tolerance("ECOS", {"feastol": 1e-6}) == 1e-6
+    assert diagnostics.solver_tolerance("MOREAU") == 1e-8
+    assert diagnostics.solver_tolerance("MOREAU", {"tol_feas": 1e-6}) == 1e-6
     with pytest.raises(ValueError, match="unknown solver"):
         diagnostics.solver_tolerance("GUROBI")
 
@@ -250,14 +253,19 @@ def test_layer_repr_names_parameters_outputs_and_every_option():
         "CvxpyLayer(\n"
         "  parameters: L (4, 4), q (4,), G (3, 4), h (3,), E (2, 4), f (2,)\n"
         "  outputs: x (4,), dual(G @ x <= h) (3,), dual(E @ x == f) (2,)\n"
-        "  gradient='exact', tau=0.001, rho=0.5, lpgd_mode='upper', exact_mode='lsqr'\n"
+        "  gradient='exact', tau=0.001, rho=0.5, lpgd_mode='upper', exact_mode='lsqr', "
+        "exact_backend='diffcp'\n"
         "  solver='CLARABEL', solver_args={'max_iter': 50}, workers=2\n"
         ")")
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(1) as pool:
         text = repr(cvxlpgd.CvxpyLayer(problem, params, [x], executor=pool))
-    assert "workers=ThreadPoolExecutor" in text and "solver='SCS'" in text
+    assert "workers=ThreadPoolExecutor" in text and "solver='auto'" in text
+    layer = cvxlpgd.CvxpyLayer(problem, params, [x])
+    values = problems.qp()[-1]
+    layer(*[torch.tensor(values[p.name()]) for p in params])
+    assert "solver='auto (last call: MOREAU)'" in repr(layer)
 
 
 def test_the_repr_shown_in_the_docs_is_the_real_one():

@@ -79,7 +79,8 @@ def test_rho_needs_a_solver_with_quadratic_objectives():
     problem, params, x, values = problems.scaled_qp()
     conic = cvxlpgd.CvxpyLayer(cp.Problem(cp.Minimize(params[1] @ x), [x >= params[2]]),
                                params[1:], [x], solver="ECOS")
-    message = r"rho > 0 .* ECOS does not accept; use rho=0 or one of \('SCS', 'CLARABEL'\)"
+    message = (r"rho > 0 .* ECOS does not accept; use rho=0 or one of "
+               r"\('MOREAU', 'SCS', 'CLARABEL'\)")
     with pytest.raises(ValueError, match=message):
         cvxlpgd.CvxpyLayer(problem, params, [x], solver="ECOS", rho=0.5)
     with pytest.raises(ValueError, match=message):

@@ -1,33 +1,66 @@
-"""The LPGD module on raw cone programs (no torch): ρ > 0, ds ≠ 0, and ∂P.
+"""The LPGD and exact-derivative modules on raw cone programs (no torch).
 
-References: the perturbed problems written out explicitly in CVXPY, diffcp's exact
-adjoint, and finite differences of the solution map in P.
+References: the perturbed problems written out explicitly in CVXPY, diffcp's own
+solve-and-differentiate path, finite differences of the solution map in P, and a
+per-element loop for the batched arithmetic.
 """
 
 import cvxpy as cp
+import diffcp
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from cvxlpgd.compile import SparsePattern
 from cvxlpgd.cones import ConeDims
-from cvxlpgd.exact import adjoint_data_gradient, solve_with_adjoint
+from cvxlpgd.exact import adjoint_at_solution
 from cvxlpgd.lpgd import (
     lagrangian_data_gradient,
+    lpgd_backward,
     perturbed_costs,
     perturbed_dual,
-    perturbed_solve,
-    proximal_quadratic,
+    proximal_batch,
+    proximal_structure,
 )
-from cvxlpgd.solvers import solve_cone_program
+from cvxlpgd.program import ProgramBatch, ProgramStructure, SparsePattern
+from cvxlpgd.solvers import BatchSolution, solve_cone_program
 
 SCS_TIGHT = {"eps_abs": 1e-11, "eps_rel": 1e-11, "max_iters": 1_000_000}
 
 
-def pattern_of(matrix):
-    matrix = sp.csc_matrix(matrix)
-    cols = np.repeat(np.arange(matrix.shape[1]), np.diff(matrix.indptr))
-    return SparsePattern(matrix.indices.copy(), cols, matrix.indptr.copy(), matrix.shape)
+def one_problem(A, b, c, cones, P=None):
+    """Structure and a batch of one for explicit matrices."""
+    A = sp.csc_matrix(A)
+    A.sort_indices()
+    P = None if P is None else sp.csc_matrix(P)
+    structure = ProgramStructure(cones, SparsePattern.of(A),
+                                 None if P is None else SparsePattern.of(P))
+    batch = ProgramBatch(c=np.asarray(c, float)[None], b=np.asarray(b, float)[None],
+                         A_data=A.data[None], P_data=None if P is None else P.data[None])
+    return structure, batch
+
+
+def solver_sides(structure, solver, settings=None):
+    """solve_sides for lpgd_backward: each element solved alone, warm-started."""
+    def solve_sides(requests, rows):
+        out = []
+        for _, batch in requests:
+            solutions = []
+            for i in range(batch.batch_size):
+                A, P = batch.element_matrices(structure, i)
+                solutions.append(solve_cone_program(A, batch.b[i], batch.c[i], structure.cones,
+                                                    P=P, solver=solver, settings=settings))
+            out.append(BatchSolution.from_solutions(solutions, solver))
+        return out
+    return solve_sides
+
+
+def forward_of(structure, batch, solver, settings=None):
+    solutions = []
+    for i in range(batch.batch_size):
+        A, P = batch.element_matrices(structure, i)
+        solutions.append(solve_cone_program(A, batch.b[i], batch.c[i], structure.cones, P=P,
+                                            solver=solver, settings=settings))
+    return BatchSolution.from_solutions(solutions, solver)
 
 
 @pytest.fixture
@@ -35,15 +68,14 @@ def lp_data():
     """min cᵀx s.t. Ax + s = b, s ∈ zero¹ × nonneg³ (a small LP with a unique vertex)."""
     rng = np.random.default_rng(0)
     n = 3
-    A_ineq = np.vstack([-np.eye(n)])
-    A = np.vstack([np.ones((1, n)), A_ineq])
+    A = np.vstack([np.ones((1, n)), -np.eye(n)])
     b = np.concatenate([[1.0], np.zeros(n)])
     c = np.array([0.3, -0.2, 0.5]) + 0.01 * rng.standard_normal(n)
     return sp.csc_matrix(A), b, c, ConeDims(zero=1, nonneg=n)
 
 
 def explicit_perturbed_solution(A, b, c, P, cones, sign, tau, rho, dx, dy, ds, x_star, s_star):
-    """The perturbed problem of DESIGN.md, with s as an explicit variable."""
+    """The perturbed problem of the docs, with s as an explicit variable."""
     m, n = A.shape
     x, s = cp.Variable(n), cp.Variable(m)
     objective = (c + sign * tau * dx) @ x + sign * tau * ds @ s
@@ -61,54 +93,79 @@ def explicit_perturbed_solution(A, b, c, P, cones, sign, tau, rho, dx, dy, ds, x
 @pytest.mark.parametrize("sign", [+1, -1])
 def test_proximal_perturbed_problem_matches_explicit_formulation(lp_data, with_ds, sign):
     A, b, c, cones = lp_data
+    structure, batch = one_problem(A, b, c, cones)
     rng = np.random.default_rng(1)
-    forward = solve_cone_program(A, b, c, cones, solver="CLARABEL")
-    dx, dy = rng.standard_normal(3), rng.standard_normal(4)
-    ds = rng.standard_normal(4) if with_ds else np.zeros(4)
+    forward = forward_of(structure, batch, "CLARABEL")
+    dx, dy = rng.standard_normal((1, 3)), rng.standard_normal((1, 4))
+    ds = rng.standard_normal((1, 4)) if with_ds else np.zeros((1, 4))
     tau, rho = 0.7, 0.5
-    c_new, b_new = perturbed_costs(sign, tau, rho, c, b, A, dx, dy, ds if with_ds else None,
-                                   forward.x, forward.s)
-    P_new = proximal_quadratic(None, A, 3, rho, slack_term=with_ds)
-    ours = solve_cone_program(A, b_new, c_new, cones, P=P_new, solver="CLARABEL")
+    c_new, b_new = perturbed_costs(sign, tau, rho, batch, structure.A_pattern, dx, dy,
+                                   ds if with_ds else None, forward.x, forward.s)
+    proximal = proximal_structure(structure, slack_term=with_ds)
+    widened = proximal_batch(batch, rho, proximal, structure)
+    P_new = proximal.structure.P_pattern.matrix(widened.P_data[0])
+    ours = solve_cone_program(A, b_new[0], c_new[0], cones, P=P_new, solver="CLARABEL")
     x_ref, y_ref = explicit_perturbed_solution(A.toarray(), b, c, None, cones, sign, tau, rho,
-                                               dx, dy, ds, forward.x, forward.s)
+                                               dx[0], dy[0], ds[0], forward.x[0], forward.s[0])
     np.testing.assert_allclose(ours.x, x_ref, atol=1e-6)
-    y = perturbed_dual(sign, tau, rho, ours, ds if with_ds else None, forward.s)
-    np.testing.assert_allclose(y, y_ref, atol=1e-6)
+    as_batch = BatchSolution.from_solutions([ours], "CLARABEL")
+    y = perturbed_dual(sign, tau, rho, as_batch, ds if with_ds else None, forward.s)
+    np.testing.assert_allclose(y[0], y_ref, atol=1e-6)
 
 
-def test_lpgd_with_slack_gradient_approaches_diffcp_exact_adjoint():
-    """A strictly convex problem (SOC) so the exact derivative is informative."""
+def socp_data():
     x = cp.Variable(3)
     z = np.array([1.0, -2.0, 0.5])
     problem = cp.Problem(cp.Minimize(cp.sum_squares(x - z)), [cp.norm(x) <= 1, x[0] >= 0.2])
     data, _, _ = problem.get_problem_data(cp.SCS, solver_opts={"use_quad_obj": False})
-    A, b, c = sp.csc_matrix(data["A"]), data["b"], data["c"]
     dims = data["dims"]
     cones = ConeDims(zero=dims.zero, nonneg=dims.nonneg, soc=tuple(dims.soc))
-    rng = np.random.default_rng(2)
+    return sp.csc_matrix(data["A"]), data["b"], data["c"], cones
+
+
+def test_adjoint_at_solution_equals_diffcps_own_adjoint():
+    """Our assembly of diffcp's adjoint at a given solution = diffcp's solve-and-derivative."""
+    A, b, c, cones = socp_data()
+    rng = np.random.default_rng(5)
     dx, dy, ds = (rng.standard_normal(A.shape[1]), rng.standard_normal(A.shape[0]),
                   rng.standard_normal(A.shape[0]))
-    forward, adjoint = solve_with_adjoint(A, b, c, cones, solver="SCS", settings=SCS_TIGHT)
-    exact = adjoint_data_gradient(adjoint, dx, dy, pattern_of(A), ds=ds)
-    pattern = pattern_of(A)
+    x, y, s, _, reference = diffcp.solve_and_derivative(
+        A.copy(), b, c, cones.to_scs(), solve_method="SCS", verbose=False, **SCS_TIGHT)
+    for mode in ("lsqr", "dense"):
+        dA_ref, db_ref, dc_ref = reference(dx, dy, ds)
+        dA, db, dc = adjoint_at_solution(A, b, c, cones, x, y, s, mode=mode)(dx, dy, ds)
+        A_sorted = sp.csc_matrix(A)
+        A_sorted.sort_indices()
+        pattern = SparsePattern.of(A_sorted)
+        ref_entries = np.asarray(sp.csc_matrix(dA_ref)[pattern.rows, pattern.cols]).ravel()
+        np.testing.assert_allclose(dc, dc_ref, atol=1e-6)
+        np.testing.assert_allclose(db, db_ref, atol=1e-6)
+        np.testing.assert_allclose(dA, ref_entries, atol=1e-6)
+        assert np.linalg.norm(dc) > 0.1
 
-    def solve(sign, c_new, b_new):
-        return solve_cone_program(A, b_new, c_new, cones, solver="SCS", settings=SCS_TIGHT,
-                                  warm_start=(forward.x, forward.y, forward.s))
 
-    lpgd, _ = perturbed_solve(solve, tau=1e-4, rho=0.0, mode="central", c=c, b=b, A=A, dx=dx,
-                              dy=dy, ds=ds, forward=forward, A_pattern=pattern, P_pattern=None)
-    scale = np.linalg.norm(exact.dc) + np.linalg.norm(exact.db)
+def test_lpgd_with_slack_gradient_approaches_the_exact_adjoint():
+    """A strictly convex problem (SOC) so the exact derivative is informative."""
+    A, b, c, cones = socp_data()
+    structure, batch = one_problem(A, b, c, cones)
+    rng = np.random.default_rng(2)
+    dx, dy, ds = (rng.standard_normal((1, A.shape[1])), rng.standard_normal((1, A.shape[0])),
+                  rng.standard_normal((1, A.shape[0])))
+    forward = forward_of(structure, batch, "SCS", SCS_TIGHT)
+    dA, db, dc = adjoint_at_solution(A, b, c, cones, *(v[0] for v in forward.point),
+                                     A_pattern=structure.A_pattern)(dx[0], dy[0], ds[0])
+    solve = solver_sides(structure, "SCS", SCS_TIGHT)
+    lpgd, _, _ = lpgd_backward(solve, batch, structure, forward, dx, dy, ds, tau=1e-4,
+                               rho=0.0, mode="central")
+    scale = np.linalg.norm(dc) + np.linalg.norm(db)
     assert scale > 0.1
-    np.testing.assert_allclose(lpgd.dc, exact.dc, atol=1e-3 * scale)
-    np.testing.assert_allclose(lpgd.db, exact.db, atol=1e-3 * scale)
-    np.testing.assert_allclose(lpgd.dA_data, exact.dA_data, atol=1e-3 * scale)
+    np.testing.assert_allclose(lpgd.dc[0], dc, atol=1e-3 * scale)
+    np.testing.assert_allclose(lpgd.db[0], db, atol=1e-3 * scale)
+    np.testing.assert_allclose(lpgd.dA_data[0], dA, atol=1e-3 * scale)
     # Dropping ds changes the answer: the slack term is really used.
-    without, _ = perturbed_solve(solve, tau=1e-4, rho=0.0, mode="central", c=c, b=b, A=A,
-                                 dx=dx, dy=dy, ds=None, forward=forward, A_pattern=pattern,
-                                 P_pattern=None)
-    assert np.linalg.norm(without.dc - exact.dc) > 1e-2 * scale
+    without, _, _ = lpgd_backward(solve, batch, structure, forward, dx, dy, None, tau=1e-4,
+                                  rho=0.0, mode="central")
+    assert np.linalg.norm(without.dc[0] - dc) > 1e-2 * scale
 
 
 @pytest.mark.parametrize("storage", ["full", "upper"])
@@ -123,25 +180,23 @@ def test_quadratic_data_gradient_matches_finite_differences_in_P(storage):
     b = np.concatenate([np.zeros(n), [2.0]])
     c = np.array([-1.0, -0.5, -0.8])
     cones = ConeDims(nonneg=n + 1)
-    dx = np.array([1.0, -2.0, 0.5])
+    dx = np.array([[1.0, -2.0, 0.5]])
 
     def loss(P_matrix):
-        return dx @ solve_cone_program(A, b, c, cones, P=sp.csc_matrix(P_matrix),
-                                       solver="CLARABEL").x
+        return dx[0] @ solve_cone_program(A, b, c, cones, P=sp.csc_matrix(P_matrix),
+                                          solver="CLARABEL").x
 
     stored = sp.csc_matrix(P_full if storage == "full" else np.triu(P_full))
-    pattern = pattern_of(stored)
-    forward = solve_cone_program(A, b, c, cones, P=sp.csc_matrix(P_full), solver="CLARABEL")
-
-    def solve(sign, c_new, b_new):
-        return solve_cone_program(A, b_new, c_new, cones, P=sp.csc_matrix(P_full),
-                                  solver="CLARABEL")
-
-    lpgd, _ = perturbed_solve(solve, tau=1e-5, rho=0.0, mode="central", c=c, b=b, A=A, dx=dx,
-                              dy=np.zeros(4), ds=None, forward=forward, A_pattern=pattern_of(A),
-                              P_pattern=pattern)
-    dP = lpgd.dP_data * np.where(pattern.rows != pattern.cols,
-                                 2.0 if storage == "upper" else 1.0, 1.0)
+    structure, batch = one_problem(A, b, c, cones, P=stored)
+    full_structure, full_batch = one_problem(A, b, c, cones, P=P_full)
+    forward = forward_of(full_structure, full_batch, "CLARABEL")
+    # Re-solves on the true (full) P; the gradient on the stored pattern.
+    lpgd, _, _ = lpgd_backward(solver_sides(full_structure, "CLARABEL"), full_batch, structure,
+                               forward, dx, np.zeros((1, 4)), None, tau=1e-5, rho=0.0,
+                               mode="central")
+    pattern = structure.P_pattern
+    dP = lpgd.dP_data[0] * np.where(pattern.rows != pattern.cols,
+                                    2.0 if storage == "upper" else 1.0, 1.0)
     h = 1e-5
     for k, (i, j) in enumerate(zip(pattern.rows, pattern.cols)):
         E = np.zeros((n, n))
@@ -158,9 +213,65 @@ def test_lagrangian_gradient_formula():
     A = sp.csc_matrix(np.array([[1.0, 0.0], [2.0, 3.0]]))
     P = sp.csc_matrix(np.array([[1.0, 0.5], [0.5, 2.0]]))
     x, y = np.array([1.0, -2.0]), np.array([0.5, 3.0])
-    g = lagrangian_data_gradient(x, y, pattern_of(A), pattern_of(P))
+    g = lagrangian_data_gradient(x, y, SparsePattern.of(A), SparsePattern.of(P))
     np.testing.assert_allclose(g.dc, x)
     np.testing.assert_allclose(g.db, -y)
-    np.testing.assert_allclose(g.dA_data, np.outer(y, x)[A.nonzero()[0], A.nonzero()[1]][
-        np.argsort(A.nonzero()[1], kind="stable")])
+    # Stored entries of A in CSC order: (0,0), (1,0), (1,1).
+    np.testing.assert_allclose(g.dA_data, [y[0] * x[0], y[1] * x[0], y[1] * x[1]])
     np.testing.assert_allclose(g.dP_data, [0.5, -1.0, -1.0, 2.0])
+    rows = lagrangian_data_gradient(np.stack([x, 2 * x]), np.stack([y, y]), SparsePattern.of(A),
+                                    SparsePattern.of(P))
+    np.testing.assert_allclose(rows.dA_data[1], 2 * g.dA_data)
+    np.testing.assert_allclose(rows.dP_data[1], 4 * g.dP_data)
+
+
+@pytest.mark.parametrize("mode", ["central", "upper", "lower"])
+@pytest.mark.parametrize("rho", [0.0, 0.3])
+def test_batched_lpgd_equals_a_loop_over_elements(mode, rho):
+    """Per-element A, b, c and incoming gradients (with ds): one batched call = B single calls.
+
+    Element 2 has no incoming gradient: an exact zero, and it is not re-solved.
+    """
+    rng = np.random.default_rng(4)
+    n, m, B = 3, 5, 4
+    cones = ConeDims(zero=1, nonneg=4)
+    base = np.vstack([np.ones((1, n)), -np.eye(n), rng.uniform(0.5, 1, (1, n))])
+    structure, single = one_problem(base, np.zeros(m), np.zeros(n), cones)
+    A_data = np.stack([single.A_data[0] * (1 + 0.1 * rng.random(structure.A_pattern.nnz))
+                       for _ in range(B)])
+    batch = ProgramBatch(c=rng.standard_normal((B, n)),
+                         b=np.tile(np.r_[1.0, np.zeros(n), 2.0], (B, 1)), A_data=A_data,
+                         P_data=None)
+    solve = solver_sides(structure, "CLARABEL")
+    forward = forward_of(structure, batch, "CLARABEL")
+    # Small dy, ds: the perturbed right-hand sides stay feasible.
+    dx = rng.standard_normal((B, n))
+    dy, ds = 0.1 * rng.standard_normal((B, m)), 0.1 * rng.standard_normal((B, m))
+    for array in (dx, dy, ds):
+        array[2] = 0.0
+    tau = 0.5
+    calls = []
+
+    def counting(requests, rows):
+        calls.extend(r[1].batch_size for r in requests)
+        return solve(requests, rows)
+
+    solve_batch = batch
+    if rho > 0:
+        proximal = proximal_structure(structure, slack_term=True)
+        solve_batch = proximal_batch(batch, rho, proximal, structure)
+        sub_structure = proximal.structure
+        solve = solver_sides(sub_structure, "CLARABEL")
+    grad, sides, active = lpgd_backward(counting, solve_batch, structure, forward, dx, dy, ds,
+                                        tau=tau, rho=rho, mode=mode)
+    np.testing.assert_array_equal(active, [0, 1, 3])
+    assert calls == [3] * (2 if mode == "central" else 1)
+    for part in grad.parts()[:3]:
+        assert np.all(part[2] == 0.0)
+    for i in (0, 1, 3):
+        single_batch = solve_batch.rows(slice(i, i + 1))
+        single, _, _ = lpgd_backward(solve, single_batch, structure, forward.rows(slice(i, i + 1)),
+                                     dx[i:i + 1], dy[i:i + 1], ds[i:i + 1], tau=tau, rho=rho,
+                                     mode=mode)
+        for ours, reference in zip(grad.parts()[:3], single.parts()[:3]):
+            np.testing.assert_allclose(ours[i], reference[0], rtol=1e-12, atol=1e-12)

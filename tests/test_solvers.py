@@ -24,6 +24,7 @@ from cvxlpgd.cones import (
     svec_unpack,
 )
 from cvxlpgd.solvers import (
+    CAPABILITIES,
     INFEASIBLE,
     OPTIMAL,
     SOLVERS,
@@ -37,7 +38,9 @@ from cvxlpgd.solvers.scs_backend import scs_settings
 
 #: KKT tolerance per solver, relative to (1 + size of the data): SCS is first order
 #: (defaults eps_abs = eps_rel = 1e-7), the interior-point solvers stop at ~1e-8.
-TOL = {"SCS": 1e-5, "CLARABEL": 1e-6, "ECOS": 1e-6}
+TOL = {"SCS": 1e-5, "CLARABEL": 1e-6, "ECOS": 1e-6, "MOREAU": 1e-6}
+#: The solvers that solve one program per workspace (Moreau solves batches).
+PER_ELEMENT = ("SCS", "CLARABEL", "ECOS")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -198,6 +201,8 @@ CASES = [
     ("sdp", "SCS"), ("sdp", "CLARABEL"),
     ("exp", "SCS"), ("exp", "CLARABEL"), ("exp", "ECOS"),
     ("pow", "SCS"), ("pow", "CLARABEL"),
+    ("lp", "MOREAU"), ("qp", "MOREAU"), ("socp", "MOREAU"), ("sdp", "MOREAU"),
+    ("exp", "MOREAU"), ("pow", "MOREAU"),
 ]
 
 
@@ -249,7 +254,7 @@ def eigen_sdp(n: int = 4) -> tuple[dict, dict]:
     return data, expected
 
 
-@pytest.mark.parametrize("solver", ["SCS", "CLARABEL"])
+@pytest.mark.parametrize("solver", ["SCS", "CLARABEL", "MOREAU"])
 def test_sdp_nondiagonal_solution_closed_form(solver):
     data, expected = eigen_sdp()
     X = svec_unpack(expected["x"], 4)
@@ -343,7 +348,7 @@ def test_exp_swap_permutation():
     assert exp_swap_permutation(ConeDims(nonneg=2)) is None
 
 
-@pytest.mark.parametrize("solver", ["SCS", "CLARABEL"])
+@pytest.mark.parametrize("solver", ["SCS", "CLARABEL", "MOREAU"])
 def test_power_cone_exponent(solver):
     # max z s.t. (1, 2, z) ∈ {x^α y^(1−α) ≥ |z|}, α = 0.3: z* = 2^0.7 (2^0.3 if α were
     # read as 1 − α).
@@ -467,7 +472,7 @@ def test_scs_skips_update_when_data_unchanged():
     assert calls == [(True, True), (True, False)]
 
 
-@pytest.mark.parametrize("solver", SOLVERS)
+@pytest.mark.parametrize("solver", PER_ELEMENT)
 def test_threads_match_serial(solver):
     data = cvxpy_problem("lp")
     backend = get_backend(solver)
@@ -490,14 +495,19 @@ def test_threads_match_serial(solver):
 
 
 def test_get_backend_names():
-    assert [get_backend(name).name for name in ("scs", "Clarabel", "ECOS")] == list(SOLVERS)
-    with pytest.raises(ValueError, match="GUROBI.*SCS, CLARABEL, ECOS"):
+    assert [get_backend(name).name for name in ("scs", "Clarabel", "ECOS")] == list(PER_ELEMENT)
+    with pytest.raises(ValueError, match="GUROBI.*MOREAU, SCS, CLARABEL, ECOS"):
         get_backend("GUROBI")
+    with pytest.raises(ValueError, match="MOREAU solves whole batches"):
+        get_backend("moreau")
 
 
 def test_capabilities():
     assert [(get_backend(n).supports_quadratic, get_backend(n).supports_warm_start)
-            for n in SOLVERS] == [(True, True), (True, False), (False, False)]
+            for n in PER_ELEMENT] == [(True, True), (True, False), (False, False)]
+    assert [CAPABILITIES[n] == {"quadratic": get_backend(n).supports_quadratic,
+                                "warm_start": get_backend(n).supports_warm_start}
+            for n in PER_ELEMENT] == [True] * 3
 
 
 @pytest.mark.parametrize("solver, settings, pattern", [
@@ -551,7 +561,7 @@ def test_unsupported_cones(solver, cones, pattern):
         get_backend(solver).setup(A, None, cones, {})
 
 
-@pytest.mark.parametrize("solver", SOLVERS)
+@pytest.mark.parametrize("solver", PER_ELEMENT)
 def test_shape_errors(solver):
     data = cvxpy_problem("lp")
     backend = get_backend(solver)

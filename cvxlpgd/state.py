@@ -1,0 +1,160 @@
+"""Per-call state: what a backward pass needs from its forward pass, and solver statistics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from cvxlpgd.program import ProgramBatch
+from cvxlpgd.solvers.base import INACCURATE_STATUSES, BatchSolution
+
+
+@dataclass(frozen=True)
+class SolveRecord:
+    """Status, iterations and wall time of one solve.
+
+    Attributes
+    ----------
+    status : str
+        Normalized status: ``"optimal"``, ``"optimal_inaccurate"``, ``"infeasible"``,
+        ``"unbounded"``, ``"infeasible_inaccurate"``, ``"unbounded_inaccurate"`` or
+        ``"failed"``.
+    iterations : int
+        Solver iterations.
+    solve_time : float
+        Wall time of the solve in seconds (a batched solver's time shared evenly).
+    """
+
+    status: str
+    iterations: int
+    solve_time: float
+
+    @classmethod
+    def rows_of(cls, solution: BatchSolution) -> list[SolveRecord]:
+        """One record per element of a batch solution.
+
+        Parameters
+        ----------
+        solution : BatchSolution
+            A batch's solutions.
+
+        Returns
+        -------
+        list of SolveRecord
+        """
+        return [cls(status, int(it), float(t)) for status, it, t in
+                zip(solution.status, solution.iterations, solution.solve_time)]
+
+
+@dataclass
+class SolverStats:
+    """Per-element solver statistics of the last call of a layer.
+
+    Attributes
+    ----------
+    forward : list of SolveRecord
+        One record per batch element.
+    backward : list of dict
+        After an LPGD backward pass: per element, ``{"upper": SolveRecord, "lower": ...}``
+        for the sides that were solved (empty for an element whose incoming gradient
+        was zero: it is not re-solved). Empty before backward and for exact gradients.
+    solver : str
+        The solver that ran (``solver="auto"`` names its choice here).
+    warm_started : bool
+        Whether the forward solves started from the previous call's solutions
+        (``warm_start=True`` with a solver that can, same batch size).
+    """
+
+    forward: list[SolveRecord]
+    backward: list[dict[str, SolveRecord]] = field(default_factory=list)
+    solver: str = ""
+    warm_started: bool = False
+
+    @property
+    def inaccurate(self) -> list[int]:
+        """Batch indices whose forward solution is inaccurate (used, with a warning)."""
+        return [i for i, r in enumerate(self.forward) if r.status in INACCURATE_STATUSES]
+
+    def summary(self) -> dict:
+        """Totals: solves, iterations and seconds, forward and backward.
+
+        Returns
+        -------
+        dict
+            ``forward_solves``, ``forward_iterations``, ``forward_seconds``,
+            ``backward_solves``, ``backward_iterations``, ``backward_seconds``.
+        """
+        back = [r for sides in self.backward for r in sides.values()]
+        return {
+            "forward_solves": len(self.forward),
+            "forward_iterations": sum(r.iterations for r in self.forward),
+            "forward_seconds": sum(r.solve_time for r in self.forward),
+            "backward_solves": len(back),
+            "backward_iterations": sum(r.iterations for r in back),
+            "backward_seconds": sum(r.solve_time for r in back),
+        }
+
+
+@dataclass
+class ForwardState:
+    """What the backward pass needs from the forward pass of one batch.
+
+    Attributes
+    ----------
+    template : ConeTemplate
+        The compiled problem.
+    batch : ProgramBatch
+        Its data (A_data/P_data may be read-only broadcast views when shared).
+    solution : BatchSolution
+        The forward solutions.
+    solver : BatchSolver
+        The solver that produced them (LPGD re-solves use it, or one built for P').
+    settings : dict
+        The solver settings of the call.
+    reuse : dict
+        What the solver kept for these matrices (factorizations), for the re-solves.
+    exact_backend : str or None
+        ``"diffcp"`` or ``"moreau"`` when the exact path ran, else None.
+    exact_mode : str
+        diffcp's mode.
+    stats : SolverStats
+    moreau_solves : int
+        Moreau exact path: the compiled solver's solve count after this forward (its
+        derivative belongs to its last solve; a later solve means re-solving first).
+    warm_started : bool
+        Whether the forward solves were warm-started from the previous call.
+    """
+
+    template: object
+    batch: ProgramBatch
+    solution: BatchSolution
+    solver: object
+    settings: dict
+    reuse: dict = field(default_factory=dict)
+    exact_backend: str | None = None
+    exact_mode: str = "lsqr"
+    stats: SolverStats | None = None
+    moreau_solves: int = 0
+    warm_started: bool = False
+
+    def __post_init__(self):
+        if self.stats is None:
+            self.stats = SolverStats(SolveRecord.rows_of(self.solution),
+                                     solver=self.solution.solver,
+                                     warm_started=self.warm_started)
+
+    @property
+    def x(self) -> np.ndarray:
+        """Primal solutions, (B, n)."""
+        return self.solution.x
+
+    @property
+    def y(self) -> np.ndarray:
+        """Dual solutions, (B, m)."""
+        return self.solution.y
+
+    @property
+    def s(self) -> np.ndarray:
+        """Slacks, (B, m)."""
+        return self.solution.s
