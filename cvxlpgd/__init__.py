@@ -4,6 +4,8 @@ Public API::
 
     CvxpyLayer           the torch.nn.Module
     SolverError          raised for infeasible / unbounded / failed solves
+    InaccurateSolutionWarning  some solutions are not accurate to the solver's tolerance
+    LPGDFallbackWarning  some LPGD gradients came from a fallback (other side, smaller τ)
     SOLVERS              the solver names a layer accepts
     compare_gradients    LPGD at several τ vs exact vs finite differences
     tau_scan             LPGD gradient norm and agreement with exact vs τ
@@ -20,11 +22,13 @@ from cvxlpgd.diagnostics import (
 )
 from cvxlpgd.errors import SolverError
 from cvxlpgd.layer import CvxpyLayer
+from cvxlpgd.lpgd_batch import LPGDFallbackWarning
 from cvxlpgd.solvers import SOLVERS
 from cvxlpgd.state import SolveRecord, SolverStats
+from cvxlpgd.status import InaccurateSolutionWarning
 
 __all__ = [
-    "CvxpyLayer", "SolverError", "SOLVERS",
+    "CvxpyLayer", "SolverError", "InaccurateSolutionWarning", "LPGDFallbackWarning", "SOLVERS",
     "compare_gradients", "tau_scan", "GradientComparison", "TauScan", "ZeroGradientWarning",
     "SolverStats", "SolveRecord",
 ]

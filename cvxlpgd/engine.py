@@ -19,47 +19,21 @@ and runs:
 from __future__ import annotations
 
 from concurrent.futures import Executor
-from dataclasses import dataclass
 
 import numpy as np
 
-from cvxlpgd.errors import SolverError
 from cvxlpgd.exact import AdjointTask, adjoint_partition, check_diffcp_cones
-from cvxlpgd.lpgd import (
-    SIDE_NAMES,
-    DataGradient,
-    lpgd_backward,
-    proximal_batch,
-    proximal_structure,
-)
+from cvxlpgd.lpgd import SIDE_NAMES, DataGradient, proximal_batch, proximal_structure
+from cvxlpgd.lpgd_batch import LPGDResult, lpgd_backward, warn_fallbacks
 from cvxlpgd.parallel import WarmStartMemory, default_workers, run_tasks, split, thread_pool
 from cvxlpgd.program import ProgramBatch
 from cvxlpgd.selection import choose_solver
-from cvxlpgd.solvers import SOLVERS, batch_solver
-from cvxlpgd.solvers.base import BatchSolution
+from cvxlpgd.solvers import SOLVERS, batch_solver, solver_tolerance
+from cvxlpgd.solvers.base import INACCURATE_STATUSES
 from cvxlpgd.state import ForwardState, SolveRecord
+from cvxlpgd.status import inaccurate_rows, raise_on_failure, report_inaccurate, verify
 
-__all__ = ["BatchEngine", "LPGDGradient"]
-
-
-@dataclass
-class LPGDGradient:
-    """An LPGD backward pass's result.
-
-    Attributes
-    ----------
-    gradient : DataGradient
-        Data gradients, one row per element.
-    sides : dict
-        The perturbed solutions by side (+1, −1), rows of the ``active`` elements.
-    active : numpy.ndarray
-        Batch indices that were re-solved (incoming gradient nonzero).
-    """
-
-    gradient: DataGradient
-    sides: dict[int, BatchSolution]
-    active: np.ndarray
-
+__all__ = ["BatchEngine"]
 
 class BatchEngine:
     """Solve batches of compiled problems and differentiate them.
@@ -141,7 +115,8 @@ class BatchEngine:
     # ---- forward ---------------------------------------------------------------------
 
     def forward(self, template, batch: ProgramBatch, *, settings: dict | None = None,
-                exact_backend: str | None = None, exact_mode: str = "lsqr") -> ForwardState:
+                exact_backend: str | None = None, exact_mode: str = "lsqr",
+                lpgd_tau: float | None = None, inaccurate: str = "warn") -> ForwardState:
         """Solve every element of ``batch``.
 
         Parameters
@@ -156,6 +131,11 @@ class BatchEngine:
             Prepare this exact derivative; None for LPGD or no gradient.
         exact_mode : str, default "lsqr"
             diffcp's mode.
+        lpgd_tau : float, optional
+            An LPGD backward pass with this τ will follow: interior-point solvers get
+            the tolerances of :func:`lpgd_tolerances` (settings the user gave win).
+        inaccurate : {"warn", "raise"}
+            What inaccurate solutions get (see :mod:`cvxlpgd.status`).
 
         Returns
         -------
@@ -177,17 +157,26 @@ class BatchEngine:
             raise ValueError(f"exact_backend='moreau' needs solver='MOREAU' (this call solves "
                              f"with {name}); use exact_backend='diffcp'")
         call_settings = self.settings_for(name, settings)
+        if lpgd_tau is not None:
+            call_settings = {**lpgd_tolerances(name, lpgd_tau), **call_settings}
+        if exact_backend == "moreau":
+            # The interior-point method's derivative is smooth; the active-set method's
+            # (Moreau's choice for small QPs) jumps with the active set.
+            call_settings = {"solver": "ipm", **call_settings}
         solver = self.batch_solver(template, "forward", structure, name, call_settings,
                                    enable_grad=exact_backend == "moreau")
         warm = None
         if self.warm_starts is not None and solver.supports_warm_start:
             warm = self.warm_starts.lookup(template, batch.batch_size)
         reuse: dict = {}
-        solution = solver.solve(batch, warm, reuse)
-        _raise_on_failure(solution)
+        tolerance = solver_tolerance(name, call_settings, structure)
+        solution = verify(solver.solve(batch, warm, reuse), batch, structure, tolerance)
+        raise_on_failure(solution)
         state = ForwardState(template, batch, solution, solver, call_settings, reuse=reuse,
                              exact_backend=exact_backend, exact_mode=exact_mode,
-                             warm_started=warm is not None)
+                             warm_started=warm is not None, tolerance=tolerance)
+        report_inaccurate([(int(i), solution.status[i], "forward")
+                           for i in np.flatnonzero(inaccurate_rows(solution))], inaccurate)
         if exact_backend == "moreau":
             state.moreau_solves = solver.solve_count[batch.batch_size]
         if self.warm_starts is not None and solver.supports_warm_start:
@@ -197,24 +186,26 @@ class BatchEngine:
     # ---- backward --------------------------------------------------------------------
 
     def backward_lpgd(self, state: ForwardState, dx: np.ndarray, dy: np.ndarray, *,
-                      tau: float, rho: float, mode: str, ds: np.ndarray | None = None
-                      ) -> LPGDGradient:
-        """LPGD data gradients of every element (see :func:`cvxlpgd.lpgd.lpgd_backward`).
+                      tau: float, rho: float, mode: str, ds: np.ndarray | None = None,
+                      inaccurate: str = "warn") -> LPGDResult:
+        """LPGD data gradients of every element (see :mod:`cvxlpgd.lpgd_batch`).
 
         Raises
         ------
         SolverError
-            When a perturbed problem is not solved (side and batch index named).
+            When a perturbed problem is not solved even after the fallbacks (side and
+            batch index named), or is inaccurate with ``inaccurate="raise"``.
         """
         template, batch = state.template, state.batch
         structure = template.structure
         solver = state.solver
-        solve_batch = batch
+        solve_batch, solve_structure = batch, structure
         if rho > 0:
             slack_term = ds is not None and bool(np.any(ds))
             proximal = self._proximal(template, slack_term)
+            solve_structure = proximal.structure
             solver = self.batch_solver(template, f"proximal{int(slack_term)}",
-                                       proximal.structure, solver.name, state.settings)
+                                       solve_structure, solver.name, state.settings)
             solve_batch = proximal_batch(batch, rho, proximal, structure)
         # Solvers whose results depend on earlier solves on a workspace (SCS) get
         # fresh ones per backward pass, so that a second pass repeats the first.
@@ -224,13 +215,16 @@ class BatchEngine:
             warm = None
             if solver.supports_warm_start:
                 warm = tuple(array[rows] for array in state.solution.point)
-            return [solver.solve(side_batch, warm, reuse) for _, side_batch in requests]
+            return [verify(solver.solve(side_batch, warm, reuse), side_batch, solve_structure,
+                           state.tolerance) for _, side_batch in requests]
 
-        gradient, sides, active = lpgd_backward(
-            solve_sides, solve_batch, structure, state.solution, dx, dy, ds, tau=tau,
-            rho=rho, mode=mode)
-        state.stats.backward = _backward_records(batch.batch_size, sides, active)
-        return LPGDGradient(gradient, sides, active)
+        result = lpgd_backward(solve_sides, solve_batch, structure, state.solution, dx, dy, ds,
+                               tau=tau, rho=rho, mode=mode)
+        state.stats.backward, entries = _backward_records(batch.batch_size, result)
+        state.stats.fallbacks = dict(result.fallbacks)
+        warn_fallbacks(result.fallbacks, tau, mode)
+        report_inaccurate(entries, inaccurate)
+        return result
 
     def _proximal(self, template, slack_term: bool):
         key = (id(template), "proximal-structure", slack_term)
@@ -266,27 +260,60 @@ class BatchEngine:
         if solver.solve_count.get(B) != state.moreau_solves:
             # Another batch of this size was solved since: re-solve this one (from its
             # solution) so that Moreau's derivative is this batch's.
-            solution = solver.solve(state.batch, state.solution.point)
-            _raise_on_failure(solution)
+            solution = verify(solver.solve(state.batch, state.solution.point), state.batch,
+                              state.template.structure, state.tolerance)
+            raise_on_failure(solution, what="re-solve for Moreau's derivative")
         raw = solver.backward(B, dx, dy)
         return DataGradient(raw["dc"], raw["db"], raw["dA_data"], raw["dP_data"])
 
 
-def _raise_on_failure(solution: BatchSolution) -> None:
-    failed = np.flatnonzero(~solution.ok)
-    if failed.size:
-        index = int(failed[0])
-        status = solution.status[index]
-        raise SolverError(
-            f"{solution.solver} returned status {status!r} at batch index {index}: the "
-            "problem is infeasible, unbounded or the solver failed for these parameter "
-            "values", status=status, batch_index=index)
+def lpgd_tolerances(solver: str, tau: float) -> dict:
+    """Interior-point tolerances for a call whose LPGD backward uses ``tau``.
+
+    LPGD divides differences of solutions by τ, so a solution error δ becomes δ/τ in
+    the gradient; and an interior-point solution stopped at tolerance ε can be off by
+    about √ε (measured: Moreau's LPGD gradient on a power-cone problem at τ = 1e-4 is
+    7 % off with its default 1e-8 and 0.03 % off with 1e-12). Asking δ ≤ 1e-3 τ gives
+    ``tol = clip(1e-6 τ², 1e-12, 1e-8)`` for the gap and feasibility tolerances of
+    Moreau and Clarabel (1e-8, their default, down to τ = 0.1). Moreau's active-set
+    method, its choice for small QPs, is accurate to about 2e-6 only: below τ = 0.01
+    Moreau is asked for its interior-point method instead. SCS's default is tightened
+    for every call (``eps = 1e-7``); ECOS keeps its 1e-8.
+
+    Parameters
+    ----------
+    solver : str
+        The solver name.
+    tau : float
+        LPGD's τ.
+
+    Returns
+    -------
+    dict
+        Settings to merge under the user's (empty for SCS and ECOS).
+    """
+    if solver not in ("MOREAU", "CLARABEL"):
+        return {}
+    tol = float(np.clip(LPGD_TOLERANCE_PER_TAU_SQUARED * tau ** 2, 1e-12, 1e-8))
+    tighter = {"tol_gap_abs": tol, "tol_gap_rel": tol, "tol_feas": tol}
+    if solver == "MOREAU" and tau < ACTIVE_SET_MIN_TAU:
+        tighter["solver"] = "ipm"
+    return tighter
 
 
-def _backward_records(batch_size: int, sides: dict[int, BatchSolution],
-                      active: np.ndarray) -> list[dict[str, SolveRecord]]:
+#: Interior-point tolerance per τ² on the LPGD path (see :func:`lpgd_tolerances`).
+LPGD_TOLERANCE_PER_TAU_SQUARED = 1e-6
+#: Below this τ Moreau's active-set error (≈ 2e-6) would exceed 1e-4 relative after the
+#: division by τ: the interior-point method is used instead.
+ACTIVE_SET_MIN_TAU = 1e-2
+
+
+def _backward_records(batch_size: int, result: LPGDResult):
+    """Per element, the record of the last solve of each side; and inaccurate entries."""
     records: list[dict[str, SolveRecord]] = [{} for _ in range(batch_size)]
-    for sign, solution in sides.items():
-        for index, record in zip(active, SolveRecord.rows_of(solution)):
+    for indices, sign, solution in result.solves:
+        for index, record in zip(indices, SolveRecord.rows_of(solution)):
             records[int(index)][SIDE_NAMES[sign]] = record
-    return records
+    entries = [(i, record.status, f"LPGD {side}") for i, sides in enumerate(records)
+               for side, record in sides.items() if record.status in INACCURATE_STATUSES]
+    return records, entries

@@ -1,6 +1,32 @@
-"""Exceptions raised by cvxlpgd."""
+"""Exceptions raised by cvxlpgd, and how its warnings reach the user's code."""
 
 from __future__ import annotations
+
+import sys
+import warnings
+
+#: Modules whose frames a warning skips to point at the caller's own line.
+_INTERNAL = ("cvxlpgd", "torch", "concurrent", "threading")
+
+
+def warn_user(message: str, category: type[Warning]) -> None:
+    """``warnings.warn`` pointing at the first frame outside cvxlpgd and torch.
+
+    A warning raised deep inside a forward or backward pass then names the user's line
+    (the call of the layer, or ``loss.backward()``), not the package's.
+
+    Parameters
+    ----------
+    message : str
+        The warning text.
+    category : type
+        A Warning subclass.
+    """
+    level, frame = 2, sys._getframe(1)  # stacklevel 2: warn_user's caller
+    while frame is not None and frame.f_globals.get("__name__", "").split(".")[0] in _INTERNAL:
+        frame = frame.f_back
+        level += 1
+    warnings.warn(message, category, stacklevel=level)
 
 
 class SolverError(RuntimeError):

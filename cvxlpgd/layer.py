@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from concurrent.futures import Executor
 from dataclasses import dataclass
 
@@ -12,6 +11,7 @@ import torch
 from cvxlpgd.compile import compile_problem, validate_problem
 from cvxlpgd.diagnostics import warn_if_zero_gradient
 from cvxlpgd.engine import BatchEngine
+from cvxlpgd.errors import warn_user
 from cvxlpgd.inputs import Inputs, check_inputs
 from cvxlpgd.options import DEFAULT_SOLVER, DEFAULT_TAU, CallOptions, validate_solver
 from cvxlpgd.parallel import WarmStartMemory
@@ -75,6 +75,11 @@ class CvxpyLayer(torch.nn.Module):
         batch position (training loops whose parameters change a little per step).
         Ignored when the batch size changed since that call, and for solvers that
         cannot warm-start (Clarabel, ECOS).
+    inaccurate : {"warn", "raise"}, default "warn"
+        Solutions that are not accurate to the solver's tolerance (iteration limit,
+        ``AlmostSolved``, residuals above the tolerance) are used with one
+        :class:`cvxlpgd.InaccurateSolutionWarning` per call naming them, or raise
+        :class:`cvxlpgd.SolverError` with ``"raise"``.
 
     Raises
     ------
@@ -98,13 +103,15 @@ class CvxpyLayer(torch.nn.Module):
                  tau: float = DEFAULT_TAU, rho: float = 0.0, lpgd_mode: str = "central",
                  exact_mode: str = "lsqr", exact_backend: str = "diffcp",
                  solver: str = DEFAULT_SOLVER, solver_args: dict | None = None,
-                 workers: int | None = None, executor=None, warm_start: bool = False):
+                 workers: int | None = None, executor=None, warm_start: bool = False,
+                 inaccurate: str = "warn"):
         super().__init__()
         solver = validate_solver(solver)
         self.options = CallOptions(gradient=gradient, tau=float(tau), rho=float(rho),
                                    lpgd_mode=lpgd_mode, exact_mode=exact_mode,
                                    exact_backend=exact_backend,
-                                   solver_args=dict(solver_args or {})).validated(solver)
+                                   solver_args=dict(solver_args or {}),
+                                   inaccurate=inaccurate).validated(solver)
         if workers is not None and (isinstance(workers, bool) or not isinstance(
                 workers, (int, np.integer)) or workers < 1):
             raise ValueError(f"workers must be a positive integer, got {workers!r}")
@@ -161,10 +168,9 @@ class CvxpyLayer(torch.nn.Module):
                 where = "cuda"
             elif not self._warned_device:
                 self._warned_device = True
-                warnings.warn(f"inputs are on {device}, but {self.solver} has no CUDA backend "
-                              "here (Moreau's CUDA backend: pip install moreau[cuda]); the "
-                              "problems are solved on the CPU and the results moved back",
-                              RuntimeWarning, stacklevel=4)
+                warn_user(f"inputs are on {device}, but {self.solver} has no CUDA backend here "
+                          "(Moreau's CUDA backend: pip install moreau[cuda]); the problems are "
+                          "solved on the CPU and the results moved back", RuntimeWarning)
         engine = self._engines.get(where)
         if engine is None:
             engine = self._engines[where] = BatchEngine(
@@ -273,8 +279,11 @@ class _Call:
         theta = template.stack_parameters(inputs.values, inputs.batch_size)
         batch = template.program_data(theta, inputs.batched)
         self.engine = layer._engine(inputs.device)
+        lpgd = self.needs_grad and options.gradient == "lpgd"
         state = self.engine.forward(template, batch, settings=options.solver_args,
-                                    exact_backend=exact_backend, exact_mode=options.exact_mode)
+                                    exact_backend=exact_backend, exact_mode=options.exact_mode,
+                                    lpgd_tau=options.tau if lpgd else None,
+                                    inaccurate=options.inaccurate)
         layer._stats = state.stats
         if self.needs_grad:
             self.state = state
@@ -292,7 +301,8 @@ class _Call:
             data_grad = self.engine.backward_exact(state, dx, dy)
         else:
             result = self.engine.backward_lpgd(state, dx, dy, tau=options.tau, rho=options.rho,
-                                               mode=options.lpgd_mode)
+                                               mode=options.lpgd_mode,
+                                               inaccurate=options.inaccurate)
             data_grad = result.gradient
             # ZeroGradientWarning (once per layer) when τ moved no perturbed solution.
             warn_if_zero_gradient(self.layer, state, result, dx, dy, options)

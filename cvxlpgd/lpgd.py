@@ -33,29 +33,23 @@ The gradient replacement is
     central: (G(x₊, y₊) − G(x₋, y₋)) / (2τ).
 
 Everything here is array arithmetic on whole batches (row ``i`` is element ``i``);
-the re-solves are one batched call per side (see :func:`lpgd_backward`).
+:mod:`cvxlpgd.lpgd_batch` runs the re-solves (one batched call per side) and the
+fallbacks.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 
-from cvxlpgd.errors import SolverError
 from cvxlpgd.program import ProgramBatch, ProgramStructure, SparsePattern
 from cvxlpgd.solvers.base import BatchSolution
 
 LPGD_MODES = ("central", "upper", "lower")
 SIDES = {"central": (+1, -1), "upper": (+1,), "lower": (-1,)}
 SIDE_NAMES = {+1: "upper", -1: "lower"}
-
-#: Elements per block when forming G: bounds the transient memory of the products
-#: y xᵀ on A's pattern (B × nnz_A numbers each) for large batches.
-_BLOCK = 64
-
 
 @dataclass
 class DataGradient:
@@ -342,109 +336,3 @@ def proximal_batch(batch: ProgramBatch, rho: float, proximal: ProximalStructure,
     if shared:
         data = np.broadcast_to(data, (batch.batch_size, pattern.nnz))
     return ProgramBatch(c=batch.c, b=batch.b, A_data=batch.A_data, P_data=data)
-
-
-def _write_difference(out: DataGradient, rows: np.ndarray, scale: float,
-                      plus: tuple[np.ndarray, np.ndarray], minus: tuple[np.ndarray, np.ndarray],
-                      structure: ProgramStructure) -> None:
-    """out[rows] = scale · (G(plus) − G(minus)), in blocks of rows (bounded memory)."""
-    A, P = structure.A_pattern, structure.P_pattern
-    for start in range(0, rows.size, _BLOCK):
-        block = slice(start, start + _BLOCK)
-        target = rows[block]
-        xp, yp = plus[0][block], plus[1][block]
-        xm, ym = minus[0][block], minus[1][block]
-        out.dc[target] = scale * (xp - xm)
-        out.db[target] = -scale * (yp - ym)
-        out.dA_data[target] = scale * (yp[:, A.rows] * xp[:, A.cols]
-                                       - ym[:, A.rows] * xm[:, A.cols])
-        if P is not None:
-            out.dP_data[target] = 0.5 * scale * (xp[:, P.rows] * xp[:, P.cols]
-                                                 - xm[:, P.rows] * xm[:, P.cols])
-
-
-def _raise_on_failed_side(sign: int, solution: BatchSolution, active: np.ndarray,
-                          tau: float) -> None:
-    failed = np.flatnonzero(~solution.ok)
-    if failed.size == 0:
-        return
-    side, other = SIDE_NAMES[sign], SIDE_NAMES[-sign]
-    index = int(active[failed[0]])
-    status = solution.status[failed[0]]
-    raise SolverError(f"LPGD {side} perturbed solve failed at batch index {index} with status "
-                      f"{status!r}; try a smaller tau (now {tau}) or lpgd_mode={other!r}",
-                      status=status, batch_index=index, side=side)
-
-
-SolveSides = Callable[[list[tuple[int, ProgramBatch]], object], list[BatchSolution]]
-
-
-def lpgd_backward(solve_sides: SolveSides, batch: ProgramBatch, structure: ProgramStructure,
-                  forward: BatchSolution, dx: np.ndarray, dy: np.ndarray,
-                  ds: np.ndarray | None, *, tau: float, rho: float, mode: str
-                  ) -> tuple[DataGradient, dict[int, BatchSolution], np.ndarray]:
-    """LPGD data gradients of a batch.
-
-    Elements whose incoming gradient is zero get an exact zero and are not re-solved.
-
-    Parameters
-    ----------
-    solve_sides : callable
-        ``solve_sides([(σ, batch_σ), ...], rows)`` solves each perturbed batch (same
-        matrices as ``batch``, or P' when ρ > 0) — the forward elements ``rows`` (an
-        index array, or ``slice(None)`` for all) — warm-started from their forward
-        solutions, and returns one :class:`BatchSolution` per request, in order.
-    batch : ProgramBatch
-        The forward problems (P already widened to P' when ρ > 0: see
-        :func:`proximal_batch`; c and b are the forward ones).
-    structure : ProgramStructure
-        The forward problems' structure (patterns of the gradient).
-    forward : BatchSolution
-        The forward solutions (x*, y*, s*).
-    dx, dy : numpy.ndarray
-        Incoming gradients (B, n), (B, m).
-    ds : numpy.ndarray or None
-        Incoming gradient in s (B, m), or None.
-    tau, rho, mode :
-        Perturbation strength, proximal weight, ``"central"``/``"upper"``/``"lower"``.
-
-    Returns
-    -------
-    gradient : DataGradient
-        (B, ·) rows; zero rows for elements without incoming gradient.
-    sides : dict
-        The perturbed solutions by side (+1, −1), rows of the active elements.
-    active : numpy.ndarray
-        Indices of the elements that were re-solved.
-    """
-    B = batch.batch_size
-    moving = np.any(dx != 0, axis=1) | np.any(dy != 0, axis=1)
-    if ds is not None:
-        moving |= np.any(ds != 0, axis=1)
-        ds = ds if np.any(ds) else None
-    active = np.flatnonzero(moving)
-    gradient = DataGradient.zeros(structure, B)
-    if active.size == 0:
-        return gradient, {}, active
-    select = slice(None) if active.size == B else active
-    sub = batch if active.size == B else batch.rows(active)
-    fx, fy, fs = forward.x[select], forward.y[select], forward.s[select]
-    sub_ds = None if ds is None else ds[select]
-    requests = []
-    for sign in SIDES[mode]:
-        c_new, b_new = perturbed_costs(sign, tau, rho, sub, structure.A_pattern, dx[select],
-                                       dy[select], sub_ds, fx, fs)
-        requests.append((sign, sub.with_vectors(c_new, b_new)))
-    solved = dict(zip(SIDES[mode], solve_sides(requests, select)))
-    for sign, solution in solved.items():
-        _raise_on_failed_side(sign, solution, active, tau)
-    points = {sign: (solution.x, perturbed_dual(sign, tau, rho, solution, sub_ds, fs))
-              for sign, solution in solved.items()}
-    star = (fx, fy)
-    if mode == "central":
-        _write_difference(gradient, active, 0.5 / tau, points[+1], points[-1], structure)
-    elif mode == "upper":
-        _write_difference(gradient, active, 1.0 / tau, points[+1], star, structure)
-    else:
-        _write_difference(gradient, active, 1.0 / tau, star, points[-1], structure)
-    return gradient, solved, active

@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 from cvxlpgd.exact import validate_exact_options
 from cvxlpgd.lpgd import validate_lpgd_options
 from cvxlpgd.solvers import SOLVERS, supports_quadratic
+from cvxlpgd.status import validate_inaccurate_policy
 
 GRADIENTS = ("lpgd", "exact")
 #: Solver names a layer accepts: ``"auto"`` (see :mod:`cvxlpgd.selection`) or a solver.
@@ -47,6 +48,8 @@ class CallOptions:
         ``"diffcp"`` or ``"moreau"``.
     solver_args : dict
         Solver settings.
+    inaccurate : str
+        ``"warn"`` or ``"raise"`` for inaccurate solutions.
     """
 
     gradient: str
@@ -56,6 +59,7 @@ class CallOptions:
     exact_mode: str
     exact_backend: str
     solver_args: dict
+    inaccurate: str = "warn"
 
     def validated(self, solver: str) -> CallOptions:
         """Check every option, for the layer's ``solver``.
@@ -78,6 +82,7 @@ class CallOptions:
             raise ValueError(f"gradient must be one of {GRADIENTS}, got {self.gradient!r}")
         validate_lpgd_options(self.tau, self.rho, self.lpgd_mode)
         validate_exact_options(self.exact_mode, self.exact_backend)
+        validate_inaccurate_policy(self.inaccurate)
         if not isinstance(self.solver_args, dict):
             raise TypeError(f"solver_args must be a dict, got {type(self.solver_args).__name__}")
         if self.rho > 0 and solver != "AUTO" and not supports_quadratic(solver):

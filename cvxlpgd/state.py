@@ -64,12 +64,17 @@ class SolverStats:
     warm_started : bool
         Whether the forward solves started from the previous call's solutions
         (``warm_start=True`` with a solver that can, same batch size).
+    fallbacks : dict
+        After an LPGD backward pass: batch index → how the gradient of an element
+        whose perturbed problem failed was formed instead (e.g. ``"upper only,
+        tau=0.1"``, ``"central, tau=0.001"``); empty when none failed.
     """
 
     forward: list[SolveRecord]
     backward: list[dict[str, SolveRecord]] = field(default_factory=list)
     solver: str = ""
     warm_started: bool = False
+    fallbacks: dict[int, str] = field(default_factory=dict)
 
     @property
     def inaccurate(self) -> list[int]:
@@ -124,6 +129,8 @@ class ForwardState:
         derivative belongs to its last solve; a later solve means re-solving first).
     warm_started : bool
         Whether the forward solves were warm-started from the previous call.
+    tolerance : float
+        The solver's relative tolerance (for verifying re-solves).
     """
 
     template: object
@@ -137,6 +144,7 @@ class ForwardState:
     stats: SolverStats | None = None
     moreau_solves: int = 0
     warm_started: bool = False
+    tolerance: float = 1e-8
 
     def __post_init__(self):
         if self.stats is None:

@@ -146,22 +146,6 @@ def test_unbounded_problem_raises_solver_error():
         layer(torch.tensor(1.0))
 
 
-def test_failed_lpgd_side_is_named_with_advice():
-    x = cp.Variable(2)
-    c = cp.Parameter(2, name="c")
-    layer = cvxlpgd.CvxpyLayer(cp.Problem(cp.Minimize(c @ x), [x >= 0]), [c], [x],
-                               solver="CLARABEL", tau=5.0)
-    c_value = torch.tensor([1.0, 2.0], requires_grad=True)
-    (x_star,) = layer(c_value)
-    with pytest.raises(cvxlpgd.SolverError,
-                       match="LPGD lower perturbed solve failed .*smaller tau .*'upper'") as info:
-        x_star.sum().backward()  # lower side: c − τ·1 < 0 makes the LP unbounded
-    assert info.value.side == "lower"
-    (x_star,) = layer(c_value, lpgd_mode="upper")
-    x_star.sum().backward()
-    assert c_value.grad is not None
-
-
 def test_unknown_solver_setting_is_named(qp):
     problem, params, x, _, tensors = qp
     layer = cvxlpgd.CvxpyLayer(problem, params, [x], solver="CLARABEL",

@@ -15,12 +15,12 @@ from cvxlpgd.cones import ConeDims
 from cvxlpgd.exact import adjoint_at_solution
 from cvxlpgd.lpgd import (
     lagrangian_data_gradient,
-    lpgd_backward,
     perturbed_costs,
     perturbed_dual,
     proximal_batch,
     proximal_structure,
 )
+from cvxlpgd.lpgd_batch import lpgd_backward
 from cvxlpgd.program import ProgramBatch, ProgramStructure, SparsePattern
 from cvxlpgd.solvers import BatchSolution, solve_cone_program
 
@@ -155,16 +155,16 @@ def test_lpgd_with_slack_gradient_approaches_the_exact_adjoint():
     dA, db, dc = adjoint_at_solution(A, b, c, cones, *(v[0] for v in forward.point),
                                      A_pattern=structure.A_pattern)(dx[0], dy[0], ds[0])
     solve = solver_sides(structure, "SCS", SCS_TIGHT)
-    lpgd, _, _ = lpgd_backward(solve, batch, structure, forward, dx, dy, ds, tau=1e-4,
-                               rho=0.0, mode="central")
+    lpgd = lpgd_backward(solve, batch, structure, forward, dx, dy, ds, tau=1e-4, rho=0.0,
+                         mode="central").gradient
     scale = np.linalg.norm(dc) + np.linalg.norm(db)
     assert scale > 0.1
     np.testing.assert_allclose(lpgd.dc[0], dc, atol=1e-3 * scale)
     np.testing.assert_allclose(lpgd.db[0], db, atol=1e-3 * scale)
     np.testing.assert_allclose(lpgd.dA_data[0], dA, atol=1e-3 * scale)
     # Dropping ds changes the answer: the slack term is really used.
-    without, _, _ = lpgd_backward(solve, batch, structure, forward, dx, dy, None, tau=1e-4,
-                                  rho=0.0, mode="central")
+    without = lpgd_backward(solve, batch, structure, forward, dx, dy, None, tau=1e-4, rho=0.0,
+                            mode="central").gradient
     assert np.linalg.norm(without.dc[0] - dc) > 1e-2 * scale
 
 
@@ -191,9 +191,9 @@ def test_quadratic_data_gradient_matches_finite_differences_in_P(storage):
     full_structure, full_batch = one_problem(A, b, c, cones, P=P_full)
     forward = forward_of(full_structure, full_batch, "CLARABEL")
     # Re-solves on the true (full) P; the gradient on the stored pattern.
-    lpgd, _, _ = lpgd_backward(solver_sides(full_structure, "CLARABEL"), full_batch, structure,
-                               forward, dx, np.zeros((1, 4)), None, tau=1e-5, rho=0.0,
-                               mode="central")
+    lpgd = lpgd_backward(solver_sides(full_structure, "CLARABEL"), full_batch, structure,
+                         forward, dx, np.zeros((1, 4)), None, tau=1e-5, rho=0.0,
+                         mode="central").gradient
     pattern = structure.P_pattern
     dP = lpgd.dP_data[0] * np.where(pattern.rows != pattern.cols,
                                     2.0 if storage == "upper" else 1.0, 1.0)
@@ -262,16 +262,17 @@ def test_batched_lpgd_equals_a_loop_over_elements(mode, rho):
         solve_batch = proximal_batch(batch, rho, proximal, structure)
         sub_structure = proximal.structure
         solve = solver_sides(sub_structure, "CLARABEL")
-    grad, sides, active = lpgd_backward(counting, solve_batch, structure, forward, dx, dy, ds,
-                                        tau=tau, rho=rho, mode=mode)
-    np.testing.assert_array_equal(active, [0, 1, 3])
+    result = lpgd_backward(counting, solve_batch, structure, forward, dx, dy, ds, tau=tau,
+                           rho=rho, mode=mode)
+    grad = result.gradient
+    np.testing.assert_array_equal(result.active, [0, 1, 3])
     assert calls == [3] * (2 if mode == "central" else 1)
     for part in grad.parts()[:3]:
         assert np.all(part[2] == 0.0)
     for i in (0, 1, 3):
         single_batch = solve_batch.rows(slice(i, i + 1))
-        single, _, _ = lpgd_backward(solve, single_batch, structure, forward.rows(slice(i, i + 1)),
-                                     dx[i:i + 1], dy[i:i + 1], ds[i:i + 1], tau=tau, rho=rho,
-                                     mode=mode)
+        single = lpgd_backward(solve, single_batch, structure, forward.rows(slice(i, i + 1)),
+                               dx[i:i + 1], dy[i:i + 1], ds[i:i + 1], tau=tau, rho=rho,
+                               mode=mode).gradient
         for ours, reference in zip(grad.parts()[:3], single.parts()[:3]):
             np.testing.assert_allclose(ours[i], reference[0], rtol=1e-12, atol=1e-12)

@@ -18,11 +18,11 @@ from cvxlpgd.diagnostics.zero_gradient import (
     ZeroGradientReport,
     ZeroGradientWarning,
     probe_larger_tau,
-    solver_tolerance,
     suggest_tau,
     warn_if_zero_gradient,
     zero_gradient_report,
 )
+from cvxlpgd.solvers import solver_tolerance
 
 __all__ = [
     "ZeroGradientWarning", "ZeroGradientReport", "GradientComparison", "TauScan",

@@ -47,19 +47,15 @@ from __future__ import annotations
 
 import math
 import threading
-import warnings
 import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 import numpy as np
 
+from cvxlpgd.errors import warn_user
 from cvxlpgd.lpgd import DataGradient, lagrangian_data_gradient, perturbed_costs
-from cvxlpgd.solvers import SOLVERS, batch_solver
-from cvxlpgd.solvers.clarabel_backend import clarabel_settings
-from cvxlpgd.solvers.ecos_backend import ecos_settings
-from cvxlpgd.solvers.moreau_backend import moreau_settings
-from cvxlpgd.solvers.scs_backend import scs_settings
+from cvxlpgd.solvers import batch_solver, solver_tolerance
 
 #: A perturbed solve counts as unmoved below this many times the solver's tolerance.
 ZERO_RTOL_FACTOR = 10.0
@@ -201,48 +197,6 @@ def suggest_tau(c: np.ndarray, b: np.ndarray, dx: np.ndarray, dy: np.ndarray,
     return float(np.median(per_element)) if per_element.size else float("nan")
 
 
-def solver_tolerance(solver: str, settings: dict | None = None) -> float:
-    """The relative accuracy a solver is asked for: its largest stopping tolerance.
-
-    Parameters
-    ----------
-    solver : str
-        Solver name: ``"MOREAU"``, ``"SCS"``, ``"CLARABEL"`` or ``"ECOS"``
-        (case-insensitive).
-    settings : dict, optional
-        The user's solver settings (merged over the backend's defaults, as the
-        backends do).
-
-    Returns
-    -------
-    float
-        SCS: ``max(eps_abs, eps_rel)``; Clarabel and Moreau: ``max(tol_gap_abs,
-        tol_gap_rel, tol_feas)``; ECOS: ``max(feastol, abstol, reltol)``.
-
-    Raises
-    ------
-    ValueError
-        For an unknown solver name or invalid settings.
-    """
-    name = solver.upper() if isinstance(solver, str) else solver
-    if name == "SCS":
-        merged = scs_settings(settings)
-        return float(max(merged["eps_abs"], merged["eps_rel"]))
-    if name == "CLARABEL":
-        merged = clarabel_settings(settings)
-        return float(max(merged.tol_gap_abs, merged.tol_gap_rel, merged.tol_feas))
-    if name == "MOREAU":
-        ipm = moreau_settings(settings).ipm_settings
-        if ipm is None:  # the active-set method: exact once its active set is found
-            return 1e-8
-        return float(max(ipm.tol_gap_abs, ipm.tol_gap_rel, ipm.tol_feas))
-    if name == "ECOS":
-        merged = ecos_settings(settings)
-        # ECOS's own defaults (1e-8) apply to the keys the user leaves out.
-        return float(max(merged.get(k, 1e-8) for k in ("feastol", "abstol", "reltol")))
-    raise ValueError(f"unknown solver {solver!r}; valid solvers: {', '.join(SOLVERS)}")
-
-
 def zero_gradient_report(state, result, dx: np.ndarray, dy: np.ndarray, tau: float, *,
                          rtol: float = 1e-6, atol: float = ZERO_ATOL
                          ) -> ZeroGradientReport | None:
@@ -252,7 +206,7 @@ def zero_gradient_report(state, result, dx: np.ndarray, dy: np.ndarray, tau: flo
     ----------
     state : cvxlpgd.state.ForwardState
         The forward state (template, batch data, forward solutions).
-    result : cvxlpgd.engine.LPGDGradient
+    result : cvxlpgd.lpgd_batch.LPGDResult
         The LPGD backward result: perturbed solutions by side (rows of
         ``result.active``, the elements with a nonzero incoming gradient).
     dx, dy : numpy.ndarray
@@ -271,8 +225,8 @@ def zero_gradient_report(state, result, dx: np.ndarray, dy: np.ndarray, tau: flo
         A report when every element with a nonzero incoming gradient is unmoved on
         every side; None otherwise (also when no element has an incoming gradient).
     """
-    if result.active.size == 0 or not result.sides:
-        return None
+    if result.active.size == 0 or not result.sides or result.fallbacks:
+        return None  # a fallback means some perturbed problem changed: not a zero
     # This runs after every LPGD backward pass: a few elements first, since one that
     # moved settles it (the usual case) without touching the whole batch.
     rows = np.arange(result.active.size)
@@ -440,5 +394,5 @@ def warn_if_zero_gradient(layer, state, result, dx: np.ndarray, dy: np.ndarray,
         if layer in _WARNED:
             return report
         _WARNED.add(layer)
-    warnings.warn(report.message(), ZeroGradientWarning, stacklevel=2)
+    warn_user(report.message(), ZeroGradientWarning)
     return report

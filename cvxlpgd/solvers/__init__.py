@@ -38,11 +38,17 @@ from cvxlpgd.solvers.base import (
     SolverBackend,
     Workspace,
 )
-from cvxlpgd.solvers.clarabel_backend import ClarabelBackend
-from cvxlpgd.solvers.ecos_backend import EcosBackend
-from cvxlpgd.solvers.moreau_backend import MoreauSolver, moreau_available
+from cvxlpgd.solvers.clarabel_backend import ClarabelBackend, clarabel_settings
+from cvxlpgd.solvers.ecos_backend import EcosBackend, ecos_settings
+from cvxlpgd.solvers.moreau_backend import (
+    ACTIVE_SET_ACCURACY,
+    MoreauSolver,
+    moreau_available,
+    moreau_settings,
+    uses_active_set,
+)
 from cvxlpgd.solvers.pooled import PooledSolver
-from cvxlpgd.solvers.scs_backend import ScsBackend
+from cvxlpgd.solvers.scs_backend import ScsBackend, scs_settings
 
 #: Valid solver names, upper case.
 SOLVERS = ("MOREAU", "SCS", "CLARABEL", "ECOS")
@@ -60,7 +66,7 @@ CAPABILITIES = {
 
 __all__ = [
     "SOLVERS", "CAPABILITIES", "get_backend", "batch_solver", "solve_cone_program",
-    "supports_quadratic", "moreau_available",
+    "supports_quadratic", "moreau_available", "solver_tolerance",
     "Solution", "Workspace", "SolverBackend", "BatchSolution", "BatchSolver",
     "ScsBackend", "ClarabelBackend", "EcosBackend", "MoreauSolver", "PooledSolver",
     "OPTIMAL", "OPTIMAL_INACCURATE", "INFEASIBLE", "UNBOUNDED",
@@ -217,3 +223,49 @@ def solve_cone_program(A: sp.spmatrix, b: np.ndarray, c: np.ndarray, cones: Cone
     if warm_start is not None:
         start = tuple(v[None] for v in check_warm_start(warm_start, n, m))
     return batch_solver("MOREAU", structure, settings).solve(batch, start).element(0)
+
+
+def solver_tolerance(solver: str, settings: dict | None = None, structure=None) -> float:
+    """The relative accuracy a solver is asked for: its largest stopping tolerance.
+
+    Parameters
+    ----------
+    solver : str
+        Solver name: ``"MOREAU"``, ``"SCS"``, ``"CLARABEL"`` or ``"ECOS"``
+        (case-insensitive).
+    settings : dict, optional
+        The user's solver settings (merged over the backend's defaults, as the
+        backends do).
+    structure : cvxlpgd.program.ProgramStructure, optional
+        The problem's structure: Moreau's active-set method, which it picks for small
+        QPs, has an accuracy of its own (:data:`ACTIVE_SET_ACCURACY`).
+
+    Returns
+    -------
+    float
+        SCS: ``max(eps_abs, eps_rel)``; Clarabel and Moreau: ``max(tol_gap_abs,
+        tol_gap_rel, tol_feas)`` (Moreau's active-set method: its accuracy); ECOS:
+        ``max(feastol, abstol, reltol)``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown solver name or invalid settings.
+    """
+    name = solver.upper() if isinstance(solver, str) else solver
+    if name == "SCS":
+        merged = scs_settings(settings)
+        return float(max(merged["eps_abs"], merged["eps_rel"]))
+    if name == "CLARABEL":
+        merged = clarabel_settings(settings)
+        return float(max(merged.tol_gap_abs, merged.tol_gap_rel, merged.tol_feas))
+    if name == "MOREAU":
+        ipm = moreau_settings(settings).ipm_settings
+        if ipm is None or (structure is not None and uses_active_set(structure, settings)):
+            return ACTIVE_SET_ACCURACY
+        return float(max(ipm.tol_gap_abs, ipm.tol_gap_rel, ipm.tol_feas))
+    if name == "ECOS":
+        merged = ecos_settings(settings)
+        # ECOS's own defaults (1e-8) apply to the keys the user leaves out.
+        return float(max(merged.get(k, 1e-8) for k in ("feastol", "abstol", "reltol")))
+    raise ValueError(f"unknown solver {solver!r}; valid solvers: {', '.join(SOLVERS)}")

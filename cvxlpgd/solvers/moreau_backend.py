@@ -74,6 +74,40 @@ def moreau_devices() -> list[str]:
     return list(moreau.available_devices())
 
 
+#: Accuracy of Moreau's active-set method, measured: its solutions of the tests' QPs
+#: leave relative residuals of 1e-6 to 2e-6 whatever its own tolerances say (its
+#: interior-point method reaches 1e-14 on the same problems).
+ACTIVE_SET_ACCURACY = 2e-6
+
+
+def uses_active_set(structure: ProgramStructure, settings: dict | None) -> bool:
+    """Whether Moreau solves this structure with its active-set method.
+
+    Moreau's ``solver="auto"`` (the default) picks it for small QPs on the CPU: a
+    nonzero P, only zero and nonnegative cones, n ≤ 500 and 0 < m ≤ max(500, 2n).
+
+    Parameters
+    ----------
+    structure : ProgramStructure
+        Cones and patterns.
+    settings : dict or None
+        The user's Moreau settings.
+
+    Returns
+    -------
+    bool
+    """
+    choice = str((settings or {}).get("solver", "auto")).lower()
+    if choice != "auto":
+        return choice == "active_set"
+    n, m = structure.n, structure.m
+    polyhedral = structure.cones.size == structure.cones.zero + structure.cones.nonneg
+    quadratic = structure.P_pattern is not None and structure.P_pattern.nnz > 0
+    device = str((settings or {}).get("device", "cpu"))
+    return (polyhedral and quadratic and n <= 500 and 0 < m <= max(500, 2 * n)
+            and device != "cuda")
+
+
 def moreau_settings(settings: dict | None, *, batch_size: int = 1, device: str = "cpu",
                     enable_grad: bool = False):
     """``moreau.Settings`` from a flat dictionary of the user's settings.
@@ -214,9 +248,10 @@ class MoreauSolver:
     def _rows_out(self, array: np.ndarray) -> np.ndarray:
         return array if self._inverse is None else array[:, self._inverse]
 
-    def _values(self, data: np.ndarray | None, order: np.ndarray, shared: bool) -> np.ndarray:
-        if data is None:
-            return np.zeros(0)
+    def _values(self, data: np.ndarray | None, order: np.ndarray, shared: bool,
+                batch_size: int) -> np.ndarray:
+        if data is None:  # no P: an empty row per element (Moreau wants both alike)
+            return np.zeros(0) if shared else np.zeros((batch_size, 0))
         return np.ascontiguousarray(data[0, order] if shared else data[:, order])
 
     def compiled(self, batch_size: int):
@@ -240,8 +275,8 @@ class MoreauSolver:
         if held is not None and held[0] is batch.A_data and held[1] is batch.P_data:
             return
         shared = batch.shared_matrices
-        solver.setup(self._values(batch.P_data, self._P_order, shared),
-                     self._values(batch.A_data, self._A_order, shared))
+        solver.setup(self._values(batch.P_data, self._P_order, shared, batch_size),
+                     self._values(batch.A_data, self._A_order, shared, batch_size))
         # The arrays are kept with the solver, so their ids stay theirs.
         self._matrices[batch_size] = (batch.A_data, batch.P_data)
 
