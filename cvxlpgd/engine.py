@@ -108,6 +108,16 @@ class BatchEngine:
             entry = self._solvers[key] = (owner, solver)
         return entry[1]
 
+    def _tolerance(self, template, name: str, settings: dict) -> float:
+        """The solver's tolerance for these settings (cached: Moreau's settings objects
+        take milliseconds to build)."""
+        key = (id(template), "tolerance", name, repr(sorted(settings.items())))
+        entry = self._solvers.get(key)
+        if entry is None:
+            entry = self._solvers[key] = (template, solver_tolerance(name, settings,
+                                                                     template.structure))
+        return entry[1]
+
     def clear(self) -> None:
         """Forget every cached solver (Moreau's compiled solvers with them)."""
         self._solvers.clear()
@@ -165,11 +175,11 @@ class BatchEngine:
             call_settings = {"solver": "ipm", **call_settings}
         solver = self.batch_solver(template, "forward", structure, name, call_settings,
                                    enable_grad=exact_backend == "moreau")
+        tolerance = self._tolerance(template, name, call_settings)
         warm = None
         if self.warm_starts is not None and solver.supports_warm_start:
             warm = self.warm_starts.lookup(template, batch.batch_size)
         reuse: dict = {}
-        tolerance = solver_tolerance(name, call_settings, structure)
         solution = verify(solver.solve(batch, warm, reuse), batch, structure, tolerance)
         raise_on_failure(solution)
         state = ForwardState(template, batch, solution, solver, call_settings, reuse=reuse,
@@ -219,7 +229,8 @@ class BatchEngine:
                            state.tolerance) for _, side_batch in requests]
 
         result = lpgd_backward(solve_sides, solve_batch, structure, state.solution, dx, dy, ds,
-                               tau=tau, rho=rho, mode=mode)
+                               tau=tau, rho=rho, mode=mode,
+                               matrices=template.parametrized_matrices())
         state.stats.backward, entries = _backward_records(batch.batch_size, result)
         state.stats.fallbacks = dict(result.fallbacks)
         warn_fallbacks(result.fallbacks, tau, mode)

@@ -61,32 +61,50 @@ class DataGradient:
         Gradient in c, (B, n).
     db : numpy.ndarray
         Gradient in b, (B, m).
-    dA_data : numpy.ndarray
-        Gradient in the stored entries of A, (B, nnz_A), in pattern order.
+    dA_data : numpy.ndarray or None
+        Gradient in the stored entries of A, (B, nnz_A), in pattern order; None when
+        not wanted (no parameter enters A).
     dP_data : numpy.ndarray or None
-        Gradient in the stored entries of P (both triangles), (B, nnz_P), or None.
+        Gradient in the stored entries of P (both triangles), (B, nnz_P); None without
+        P or when not wanted.
     """
 
     dc: np.ndarray
     db: np.ndarray
-    dA_data: np.ndarray
+    dA_data: np.ndarray | None
     dP_data: np.ndarray | None
 
     @classmethod
-    def zeros(cls, structure: ProgramStructure, batch_size: int) -> DataGradient:
-        """All-zero arrays for ``batch_size`` elements of ``structure``."""
+    def zeros(cls, structure: ProgramStructure, batch_size: int,
+              matrices: tuple[bool, bool] = (True, True)) -> DataGradient:
+        """All-zero arrays for ``batch_size`` elements of ``structure``.
+
+        Parameters
+        ----------
+        structure : ProgramStructure
+            Cones and patterns.
+        batch_size : int
+            B.
+        matrices : (bool, bool), default (True, True)
+            Whether the gradients in A and in P are wanted (None otherwise).
+
+        Returns
+        -------
+        DataGradient
+        """
         P = structure.P_pattern
+        want_A, want_P = matrices
         return cls(dc=np.zeros((batch_size, structure.n)),
                    db=np.zeros((batch_size, structure.m)),
-                   dA_data=np.zeros((batch_size, structure.A_pattern.nnz)),
-                   dP_data=None if P is None else np.zeros((batch_size, P.nnz)))
+                   dA_data=np.zeros((batch_size, structure.A_pattern.nnz)) if want_A else None,
+                   dP_data=None if P is None or not want_P else np.zeros((batch_size, P.nnz)))
 
     def parts(self) -> tuple[np.ndarray | None, ...]:
         """``(dc, db, dA_data, dP_data)``."""
         return self.dc, self.db, self.dA_data, self.dP_data
 
     def __sub__(self, other: DataGradient) -> DataGradient:
-        return DataGradient(*(None if a is None else a - b
+        return DataGradient(*(None if a is None or b is None else a - b
                               for a, b in zip(self.parts(), other.parts())))
 
     def scaled(self, factor: float) -> DataGradient:

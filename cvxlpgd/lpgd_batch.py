@@ -107,9 +107,10 @@ def _write_difference(out: DataGradient, rows: np.ndarray, scale: float,
         xm, ym = minus[0][block], minus[1][block]
         out.dc[target] = scale * (xp - xm)
         out.db[target] = -scale * (yp - ym)
-        out.dA_data[target] = scale * (yp[:, A.rows] * xp[:, A.cols]
-                                       - ym[:, A.rows] * xm[:, A.cols])
-        if P is not None:
+        if out.dA_data is not None:
+            out.dA_data[target] = scale * (yp[:, A.rows] * xp[:, A.cols]
+                                           - ym[:, A.rows] * xm[:, A.cols])
+        if out.dP_data is not None:
             out.dP_data[target] = 0.5 * scale * (xp[:, P.rows] * xp[:, P.cols]
                                                  - xm[:, P.rows] * xm[:, P.cols])
 
@@ -169,7 +170,8 @@ def _describe(signs: tuple[int, ...], tau: float) -> str:
 
 def lpgd_backward(solve_sides: SolveSides, batch: ProgramBatch, structure: ProgramStructure,
                   forward: BatchSolution, dx: np.ndarray, dy: np.ndarray,
-                  ds: np.ndarray | None, *, tau: float, rho: float, mode: str) -> LPGDResult:
+                  ds: np.ndarray | None, *, tau: float, rho: float, mode: str,
+                  matrices: tuple[bool, bool] = (True, True)) -> LPGDResult:
     """LPGD data gradients of a batch, with the fallbacks of the module docstring.
 
     Parameters
@@ -192,6 +194,10 @@ def lpgd_backward(solve_sides: SolveSides, batch: ProgramBatch, structure: Progr
         Incoming gradient in s (B, m), or None.
     tau, rho, mode :
         Perturbation strength, proximal weight, ``"central"``/``"upper"``/``"lower"``.
+    matrices : (bool, bool), default (True, True)
+        Whether the gradients in A and in P are wanted: forming y xᵀ on A's pattern
+        for every element is the pass's largest array work, wasted when no parameter
+        enters A.
 
     Returns
     -------
@@ -208,7 +214,7 @@ def lpgd_backward(solve_sides: SolveSides, batch: ProgramBatch, structure: Progr
         moving |= np.any(ds != 0, axis=1)
         ds = ds if np.any(ds) else None
     active = np.flatnonzero(moving)
-    gradient = DataGradient.zeros(structure, batch.batch_size)
+    gradient = DataGradient.zeros(structure, batch.batch_size, matrices)
     result = LPGDResult(gradient, active)
     if active.size == 0:
         return result

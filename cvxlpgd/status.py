@@ -96,10 +96,15 @@ def residuals(solution: BatchSolution, batch: ProgramBatch, structure: ProgramSt
     """
     A, P = structure.A_pattern, structure.P_pattern
     x, y, s = solution.point
-    Ax = np.asarray((batch.A_data * x[:, A.cols]) @ A.selector("rows"))
-    Aty = np.asarray((batch.A_data * y[:, A.rows]) @ A.selector("cols"))
-    Px = (np.zeros_like(x) if P is None
-          else np.asarray((batch.P_data * x[:, P.cols]) @ P.selector("rows")))
+    if batch.shared_matrices:  # one sparse matrix for all: no B × nnz temporaries
+        A_matrix, P_matrix = batch.element_matrices(structure, 0)
+        Ax, Aty = (A_matrix @ x.T).T, (A_matrix.T @ y.T).T
+        Px = np.zeros_like(x) if P_matrix is None else (P_matrix @ x.T).T
+    else:
+        Ax = np.asarray((batch.A_data * x[:, A.cols]) @ A.selector("rows"))
+        Aty = np.asarray((batch.A_data * y[:, A.rows]) @ A.selector("cols"))
+        Px = (np.zeros_like(x) if P is None
+              else np.asarray((batch.P_data * x[:, P.cols]) @ P.selector("rows")))
 
     def norm(v):
         return np.abs(v).max(axis=1, initial=0.0)

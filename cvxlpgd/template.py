@@ -195,6 +195,15 @@ class ConeTemplate:
         return ProgramBatch(c=_apply(self.c_map, theta), b=_apply(self.b_map, theta),
                             A_data=evaluate(self.A_map, "A"), P_data=evaluate(self.P_map, "P"))
 
+    def parametrized_matrices(self) -> tuple[bool, bool]:
+        """Whether any parameter enters A, and P (so that their gradients matter).
+
+        Returns
+        -------
+        (bool, bool)
+        """
+        return tuple(bool(np.any(self.column_usage[name][:-1])) for name in ("A", "P"))
+
     def depends_on(self, batched: list[bool]) -> dict[str, bool]:
         """Which of A, P, b, c vary with the parameters flagged in ``batched``.
 
@@ -223,8 +232,11 @@ class ConeTemplate:
 
         Parameters
         ----------
-        dc, db, dA_data : numpy.ndarray
-            Gradients in c (B, n), b (B, m) and the stored entries of A (B, nnz_A).
+        dc, db : numpy.ndarray
+            Gradients in c (B, n) and b (B, m).
+        dA_data : numpy.ndarray or None
+            Gradient in the stored entries of A (B, nnz_A); None when no parameter
+            enters A (see :meth:`parametrized_matrices`).
         dP_data : numpy.ndarray, optional
             Gradient in the stored entries of P (B, nnz_P).
 
@@ -236,7 +248,8 @@ class ConeTemplate:
             matrices).
         """
         dtheta = _apply_adjoint(self.c_map, dc) + _apply_adjoint(self.b_map, db)
-        dtheta += _apply_adjoint(self.A_map, dA_data)
+        if dA_data is not None:
+            dtheta += _apply_adjoint(self.A_map, dA_data)
         if dP_data is not None and self.P_map is not None:
             dtheta += _apply_adjoint(self.P_map, dP_data)
         grads = []

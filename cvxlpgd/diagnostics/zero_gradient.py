@@ -13,7 +13,7 @@ nonzero incoming gradient and each solved side σ,
 
 and the perturbed solve "returned the unperturbed solution" when
 ``move_σ ≤ rtol · scale + atol``: ``rtol`` is ten times the solver's tolerance
-(:func:`solver_tolerance`; 1e-6 for SCS's default ``eps = 1e-7``, 1e-7 for
+(:func:`cvxlpgd.solvers.solver_tolerance`; 1e-6 for SCS's default ``eps = 1e-7``, 1e-7 for
 Clarabel and ECOS), because below it a movement cannot be told from the solver's
 own error, and ``atol = 1e-10``. Movement is measured through the parameters
 because a perturbation can change parts of (x, y) that no parameter sees: on the LP
@@ -55,7 +55,7 @@ import numpy as np
 
 from cvxlpgd.errors import warn_user
 from cvxlpgd.lpgd import DataGradient, lagrangian_data_gradient, perturbed_costs
-from cvxlpgd.solvers import batch_solver, solver_tolerance
+from cvxlpgd.solvers import batch_solver
 
 #: A perturbed solve counts as unmoved below this many times the solver's tolerance.
 ZERO_RTOL_FACTOR = 10.0
@@ -215,7 +215,7 @@ def zero_gradient_report(state, result, dx: np.ndarray, dy: np.ndarray, tau: flo
         The τ of the backward pass.
     rtol : float, default 1e-6
         Relative movement tolerance (the layer's hook uses ten times the solver
-        tolerance, :func:`solver_tolerance`).
+        tolerance, :func:`cvxlpgd.solvers.solver_tolerance`).
     atol : float, default 1e-10
         Absolute floor: a side is unmoved when ``move ≤ rtol · scale + atol``.
 
@@ -342,7 +342,7 @@ def warn_if_zero_gradient(layer, state, result, dx: np.ndarray, dy: np.ndarray,
     """The layer's backward hook: warn once per layer when τ is too small to move LPGD.
 
     Three steps: (1) :func:`zero_gradient_report` — did every perturbed solve return
-    the forward solution (tolerance: ``ZERO_RTOL_FACTOR`` × :func:`solver_tolerance`)?
+    the forward solution (tolerance: ``ZERO_RTOL_FACTOR`` × the solver's tolerance)?
     (2) :func:`probe_larger_tau` at ``100 · max(τ, τ̂)`` on the loss-decreasing side
     (the lower side for ``lpgd_mode="lower"``) — does a larger τ move it? (3) warn
     when it does. A zero that no τ removes (the loss is already optimal along the
@@ -374,7 +374,7 @@ def warn_if_zero_gradient(layer, state, result, dx: np.ndarray, dy: np.ndarray,
         quiet = layer in _QUIET
         if not quiet and (layer in _WARNED or _GENUINE.get(layer, 0) >= _MAX_GENUINE):
             return None  # told already, or zeros here are genuine: skip the check's cost
-    rtol = ZERO_RTOL_FACTOR * solver_tolerance(state.solution.solver, state.settings)
+    rtol = ZERO_RTOL_FACTOR * state.tolerance
     report = zero_gradient_report(state, result, dx, dy, options.tau, rtol=rtol)
     if report is None:
         return None
