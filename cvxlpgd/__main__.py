@@ -167,18 +167,30 @@ def run_check(print_fn=print) -> bool:
     Returns
     -------
     bool
-        True when every solver in :data:`cvxlpgd.SOLVERS` solved the test problem.
+        True when every installed solver in :data:`cvxlpgd.SOLVERS` solved the test
+        problem (Moreau is optional where it has no wheel; its absence is reported).
     """
     import cvxlpgd
-    from cvxlpgd.solvers import SOLVERS
+    from cvxlpgd.solvers import SOLVERS, moreau_available
+    from cvxlpgd.solvers.moreau_backend import moreau_devices
 
     print_fn(f"cvxlpgd {cvxlpgd.__version__}  (python {platform.python_version()}, "
              f"{platform.system()} {platform.machine()})")
-    for name in ("cvxpy", "diffcp", "torch", "numpy", "scipy", "scs", "clarabel", "ecos"):
+    for name in ("cvxpy", "diffcp", "torch", "numpy", "scipy", "moreau", "scs", "clarabel",
+                 "ecos"):
         print_fn(f"  {name:<10} {_version(name)}")
+    if moreau_available():
+        print_fn(f"moreau: installed, devices: {', '.join(moreau_devices())}; "
+                 "solver='auto' uses it for batches (SCS for one large problem)")
+    else:
+        print_fn("moreau: not installed; solver='auto' uses SCS (pip install moreau on "
+                 "Linux x86_64/aarch64 or macOS arm64)")
     print_fn("solvers:")
     all_ok = True
     for solver in SOLVERS:
+        if solver == "MOREAU" and not moreau_available():
+            print_fn(f"  {solver:<10} {'absent':<7} not installed (optional)")
+            continue
         ok, detail = solver_check(solver)
         all_ok &= ok
         print_fn(f"  {solver:<10} {'ok' if ok else 'FAILED':<7} {detail}")

@@ -31,10 +31,22 @@ def test_check_prints_versions_solvers_and_threads(capsys):
     assert cli.main(["check"]) == 0
     out = capsys.readouterr().out
     for name in ("cvxlpgd 0.1.0", "cvxpy", "diffcp", "torch", "numpy", "scipy", "scs",
-                 "clarabel", "ecos", "cores:", "torch threads:"):
+                 "clarabel", "ecos", "moreau", "cores:", "torch threads:"):
         assert name in out, name
-    for solver in ("SCS", "CLARABEL", "ECOS"):
+    for solver in ("MOREAU", "SCS", "CLARABEL", "ECOS"):
         assert f"  {solver:<10} ok " in out, solver
+    assert "moreau: installed, devices: cpu" in out
+
+
+def test_check_without_moreau_says_so_and_passes(capsys, monkeypatch):
+    import cvxlpgd.solvers
+
+    monkeypatch.setattr(cvxlpgd.solvers, "moreau_available", lambda: False)
+    lines = []
+    assert cli.run_check(print_fn=lines.append) is True
+    assert any(line.startswith("moreau: not installed; solver='auto' uses SCS")
+               for line in lines)
+    assert "  MOREAU     absent  not installed (optional)" in lines
 
 
 def test_solver_check_reports_a_broken_solver(monkeypatch):

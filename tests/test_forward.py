@@ -8,7 +8,8 @@ import torch
 import cvxlpgd
 from tests import problems
 
-TIGHT = {"SCS": {"eps_abs": 1e-9, "eps_rel": 1e-9, "max_iters": 200_000}, "CLARABEL": {}}
+TIGHT = {"SCS": {"eps_abs": 1e-9, "eps_rel": 1e-9, "max_iters": 200_000}, "CLARABEL": {},
+         "MOREAU": {}}
 
 
 def reference(problem, params, values, outputs):
@@ -26,7 +27,7 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("solver", ["SCS", "CLARABEL"])
+@pytest.mark.parametrize("solver", ["SCS", "CLARABEL", "MOREAU"])
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_unbatched_forward_matches_cvxpy(case, solver):
     problem, params, var, values = CASES[case]()
@@ -37,8 +38,9 @@ def test_unbatched_forward_matches_cvxpy(case, solver):
     np.testing.assert_allclose(out.numpy(), expected, atol=2e-5)
 
 
+@pytest.mark.parametrize("solver", ["CLARABEL", "MOREAU"])
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_batched_forward_matches_cvxpy_per_element(case):
+def test_batched_forward_matches_cvxpy_per_element(case, solver):
     problem, params, var, values = CASES[case]()
     rng = np.random.default_rng(7)
     B = 3
@@ -47,7 +49,7 @@ def test_batched_forward_matches_cvxpy_per_element(case):
     if first.attributes.get("symmetric"):
         batch = 0.5 * (batch + np.swapaxes(batch, 1, 2))
     tensors = [torch.tensor(batch)] + [torch.tensor(values[p.name()]) for p in params[1:]]
-    layer = cvxlpgd.CvxpyLayer(problem, params, [var], solver="CLARABEL")
+    layer = cvxlpgd.CvxpyLayer(problem, params, [var], solver=solver)
     (out,) = layer(*tensors)
     assert out.shape == (B, *var.shape)
     for i in range(B):
@@ -55,9 +57,10 @@ def test_batched_forward_matches_cvxpy_per_element(case):
         np.testing.assert_allclose(out[i].numpy(), expected, atol=2e-5)
 
 
-def test_dual_outputs_match_cvxpy():
+@pytest.mark.parametrize("solver", ["CLARABEL", "MOREAU"])
+def test_dual_outputs_match_cvxpy(solver):
     problem, params, x, ineq, eq, values = problems.qp()
-    layer = cvxlpgd.CvxpyLayer(problem, params, [x, ineq, eq], solver="CLARABEL")
+    layer = cvxlpgd.CvxpyLayer(problem, params, [x, ineq, eq], solver=solver)
     outs = layer(*[torch.tensor(values[p.name()]) for p in params])
     expected = reference(problem, params, values, [x, ineq, eq])
     assert np.max(np.abs(expected[1])) > 1e-3  # an active inequality: the check has teeth
@@ -65,19 +68,21 @@ def test_dual_outputs_match_cvxpy():
         np.testing.assert_allclose(out.numpy(), ref, atol=1e-6)
 
 
-def test_dual_of_scalar_inequality_through_a_norm_matches_cvxpy():
+@pytest.mark.parametrize("solver", ["CLARABEL", "MOREAU"])
+def test_dual_of_scalar_inequality_through_a_norm_matches_cvxpy(solver):
     problem, params, x, values = problems.socp()
     norm_bound = problem.constraints[0]  # ‖x‖₂ ≤ r: canonicalized to t ≤ r plus an SOC
-    layer = cvxlpgd.CvxpyLayer(problem, params, [norm_bound], solver="CLARABEL")
+    layer = cvxlpgd.CvxpyLayer(problem, params, [norm_bound], solver=solver)
     (dual,) = layer(*[torch.tensor(values[p.name()]) for p in params])
     (expected,) = reference(problem, params, values, [norm_bound])
     assert dual.shape == () and expected > 1e-2
     np.testing.assert_allclose(dual.numpy(), expected, atol=2e-5)
 
 
-def test_psd_dual_and_symmetric_variable_match_cvxpy():
+@pytest.mark.parametrize("solver", ["CLARABEL", "MOREAU"])
+def test_psd_dual_and_symmetric_variable_match_cvxpy(solver):
     problem, params, X, psd, values = problems.sdp()
-    layer = cvxlpgd.CvxpyLayer(problem, params, [X, psd], solver="CLARABEL")
+    layer = cvxlpgd.CvxpyLayer(problem, params, [X, psd], solver=solver)
     X_out, Y_out = layer(torch.tensor(values["C"]))
     X_ref, Y_ref = reference(problem, params, values, [X, psd])
     assert np.max(np.abs(Y_ref - np.diag(np.diag(Y_ref)))) > 1e-3  # off-diagonal duals matter
