@@ -15,7 +15,7 @@ up one factorization for the whole batch.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import scipy.sparse as sp
@@ -41,6 +41,8 @@ class SparsePattern:
     cols: np.ndarray
     indptr: np.ndarray
     shape: tuple[int, int]
+    #: Selector matrices built so far (they are used on every call).
+    _selectors: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def nnz(self) -> int:
@@ -103,10 +105,13 @@ class SparsePattern:
         ``V @ S`` sums them by row or column: e.g. ``(A_data * DS[:, rows]) @ S_cols``
         is ``Aᵀ ds`` for every element at once.
         """
-        index = self.rows if by == "rows" else self.cols
-        size = self.shape[0] if by == "rows" else self.shape[1]
-        return sp.csr_matrix((np.ones(self.nnz), (np.arange(self.nnz), index)),
-                             shape=(self.nnz, size))
+        selector = self._selectors.get(by)
+        if selector is None:
+            index = self.rows if by == "rows" else self.cols
+            size = self.shape[0] if by == "rows" else self.shape[1]
+            selector = self._selectors[by] = sp.csr_matrix(
+                (np.ones(self.nnz), (np.arange(self.nnz), index)), shape=(self.nnz, size))
+        return selector
 
 
 @dataclass(frozen=True)

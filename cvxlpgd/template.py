@@ -119,6 +119,8 @@ class ConeTemplate:
     #: For each of "A", "P", "b", "c": which columns of θ̃ its map uses (computed once,
     #: since scanning the maps costs more than a small call).
     column_usage: dict = field(default_factory=dict)
+    #: Transposes of the maps, built once (every backward pass applies them).
+    _transposes: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def num_parameters(self) -> int:
@@ -247,11 +249,11 @@ class ConeTemplate:
             symmetric parameters are symmetrized (the gradient within symmetric
             matrices).
         """
-        dtheta = _apply_adjoint(self.c_map, dc) + _apply_adjoint(self.b_map, db)
+        dtheta = self._apply_adjoint(self.c_map, dc) + self._apply_adjoint(self.b_map, db)
         if dA_data is not None:
-            dtheta += _apply_adjoint(self.A_map, dA_data)
+            dtheta += self._apply_adjoint(self.A_map, dA_data)
         if dP_data is not None and self.P_map is not None:
-            dtheta += _apply_adjoint(self.P_map, dP_data)
+            dtheta += self._apply_adjoint(self.P_map, dP_data)
         grads = []
         for slot in self.parameters:
             grad = _unflatten_fortran(dtheta[:, slot.offset:slot.offset + slot.size], slot.shape)
@@ -304,18 +306,20 @@ class ConeTemplate:
                 continue
             flat = _flatten_fortran(np.asarray(grad, dtype=float).reshape(batch_size, *slot.shape))
             target = dx if slot.source == "primal" else dy
-            target += _apply_adjoint(slot.readout, flat)
+            target += self._apply_adjoint(slot.readout, flat)
         return dx, dy
+
+    def _apply_adjoint(self, mapping: sp.spmatrix, rows: np.ndarray) -> np.ndarray:
+        """The adjoint of ``mapping`` (one of this template's) applied to every row."""
+        entry = self._transposes.get(id(mapping))
+        if entry is None:
+            entry = self._transposes[id(mapping)] = (mapping, sp.csr_matrix(mapping.T))
+        return _apply(entry[1], rows)
 
 
 def _apply(mapping: sp.spmatrix, rows: np.ndarray) -> np.ndarray:
     """``mapping`` applied to every row: ``rows @ mappingᵀ`` as a C-ordered array."""
     return np.ascontiguousarray(np.asarray(mapping @ rows.T).T)
-
-
-def _apply_adjoint(mapping: sp.spmatrix, rows: np.ndarray) -> np.ndarray:
-    """The adjoint applied to every row: ``rows @ mapping``."""
-    return np.ascontiguousarray(np.asarray(mapping.T @ rows.T).T)
 
 
 def _flatten_fortran(values: np.ndarray) -> np.ndarray:

@@ -304,17 +304,3 @@ def test_process_pool_gives_the_thread_pool_results(qp, process_pool, gradient):
     # same re-solves, histories differing by one solve (solver round-off apart).
     for a, b in zip(grads_t, grads_p):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
-
-
-# ---- the benchmark harness -------------------------------------------------------------------
-
-
-def test_benchmark_quick_run_prints_the_report(capsys):
-    pytest.importorskip("cvxpylayers")
-    from benchmarks import run
-
-    assert run.main(["--quick"]) == 0
-    report = capsys.readouterr().out
-    for heading in ("## Machine", "## Results", "## Scaling", "## Targets"):
-        assert heading in report
-    assert "| cvxpylayers |" in report and "lasso" in report

@@ -574,3 +574,14 @@ def test_shape_errors(solver):
         ws.solve(data["b"], np.full_like(data["c"], np.nan))
     with pytest.raises(ValueError, match="warm_start"):
         ws.solve(data["b"], data["c"], warm_start=(data["c"], data["b"]))
+
+
+@pytest.mark.parametrize("solver", ["MOREAU", "SCS", "CLARABEL"])
+def test_unconstrained_qp_has_no_rows_and_solves(solver):
+    """min ½xᵀPx + cᵀx with m = 0 (SCS itself needs a row: the backend adds a void one)."""
+    P = sp.csc_matrix(np.array([[2.0, 0.5], [0.5, 1.0]]))
+    c = np.array([1.0, -1.0])
+    sol = solve_cone_program(sp.csc_matrix((0, 2)), np.zeros(0), c, ConeDims(), P=P,
+                             solver=solver)
+    assert sol.status == OPTIMAL and sol.y.shape == sol.s.shape == (0,)
+    np.testing.assert_allclose(sol.x, np.linalg.solve(P.toarray(), -c), atol=1e-6)

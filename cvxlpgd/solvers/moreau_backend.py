@@ -301,13 +301,15 @@ class MoreauSolver:
                 start = moreau.BatchedWarmStart(x=np.ascontiguousarray(x),
                                                 z=np.ascontiguousarray(self._rows_in(y)),
                                                 s=np.ascontiguousarray(self._rows_in(s)))
-            with warnings.catch_warnings():
-                # Moreau re-solves failed warm starts cold and says so; the result and
-                # its status are what we report.
-                warnings.filterwarnings("ignore", message="Warm-started solve failed")
-                solution = solver.solve(np.ascontiguousarray(batch.c),
-                                        np.ascontiguousarray(self._rows_in(batch.b)),
-                                        warm_start=start)
+            c, b = np.ascontiguousarray(batch.c), np.ascontiguousarray(self._rows_in(batch.b))
+            if start is None:
+                solution = solver.solve(c, b)
+            else:
+                with warnings.catch_warnings():
+                    # Moreau re-solves failed warm starts cold and says so; the result
+                    # and its status are what we report.
+                    warnings.filterwarnings("ignore", message="Warm-started solve failed")
+                    solution = solver.solve(c, b, warm_start=start)
             info = solver.info
             self.solve_count[B] = self.solve_count.get(B, 0) + 1
         status = [_STATUS.get(str(s), FAILED) for s in info.status]

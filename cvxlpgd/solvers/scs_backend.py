@@ -126,8 +126,14 @@ class ScsWorkspace:
                  settings: dict):
         self.shape = A.shape
         m, n = A.shape
+        # SCS needs at least one constraint row: a problem without any (an unconstrained
+        # QP) gets the row 0ᵀx + s = 0, s ∈ {0}, which changes nothing and is cut from
+        # y and s again.
+        self._padding = 1 if m == 0 else 0
+        if self._padding:
+            A, cones = sp.csc_matrix((1, n)), ConeDims(zero=1)
         # SCS requires b and c at setup; zeros are replaced by the first update.
-        self._b = np.zeros(m)
+        self._b = np.zeros(m + self._padding)
         self._c = np.zeros(n)
         data = {"A": A, "b": self._b.copy(), "c": self._c.copy()}
         if P is not None:
@@ -167,6 +173,10 @@ class ScsWorkspace:
         b = as_vector(b, m, "b")
         c = as_vector(c, n, "c")
         start = None if warm_start is None else check_warm_start(warm_start, n, m)
+        if self._padding:
+            b = np.zeros(1)
+            if start is not None:
+                start = (start[0], np.zeros(1), np.zeros(1))
         with self._lock:
             tic = time.perf_counter()
             new_b = not np.array_equal(b, self._b)
@@ -184,8 +194,8 @@ class ScsWorkspace:
         info = result["info"]
         return Solution(
             x=np.asarray(result["x"], dtype=float),
-            y=np.asarray(result["y"], dtype=float),
-            s=np.asarray(result["s"], dtype=float),
+            y=np.asarray(result["y"], dtype=float)[:m],
+            s=np.asarray(result["s"], dtype=float)[:m],
             status=_STATUS.get(int(info["status_val"]), FAILED),
             iterations=int(info["iter"]),
             solve_time=elapsed,
