@@ -33,11 +33,14 @@ class CvxpyLayer(torch.nn.Module):
     Parameters
     ----------
     problem : cvxpy.Problem
-        A DCP problem that follows the DPP rules.
+        A DCP problem that follows the DPP rules (``quad_form(x, Q)`` with a PSD
+        parameter Q in the objective included), or a DGP problem with ``gp=True``.
     parameters : sequence of cvxpy.Parameter
         All parameters of ``problem``, in the order the layer receives tensors.
     variables : sequence of cvxpy.Variable or cvxpy.Constraint
-        The outputs: a variable yields its optimal value, a constraint its dual.
+        The outputs: a variable yields its optimal value, a constraint its dual. A
+        constraint whose dual has several parts (SOC, exponential and power cones) is
+        requested part by part, as ``con.dual_variables[i]``.
     gradient : {"lpgd", "exact"}, default "lpgd"
         Which backward pass to use.
     tau : float, default 0.1
