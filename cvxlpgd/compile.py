@@ -12,31 +12,40 @@ from __future__ import annotations
 import cvxpy as cp
 import numpy as np
 import scipy.sparse as sp
+from cvxpy.atoms.quad_form import QuadForm
 from cvxpy.reductions.cvx_attr2constr import lower_value
+from cvxpy.reductions.dgp2dcp.dgp2dcp import Dgp2Dcp
 
 from cvxlpgd.cones import ConeDims
+from cvxlpgd.geometric import check_geometric_program
 from cvxlpgd.program import SparsePattern
-from cvxlpgd.readouts import output_slot
+from cvxlpgd.readouts import dual_variable_owners, output_slots
 from cvxlpgd.template import ConeTemplate, ParameterSlot
 
 _SYMMETRIC_ATTRIBUTES = ("symmetric", "PSD", "NSD")
 
 
 def compile_problem(problem: cp.Problem, parameters, variables, *,
-                    quadratic: bool = True) -> ConeTemplate:
+                    quadratic: bool = True, gp: bool = False) -> ConeTemplate:
     """Compile ``problem`` into a :class:`ConeTemplate`.
 
     Parameters
     ----------
     problem : cvxpy.Problem
-        A DCP problem that follows the DPP rules.
+        A DCP problem that follows the DPP rules (``quad_form(x, Q)`` with a PSD
+        parameter Q in the objective included), or with ``gp=True`` a DGP problem.
     parameters : sequence of cvxpy.Parameter
         Every parameter of ``problem``, in the order the layer receives them.
     variables : sequence of cvxpy.Variable or cvxpy.Constraint
-        Outputs: a variable yields its value, a constraint its dual.
+        Outputs: a variable yields its value, a constraint (or one of its
+        ``dual_variables``) its dual.
     quadratic : bool, default True
-        Keep a quadratic objective as P (for SCS/Clarabel). With False, CVXPY rewrites
-        quadratics as second-order cones (the form diffcp differentiates).
+        Keep a quadratic objective as P (for Moreau/SCS/Clarabel). With False, CVXPY
+        rewrites quadratics as second-order cones (the form diffcp differentiates).
+    gp : bool, default False
+        Compile a geometric program through CVXPY's DGP→DCP reduction: the cone
+        program lives in log space, and θ holds the logarithms of the positive
+        parameters (their slots have ``log_space=True``).
 
     Returns
     -------
@@ -47,16 +56,26 @@ def compile_problem(problem: cp.Problem, parameters, variables, *,
     TypeError
         When ``problem``, a parameter or an output has the wrong type.
     ValueError
-        When the problem is not DCP/DPP, a parameter is missing or foreign, or an
-        output does not belong to the problem.
+        When the problem is not DCP/DPP (DGP with ``gp=True``), a parameter is missing
+        or foreign, an output does not belong to the problem, or a parametrized
+        ``quad_form`` cannot stay parametric in this form.
     """
-    parameters, variables = validate_problem(problem, parameters, variables)
-    data, chain, _ = problem.get_problem_data(cp.SCS, solver_opts={"use_quad_obj": quadratic})
+    parameters, variables = validate_problem(problem, parameters, variables, gp=gp)
+    quadratic_parameters = not gp and needs_quadratic_form(problem)
+    if quadratic_parameters and not quadratic:
+        raise ValueError(_CONIC_FORM_REFUSED)
+    try:
+        data, chain, inverse_data = problem.get_problem_data(
+            cp.SCS, gp=gp, solver_opts={"use_quad_obj": quadratic})
+    except Exception as error:
+        if quadratic_parameters:  # CVXPY could not keep Q in P (see the message)
+            raise ValueError(_NOT_IN_P) from error
+        raise
     param_prob = data[cp.settings.PARAM_PROB]
     n = int(param_prob.x.size)
     m = int(param_prob.constr_size)
 
-    slots, lift = _parameter_lift(parameters, param_prob, chain)
+    slots, lift = _parameter_lift(parameters, param_prob, chain, quadratic_parameters)
     c_map = sp.csr_matrix(param_prob.q[:n] @ lift)
 
     # [A_cvx | b] is stored column-major; CVXPY's constraint is A_cvx x + b ∈ K, so the
@@ -82,7 +101,7 @@ def compile_problem(problem: cp.Problem, parameters, variables, *,
         raise ValueError(f"the problem compiles to cones this package does not support "
                          f"({param_prob.cone_dims}); supported: zero, nonneg, SOC, PSD, exp, "
                          "3-d power")
-    outputs = tuple(output_slot(v, param_prob, chain, n, m) for v in variables)
+    outputs = output_slots(variables, problem, param_prob, chain, inverse_data)
     b_map = sp.csr_matrix(b_map)
     maps = {"A": A_map, "P": P_map, "b": b_map, "c": c_map}
     column_usage = {name: np.zeros(lift.shape[1], dtype=bool) if matrix is None
@@ -92,17 +111,54 @@ def compile_problem(problem: cp.Problem, parameters, variables, *,
                         P_pattern=P_pattern, P_map=P_map, column_usage=column_usage)
 
 
-def validate_problem(problem, parameters, variables):
+def needs_quadratic_form(problem: cp.Problem) -> bool:
+    """True when the problem is DPP only with its parametrized ``quad_form`` kept in P.
+
+    ``quad_form(x, Q)`` with a parameter Q is ``x``-quadratic with coefficients linear
+    in Q: as the objective's quadratic term ``½ xᵀPx`` (P linear in Q) it stays
+    parametric; rewritten as a cone (``‖Fx‖² ≤ t`` with a factor F of Q) it does not.
+
+    Parameters
+    ----------
+    problem : cvxpy.Problem
+        A problem.
+
+    Returns
+    -------
+    bool
+    """
+    return not problem.is_dpp() and problem.is_dpp(quad_form_dpp="qp")
+
+
+_QUAD_FORM_HINT = ("quad_form(x, Q) with a parameter Q stays parametric only in the objective, "
+                   "where CVXPY keeps it in the quadratic term ½xᵀPx (P linear in Q)")
+_CONIC_FORM_REFUSED = (
+    _QUAD_FORM_HINT + "; this call needs the conic-only form, which has no P (solver='ECOS', or "
+    "gradient='exact' with exact_backend='diffcp': diffcp differentiates cone programs "
+    "without a quadratic term) and would fix Q at a value. Use gradient='lpgd' with solver "
+    "'MOREAU', 'SCS' or 'CLARABEL', or gradient='exact' with exact_backend='moreau' and "
+    "solver='MOREAU'.")
+_NOT_IN_P = (
+    _QUAD_FORM_HINT + ", and only where the objective is a sum of such terms and terms CVXPY "
+    "rewrites as cones; here it sits inside another function (e.g. pos(quad_form(x, Q) - 1)). "
+    "Write that term with sum_squares(F @ x) and a parameter F (Q = FᵀF) instead.")
+
+
+def validate_problem(problem, parameters, variables, *, gp: bool = False):
     """Check the problem, parameters and outputs; return them as lists.
 
     Parameters
     ----------
     problem : cvxpy.Problem
-        Must be DCP and DPP.
+        Must be DCP and DPP (``quad_form(x, Q)`` with a PSD parameter Q allowed in the
+        objective), or DGP and DPP with ``gp=True``.
     parameters : sequence of cvxpy.Parameter
         Every parameter of ``problem``, each once.
     variables : sequence of cvxpy.Variable or cvxpy.Constraint
-        Outputs, all of ``problem``.
+        Outputs, all of ``problem`` (variables, constraints or their
+        ``dual_variables``).
+    gp : bool, default False
+        Check the DGP rules instead of DCP.
 
     Returns
     -------
@@ -116,13 +172,10 @@ def validate_problem(problem, parameters, variables):
     """
     if not isinstance(problem, cp.Problem):
         raise TypeError(f"problem must be a cvxpy.Problem, got {type(problem).__name__}")
-    if not problem.is_dcp():
-        raise ValueError("problem is not DCP (disciplined convex); cvxlpgd needs a convex "
-                         "problem written by the DCP rules")
-    if not problem.is_dpp():
-        raise ValueError("problem is not DPP (disciplined parametrized): parameters must enter "
-                         "affinely, e.g. write quad_form(x, P) as sum_squares(L @ x) with a "
-                         "parameter L; see CVXPY's DPP documentation")
+    if gp:
+        check_geometric_program(problem)
+    else:
+        _check_dcp_dpp(problem)
     parameters = list(parameters)
     variables = list(variables)
     for p in parameters:
@@ -142,12 +195,13 @@ def validate_problem(problem, parameters, variables):
                          "listed in `parameters`; every parameter must be an input of the layer")
     if not variables:
         raise ValueError("`variables` is empty: name at least one variable or constraint to output")
-    var_ids = {v.id for v in problem.variables()}
+    var_ids = {v.id for v in problem.variables()} | set(dual_variable_owners(problem))
     con_ids = {c.id for c in problem.constraints}
     for v in variables:
         if isinstance(v, cp.Variable):
             if v.id not in var_ids:
-                raise ValueError(f"variable {v.name()!r} does not appear in the problem")
+                raise ValueError(f"variable {v.name()!r} does not appear in the problem (nor "
+                                 "is it a dual variable of one of its constraints)")
         elif isinstance(v, cp.constraints.constraint.Constraint):
             if v.id not in con_ids:
                 raise ValueError(f"constraint {v!s:.60} is not one of the problem's constraints")
@@ -157,34 +211,89 @@ def validate_problem(problem, parameters, variables):
     return parameters, variables
 
 
+def _check_dcp_dpp(problem) -> None:
+    """DCP, and DPP (parametrized ``quad_form`` in the objective allowed)."""
+    if not problem.is_dcp():
+        hint = ""
+        if problem.is_dgp():
+            hint = "; it is a geometric program (DGP): pass gp=True"
+        elif any(_parametric_quad_forms(problem)):
+            hint = ("; quad_form(x, Q) with a parameter Q needs Q declared PSD=True (NSD=True "
+                    "in a maximized objective)")
+        raise ValueError("problem is not DCP (disciplined convex); cvxlpgd needs a convex "
+                         "problem written by the DCP rules" + hint)
+    if problem.is_dpp() or problem.is_dpp(quad_form_dpp="qp"):
+        return
+    in_constraints = [c for c in problem.constraints if any(_parametric_quad_forms(c))]
+    if in_constraints:
+        raise ValueError(f"constraint {in_constraints[0]!s:.60} uses quad_form(x, Q) with a "
+                         "parameter Q, which cannot stay parametric in a constraint (CVXPY "
+                         "rewrites it as a cone through a factor of Q's value): "
+                         + _QUAD_FORM_HINT + ". In a constraint write sum_squares(F @ x) "
+                         "with a parameter F (Q = FᵀF) instead")
+    raise ValueError("problem is not DPP (disciplined parametrized): parameters must enter "
+                     "affinely, e.g. write quad_form(x, P) in a constraint as "
+                     "sum_squares(L @ x) with a parameter L (in the objective, quad_form(x, P) "
+                     "with a parameter P declared PSD=True is accepted); see CVXPY's DPP "
+                     "documentation")
+
+
+def _parametric_quad_forms(expression):
+    """The ``quad_form`` atoms of an expression tree whose matrix holds a parameter."""
+    if isinstance(expression, cp.Problem):
+        for part in (expression.objective, *expression.constraints):
+            yield from _parametric_quad_forms(part)
+        return
+    if isinstance(expression, QuadForm) and expression.args[1].parameters():
+        yield expression
+    for arg in getattr(expression, "args", ()):
+        yield from _parametric_quad_forms(arg)
+
+
 def _is_symmetric(leaf) -> bool:
     return any(leaf.attributes.get(attr) for attr in _SYMMETRIC_ATTRIBUTES)
 
 
-def _parameter_lift(parameters, param_prob, chain):
+def _parameter_lift(parameters, param_prob, chain, quadratic_parameters: bool):
     """Slots of the user's θ and the matrix L with CVXPY's θ̃ = L [θ; 1].
 
     CVXPY may store a parameter reduced (symmetric → upper triangle, diagonal →
-    diagonal): then its block of L selects those entries.
+    diagonal): then its block of L selects those entries. In a geometric program the
+    DGP→DCP reduction replaces a positive parameter p by a parameter holding log p:
+    its slot is marked ``log_space`` (the layer passes log p).
     """
     id_map = chain.compose_param_id_map()
+    logged = set()
+    for reduction in chain.reductions:
+        if isinstance(reduction, Dgp2Dcp):
+            logged = set(reduction.param_id_map)
+    columns = param_prob.param_id_to_col
     slots, offset = [], 0
     rows, cols = [], []
     for p in parameters:
         size = int(p.size)
+        final_ids = [i for i in dict.fromkeys([*id_map.get(p.id, []), p.id]) if i in columns]
+        if not final_ids:  # CVXPY evaluated it: its current value would be baked in
+            raise ValueError(_NOT_IN_P if quadratic_parameters else
+                             f"CVXPY compiled parameter {p.name()!r} to a constant; it "
+                             "cannot be an input of the layer")
+        if len(final_ids) > 1:
+            raise ValueError(f"parameter {p.name()!r} enters the geometric program both "
+                             "through its logarithm (as a coefficient) and as itself (e.g. as "
+                             "an exponent); use two parameters for the two roles")
         slots.append(ParameterSlot(name=p.name(), shape=tuple(p.shape), offset=offset,
-                                   size=size, symmetric=_is_symmetric(p)))
-        final_id = id_map.get(p.id, [p.id])[0]
-        if final_id in param_prob.param_id_to_col:
-            start = param_prob.param_id_to_col[final_id]
-            reduced = int(param_prob.param_id_to_size[final_id])
-            if reduced == size:
-                source = np.arange(size)
-            else:
-                coded = np.arange(size, dtype=float).reshape(p.shape, order="F")
-                source = np.asarray(lower_value(p, coded), dtype=int).ravel()
-            rows.append(start + np.arange(reduced))
-            cols.append(offset + source)
+                                   size=size, symmetric=_is_symmetric(p),
+                                   log_space=p.id in logged))
+        final_id = final_ids[0]
+        start = columns[final_id]
+        reduced = int(param_prob.param_id_to_size[final_id])
+        if reduced == size:
+            source = np.arange(size)
+        else:
+            coded = np.arange(size, dtype=float).reshape(p.shape, order="F")
+            source = np.asarray(lower_value(p, coded), dtype=int).ravel()
+        rows.append(start + np.arange(reduced))
+        cols.append(offset + source)
         offset += size
     total = param_prob.total_param_size + 1
     rows.append(np.array([total - 1]))

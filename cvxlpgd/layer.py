@@ -12,6 +12,7 @@ from cvxlpgd.compile import compile_problem, validate_problem
 from cvxlpgd.diagnostics import warn_if_zero_gradient
 from cvxlpgd.engine import BatchEngine
 from cvxlpgd.errors import warn_user
+from cvxlpgd.geometric import LogTransform
 from cvxlpgd.inputs import Inputs, check_inputs
 from cvxlpgd.options import DEFAULT_SOLVER, DEFAULT_TAU, CallOptions, validate_solver
 from cvxlpgd.parallel import WarmStartMemory
@@ -32,11 +33,14 @@ class CvxpyLayer(torch.nn.Module):
     Parameters
     ----------
     problem : cvxpy.Problem
-        A DCP problem that follows the DPP rules.
+        A DCP problem that follows the DPP rules (``quad_form(x, Q)`` with a PSD
+        parameter Q in the objective included), or a DGP problem with ``gp=True``.
     parameters : sequence of cvxpy.Parameter
         All parameters of ``problem``, in the order the layer receives tensors.
     variables : sequence of cvxpy.Variable or cvxpy.Constraint
-        The outputs: a variable yields its optimal value, a constraint its dual.
+        The outputs: a variable yields its optimal value, a constraint its dual. A
+        constraint whose dual has several parts (SOC, exponential and power cones) is
+        requested part by part, as ``con.dual_variables[i]``.
     gradient : {"lpgd", "exact"}, default "lpgd"
         Which backward pass to use.
     tau : float, default 0.1
@@ -80,6 +84,11 @@ class CvxpyLayer(torch.nn.Module):
         ``AlmostSolved``, residuals above the tolerance) are used with one
         :class:`cvxlpgd.InaccurateSolutionWarning` per call naming them, or raise
         :class:`cvxlpgd.SolverError` with ``"raise"``.
+    gp : bool, default False
+        ``problem`` is a geometric program (DGP): it is compiled in log space, and the
+        layer takes positive parameter values and returns variables in the user's
+        space (``log`` in, ``exp`` out; gradients by the chain rule). Duals are those
+        of the log-space problem, as CVXPY's ``dual_value`` after ``solve(gp=True)``.
 
     Raises
     ------
@@ -104,7 +113,7 @@ class CvxpyLayer(torch.nn.Module):
                  exact_mode: str = "lsqr", exact_backend: str = "diffcp",
                  solver: str = DEFAULT_SOLVER, solver_args: dict | None = None,
                  workers: int | None = None, executor=None, warm_start: bool = False,
-                 inaccurate: str = "warn"):
+                 inaccurate: str = "warn", gp: bool = False):
         super().__init__()
         solver = validate_solver(solver)
         self.options = CallOptions(gradient=gradient, tau=float(tau), rho=float(rho),
@@ -121,16 +130,23 @@ class CvxpyLayer(torch.nn.Module):
                             f"Client.get_executor()), got {type(executor).__name__}")
         if not isinstance(warm_start, bool):
             raise TypeError(f"warm_start must be True or False, got {warm_start!r}")
+        if not isinstance(gp, bool):
+            raise TypeError(f"gp must be True or False, got {gp!r}")
+        self.gp = gp
         self.solver = solver
         self.problem = problem
-        self.parameters_, self.variables_ = validate_problem(problem, parameters, variables)
+        self.parameters_, self.variables_ = validate_problem(problem, parameters, variables,
+                                                             gp=gp)
         self.workers = None if workers is None else int(workers)
         self.executor = executor
         self.warm_start = warm_start
         self._warm_starts = WarmStartMemory()
         self._templates: dict[bool, ConeTemplate] = {}
         self._engines: dict[str, BatchEngine] = {}
-        self._template(quadratic=self._solves_quadratic(None))
+        template = self._template(quadratic=self._solves_quadratic(None))
+        if self.options.gradient == "exact":  # a form it cannot compile fails here, not later
+            self._template(quadratic=self._solves_quadratic(self.options.exact_backend))
+        self._log_transform = LogTransform(template) if gp else None
         self._stats: SolverStats | None = None
         self._warned_device = False
 
@@ -154,7 +170,7 @@ class CvxpyLayer(torch.nn.Module):
     def _template(self, quadratic: bool) -> ConeTemplate:
         if quadratic not in self._templates:
             template = compile_problem(self.problem, self.parameters_, self.variables_,
-                                       quadratic=quadratic)
+                                       quadratic=quadratic, gp=self.gp)
             if quadratic and not template.quadratic:  # no quadratic term: one form serves both
                 self._templates[False] = template
             self._templates[quadratic] = template
@@ -212,7 +228,8 @@ class CvxpyLayer(torch.nn.Module):
                 f"lpgd_mode={o.lpgd_mode!r}, exact_mode={o.exact_mode!r}, "
                 f"exact_backend={o.exact_backend!r}\n"
                 f"solver={solver!r}, solver_args={o.solver_args!r}, workers={workers}"
-                + (", warm_start=True" if getattr(self, "warm_start", False) else ""))
+                + (", warm_start=True" if getattr(self, "warm_start", False) else "")
+                + (", gp=True" if getattr(self, "gp", False) else ""))
 
     # ---- call ----------------------------------------------------------------------------
 
@@ -226,7 +243,7 @@ class CvxpyLayer(torch.nn.Module):
         ----------
         *tensors : torch.Tensor
             One tensor per parameter, of the parameter's shape or with one leading
-            batch dimension.
+            batch dimension (positive values with ``gp=True``).
         gradient, tau, rho, lpgd_mode : optional
             Override the layer's options for this call only.
         solver_args : dict, optional
@@ -248,13 +265,19 @@ class CvxpyLayer(torch.nn.Module):
         """
         options = self.options.override(self.solver, gradient=gradient, tau=tau, rho=rho,
                                         lpgd_mode=lpgd_mode, solver_args=solver_args)
+        if self._log_transform is not None:
+            tensors = self._log_transform.inputs(tensors)
         inputs = check_inputs(self.parameters_, tensors)
         needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
         call = _Call(layer=self, options=options, inputs=inputs, needs_grad=needs_grad)
         if needs_grad:
-            return _LayerFunction.apply(call, *tensors)
-        with torch.no_grad():
-            return call.run_forward()
+            outputs = _LayerFunction.apply(call, *tensors)
+        else:
+            with torch.no_grad():
+                outputs = call.run_forward()
+        if self._log_transform is not None:
+            outputs = self._log_transform.outputs(outputs)
+        return outputs
 
 
 @dataclass

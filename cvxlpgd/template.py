@@ -44,6 +44,9 @@ class ParameterSlot:
         Number of entries (flattened column-major).
     symmetric : bool
         Declared symmetric, PSD or NSD: its gradient is symmetrized.
+    log_space : bool, default False
+        θ holds the logarithm of the parameter's value (a positive parameter of a
+        geometric program, compiled by CVXPY's DGP→DCP reduction).
     """
 
     name: str
@@ -51,6 +54,7 @@ class ParameterSlot:
     offset: int
     size: int
     symmetric: bool
+    log_space: bool = False
 
 
 @dataclass(frozen=True)

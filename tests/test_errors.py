@@ -22,9 +22,9 @@ def test_problem_must_be_dcp_and_dpp():
     p = cp.Parameter(2, name="p")
     with pytest.raises(ValueError, match="not DCP"):
         cvxlpgd.CvxpyLayer(cp.Problem(cp.Maximize(cp.sum_squares(x) + p @ x)), [p], [x])
-    P = cp.Parameter((2, 2), PSD=True, name="P")
+    a = cp.Parameter(nonneg=True, name="a")
     with pytest.raises(ValueError, match="not DPP"):
-        cvxlpgd.CvxpyLayer(cp.Problem(cp.Minimize(cp.quad_form(x, P))), [P], [x])
+        cvxlpgd.CvxpyLayer(cp.Problem(cp.Minimize(a * p @ x), [x >= -1]), [a, p], [x])
     with pytest.raises(TypeError, match="cvxpy.Problem"):
         cvxlpgd.CvxpyLayer("minimize x", [p], [x])
 
@@ -50,12 +50,13 @@ def test_parameters_and_outputs_must_match_the_problem(qp):
         cvxlpgd.CvxpyLayer(problem, params, [])
 
 
-def test_unsupported_dual_output_is_named():
+def test_constraint_with_several_dual_parts_names_them():
     x = cp.Variable(2)
     r = cp.Parameter(nonneg=True, name="r")
     soc = cp.SOC(r, x)
     problem = cp.Problem(cp.Minimize(cp.sum(x)), [soc])
-    with pytest.raises(ValueError, match="dual of constraint .* not supported"):
+    with pytest.raises(ValueError, match=r"2 dual variables .*con.dual_variables\[0\], "
+                                         r"con.dual_variables\[1\]"):
         cvxlpgd.CvxpyLayer(problem, [r], [x, soc])
 
 
