@@ -84,7 +84,7 @@ class BatchEngine:
         """The concrete solver for a batch (``"AUTO"`` decides by :func:`choose_solver`)."""
         if self.solver != "AUTO":
             return self.solver
-        return choose_solver(structure, batch_size)[0]
+        return choose_solver(structure, batch_size, executor=self.executor is not None)[0]
 
     def settings_for(self, name: str, settings: dict | None) -> dict:
         """Settings of solver ``name``: ``settings`` may map solver names to their own."""

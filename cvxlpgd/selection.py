@@ -9,7 +9,9 @@ The rule, from the benchmark (``docs/benchmarks.md``):
   :data:`LARGE_PROBLEM_NONZEROS` entries): an interior-point method refactorizes its
   KKT matrix at every iteration, while SCS factorizes once and its LPGD re-solves,
   warm-started from the forward solution, reuse that factorization.
-* **SCS** without Moreau (or for the dual exponential cone, which Moreau lacks).
+* **SCS** without Moreau (or for the dual exponential cone, which Moreau lacks), and
+  when the layer was given an executor (a process pool, a dask cluster): Moreau
+  parallelizes inside its own call and would leave the executor idle.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from cvxlpgd.solvers.moreau_backend import moreau_available
 LARGE_PROBLEM_NONZEROS = 100_000
 
 
-def choose_solver(structure: ProgramStructure, batch_size: int) -> tuple[str, str]:
+def choose_solver(structure: ProgramStructure, batch_size: int, *,
+                  executor: bool = False) -> tuple[str, str]:
     """The solver ``solver="auto"`` uses for ``batch_size`` problems of ``structure``.
 
     Parameters
@@ -30,6 +33,8 @@ def choose_solver(structure: ProgramStructure, batch_size: int) -> tuple[str, st
         Cones and patterns of the compiled problem.
     batch_size : int
         Elements in the batch.
+    executor : bool, default False
+        Whether the layer was given an executor to distribute solves on.
 
     Returns
     -------
@@ -38,6 +43,8 @@ def choose_solver(structure: ProgramStructure, batch_size: int) -> tuple[str, st
     """
     if not moreau_available():
         return "SCS", "Moreau is not installed"
+    if executor:
+        return "SCS", "an executor was given: the per-element solves run on it"
     if structure.cones.dual_exp:
         return "SCS", "Moreau does not support the dual exponential cone"
     nonzeros = structure.A_pattern.nnz + (0 if structure.P_pattern is None

@@ -26,3 +26,12 @@ def test_previous_engine_peak_measures_a_checkout():
     here = str(Path(__file__).resolve().parent.parent)
     peak = run.previous_engine_peak(here, batch_size=8)
     assert 10_000 < peak < 50 * 2**20
+
+
+def test_cuda_check_says_what_it_could_not_check(capsys):
+    from benchmarks import cuda_check
+
+    assert cuda_check.main([]) == 0
+    out = capsys.readouterr().out
+    # This machine has no GPU; on one that has, the script prints its comparison table.
+    assert "nothing to check" in out or "| problem |" in out

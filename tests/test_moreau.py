@@ -83,6 +83,7 @@ def test_auto_chooses_moreau_for_batches_and_scs_for_one_large_problem(monkeypat
     name, reason = choose_solver(large, 1)
     assert name == "SCS" and "one large problem" in reason
     assert choose_solver(large, 8)[0] == "MOREAU"
+    assert choose_solver(structure, 64, executor=True)[0] == "SCS"
     monkeypatch.setattr(cvxlpgd.selection, "moreau_available", lambda: False)
     assert choose_solver(structure, 64) == ("SCS", "Moreau is not installed")
 
