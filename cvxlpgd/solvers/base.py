@@ -41,6 +41,18 @@ OK_STATUSES = frozenset({OPTIMAL, OPTIMAL_INACCURATE})
 #: Solved, but not to the requested accuracy (iteration limit, ``AlmostSolved``, ...).
 INACCURATE_STATUSES = frozenset({OPTIMAL_INACCURATE})
 
+#: The interior-point solvers' status names (Clarabel's, which Moreau shares) →
+#: normalized status; anything else (iteration or time limit, numerical error,
+#: insufficient progress) is FAILED.
+INTERIOR_POINT_STATUS = {
+    "Solved": OPTIMAL,
+    "AlmostSolved": OPTIMAL_INACCURATE,
+    "PrimalInfeasible": INFEASIBLE,
+    "DualInfeasible": UNBOUNDED,
+    "AlmostPrimalInfeasible": INFEASIBLE_INACCURATE,
+    "AlmostDualInfeasible": UNBOUNDED_INACCURATE,
+}
+
 
 @dataclass
 class Solution:

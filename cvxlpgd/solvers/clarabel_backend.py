@@ -28,29 +28,13 @@ from cvxlpgd.solvers._common import (
 )
 from cvxlpgd.solvers.base import (
     FAILED,
-    INFEASIBLE,
-    INFEASIBLE_INACCURATE,
-    OPTIMAL,
-    OPTIMAL_INACCURATE,
-    UNBOUNDED,
-    UNBOUNDED_INACCURATE,
+    INTERIOR_POINT_STATUS,
     Solution,
 )
 
 #: Settings applied over ``clarabel.DefaultSettings()`` before the user's. Clarabel's
 #: own tolerances (1e-8) are already tight; only the log is silenced.
 DEFAULT_SETTINGS = {"verbose": False}
-
-#: Clarabel status name → normalized status; anything else is FAILED.
-_STATUS = {
-    "Solved": OPTIMAL,
-    "AlmostSolved": OPTIMAL_INACCURATE,
-    "PrimalInfeasible": INFEASIBLE,
-    "DualInfeasible": UNBOUNDED,
-    "AlmostPrimalInfeasible": INFEASIBLE_INACCURATE,
-    "AlmostDualInfeasible": UNBOUNDED_INACCURATE,
-}
-
 
 def clarabel_settings(settings: dict | None) -> clarabel.DefaultSettings:
     """``clarabel.DefaultSettings`` with :data:`DEFAULT_SETTINGS` and the user's applied.
@@ -206,7 +190,7 @@ class ClarabelWorkspace:
         status = str(result.status)
         return Solution(
             x=x, y=y, s=s,
-            status=_STATUS.get(status, FAILED),
+            status=INTERIOR_POINT_STATUS.get(status, FAILED),
             iterations=int(result.iterations),
             solve_time=elapsed,
             info={"solver": "CLARABEL", "status": status, "obj_val": result.obj_val,

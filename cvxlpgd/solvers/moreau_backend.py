@@ -31,26 +31,10 @@ from cvxlpgd.program import ProgramBatch, ProgramStructure
 from cvxlpgd.solvers._common import inverse_permutation, psd_upper_permutation
 from cvxlpgd.solvers.base import (
     FAILED,
-    INFEASIBLE,
-    INFEASIBLE_INACCURATE,
-    OPTIMAL,
-    OPTIMAL_INACCURATE,
-    UNBOUNDED,
-    UNBOUNDED_INACCURATE,
+    INTERIOR_POINT_STATUS,
     BatchPoint,
     BatchSolution,
 )
-
-#: Moreau status name → normalized status; anything else (iteration or time limit,
-#: numerical error, insufficient progress) is FAILED.
-_STATUS = {
-    "Solved": OPTIMAL,
-    "AlmostSolved": OPTIMAL_INACCURATE,
-    "PrimalInfeasible": INFEASIBLE,
-    "DualInfeasible": UNBOUNDED,
-    "AlmostPrimalInfeasible": INFEASIBLE_INACCURATE,
-    "AlmostDualInfeasible": UNBOUNDED_INACCURATE,
-}
 
 #: Settings the layer manages itself (per call), not the user.
 _MANAGED = frozenset({"batch_size", "enable_grad"})
@@ -312,7 +296,7 @@ class MoreauSolver:
                     solution = solver.solve(c, b, warm_start=start)
             info = solver.info
             self.solve_count[B] = self.solve_count.get(B, 0) + 1
-        status = [_STATUS.get(str(s), FAILED) for s in info.status]
+        status = [INTERIOR_POINT_STATUS.get(str(s), FAILED) for s in info.status]
         iterations = np.broadcast_to(np.asarray(info.iterations, dtype=np.int64), (B,)).copy()
         seconds = float(info.solve_time) + float(info.setup_time)
         return BatchSolution(x=np.asarray(solution.x, dtype=float).reshape(B, -1),
