@@ -180,7 +180,7 @@ def transpose_apply(A_pattern: SparsePattern, A_data: np.ndarray, v: np.ndarray)
     numpy.ndarray
         (B, n).
     """
-    return np.asarray((A_data * v[:, A_pattern.rows]) @ A_pattern.selector("cols"))
+    return A_pattern.sum_by(A_data * v[:, A_pattern.rows], "cols")
 
 
 def perturbed_costs(sign: int, tau: float, rho: float, batch: ProgramBatch,

@@ -97,21 +97,33 @@ class SparsePattern:
         row_offsets = np.searchsorted(self.rows[order], np.arange(self.shape[0] + 1))
         return order, row_offsets.astype(np.int64), self.cols[order].astype(np.int64)
 
-    def selector(self, by: str) -> sp.csr_matrix:
-        """0/1 matrix S (nnz × n) with ``(v @ S)[j] = Σ_{k: by(k) = j} v[k]``.
+    def sum_by(self, values: np.ndarray, by: str) -> np.ndarray:
+        """Sum per-entry values by row or by column of the pattern, for every element.
 
-        Row ``k`` has a single one in column ``rows[k]`` (``by="rows"``) or
-        ``cols[k]`` (``by="cols"``). With per-element entry values ``V`` (B, nnz),
-        ``V @ S`` sums them by row or column: e.g. ``(A_data * DS[:, rows]) @ S_cols``
-        is ``Aᵀ ds`` for every element at once.
+        ``out[e, j] = Σ_{k: index(k) = j} values[e, k]`` with ``index`` the entries'
+        rows (``by="rows"``) or columns (``by="cols"``): e.g.
+        ``sum_by(A_data * V[:, rows], "cols")`` is ``Aᵀ v`` for every element at once.
+        The 0/1 summing matrix is built once per pattern and direction.
+
+        Parameters
+        ----------
+        values : numpy.ndarray
+            (B, nnz).
+        by : {"rows", "cols"}
+            Which index to sum by.
+
+        Returns
+        -------
+        numpy.ndarray
+            (B, m) or (B, n).
         """
-        selector = self._selectors.get(by)
-        if selector is None:
+        summing = self._selectors.get(by)
+        if summing is None:
             index = self.rows if by == "rows" else self.cols
             size = self.shape[0] if by == "rows" else self.shape[1]
-            selector = self._selectors[by] = sp.csr_matrix(
-                (np.ones(self.nnz), (np.arange(self.nnz), index)), shape=(self.nnz, size))
-        return selector
+            summing = self._selectors[by] = sp.csr_matrix(
+                (np.ones(self.nnz), (index, np.arange(self.nnz))), shape=(size, self.nnz))
+        return np.ascontiguousarray((summing @ np.asarray(values).T).T)
 
 
 @dataclass(frozen=True)

@@ -101,10 +101,9 @@ def residuals(solution: BatchSolution, batch: ProgramBatch, structure: ProgramSt
         Ax, Aty = (A_matrix @ x.T).T, (A_matrix.T @ y.T).T
         Px = np.zeros_like(x) if P_matrix is None else (P_matrix @ x.T).T
     else:
-        Ax = np.asarray((batch.A_data * x[:, A.cols]) @ A.selector("rows"))
-        Aty = np.asarray((batch.A_data * y[:, A.rows]) @ A.selector("cols"))
-        Px = (np.zeros_like(x) if P is None
-              else np.asarray((batch.P_data * x[:, P.cols]) @ P.selector("rows")))
+        Ax = A.sum_by(batch.A_data * x[:, A.cols], "rows")
+        Aty = A.sum_by(batch.A_data * y[:, A.rows], "cols")
+        Px = np.zeros_like(x) if P is None else P.sum_by(batch.P_data * x[:, P.cols], "rows")
 
     def norm(v):
         return np.abs(v).max(axis=1, initial=0.0)
