@@ -4,6 +4,7 @@ Public API::
 
     CvxpyLayer           the torch.nn.Module
     SolverError          raised for infeasible / unbounded / failed solves
+    FirstOrderOnlyError  raised when the layer's gradient is differentiated
     SOLVERS              the solver names a layer accepts
     compare_gradients    LPGD at several τ vs exact vs finite differences
     tau_scan             LPGD gradient norm and agreement with exact vs τ
@@ -18,13 +19,14 @@ from cvxlpgd.diagnostics import (
     compare_gradients,
     tau_scan,
 )
+from cvxlpgd.autograd import FirstOrderOnlyError
 from cvxlpgd.errors import SolverError
 from cvxlpgd.layer import CvxpyLayer
 from cvxlpgd.solvers import SOLVERS
 from cvxlpgd.state import SolveRecord, SolverStats
 
 __all__ = [
-    "CvxpyLayer", "SolverError", "SOLVERS",
+    "CvxpyLayer", "SolverError", "FirstOrderOnlyError", "SOLVERS",
     "compare_gradients", "tau_scan", "GradientComparison", "TauScan", "ZeroGradientWarning",
     "SolverStats", "SolveRecord",
 ]

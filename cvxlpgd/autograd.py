@@ -131,6 +131,10 @@ class LayerFunction(torch.autograd.Function):
     def setup_context(ctx, inputs, output):
         handle, key, *tensors = inputs
         ctx.handle, ctx.key, ctx.num_tensors = handle, key, len(tensors)
+        if not torch.compiler.is_compiling():
+            # The graph keeps its layer alive, as it keeps any module's weights.
+            # (A compiled graph does not need to: the compiled module holds the layer.)
+            ctx.layer = lookup(handle)
         ctx.save_for_backward(*tensors, *output[-SOLUTION_OUTPUTS:])
         ctx.mark_non_differentiable(*output[-SOLUTION_OUTPUTS:])
 
@@ -214,7 +218,8 @@ class EagerLayerFunction(LayerFunction):
 
     @staticmethod
     def jvp(ctx, *tangents):
-        _first_order_only("forward-mode differentiation (jvp, jacfwd) is not supported")
+        _first_order_only("forward-mode differentiation (jvp, jacfwd, torch.func.hessian) is "
+                          "not supported")
 
 
 class _VmapBatch:
@@ -231,7 +236,7 @@ class _VmapBatch:
         #: Per parameter: whether the call (inside vmap) has it with a batch dimension.
         self.batched = [t.dim() - (d is not None) == len(spec.shape) + 1
                         for t, d, spec in zip(tensors, dims, self.specs)]
-        sizes = {_front(t, d).shape[0 if d is None else 1]
+        sizes = {_front(t, d).shape[1]
                  for t, d, flag in zip(tensors, dims, self.batched) if flag}
         #: The logical batch size B, or None for an unbatched call.
         self.B = next(iter(sizes), None)
