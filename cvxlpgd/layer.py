@@ -22,7 +22,7 @@ from cvxlpgd.compile import compile_problem, validate_problem
 from cvxlpgd.engine import BatchEngine
 from cvxlpgd.inputs import check_arguments, parameter_specs
 from cvxlpgd.naming import leaf_label, shape_text, short_label
-from cvxlpgd.options import DEFAULT_SOLVER, DEFAULT_TAU, CallOptions, validate_solver
+from cvxlpgd.options import CallOptions, validate_solver
 from cvxlpgd.parallel import WarmStartMemory
 from cvxlpgd.solvers import supports_quadratic
 from cvxlpgd.solvers.moreau_backend import moreau_devices
@@ -107,9 +107,9 @@ class CvxpyLayer(torch.nn.Module):
     """
 
     def __init__(self, problem, parameters, variables, *, gradient: str = "lpgd",
-                 tau: float = DEFAULT_TAU, rho: float = 0.0, lpgd_mode: str = "central",
+                 tau: float = 0.1, rho: float = 0.0, lpgd_mode: str = "central",
                  exact_mode: str = "lsqr", exact_backend: str = "diffcp",
-                 solver: str = DEFAULT_SOLVER, solver_args: dict | None = None,
+                 solver: str = "auto", solver_args: dict | None = None,
                  workers: int | None = None, executor=None, warm_start: bool = False):
         super().__init__()
         solver = validate_solver(solver)

@@ -215,7 +215,7 @@ class GradientComparison(dict):
 
 
 def compare_gradients(layer, *tensors: torch.Tensor,
-                      taus: Sequence[float] = DEFAULT_TAUS,
+                      taus: Sequence[float] = (1e-3, 1e-2, 1e-1, 1.0),
                       loss_weights: Sequence | None = None, fd_step: float | None = 1e-4,
                       seed: int = 0, rho: float | None = None,
                       lpgd_mode: str | None = None) -> GradientComparison:
