@@ -12,6 +12,7 @@ Public API::
     SolverStats          per-element solver statistics (``layer.solver_stats``)
 """
 
+from cvxlpgd.autograd import FirstOrderOnlyError
 from cvxlpgd.diagnostics import (
     GradientComparison,
     TauScan,
@@ -19,7 +20,6 @@ from cvxlpgd.diagnostics import (
     compare_gradients,
     tau_scan,
 )
-from cvxlpgd.autograd import FirstOrderOnlyError
 from cvxlpgd.errors import SolverError
 from cvxlpgd.layer import CvxpyLayer
 from cvxlpgd.solvers import SOLVERS

@@ -29,6 +29,8 @@ from cvxlpgd.solvers.moreau_backend import moreau_devices
 from cvxlpgd.state import SolverStats
 from cvxlpgd.template import ConeTemplate
 
+#: Decoded per-call option keys a layer caches (see ``CvxpyLayer._override_key``).
+_MAX_DECODED_KEYS = 256
 #: What a layer rebuilds on demand instead of copying or pickling it.
 _RUNTIME = ("_engines", "_warm_starts", "_live_calls", "_recipes", "_calls", "_handle")
 
@@ -337,17 +339,25 @@ class CvxpyLayer(torch.nn.Module):
 
     @torch.compiler.disable
     def _override_key(self, needs_grad: bool, overrides: dict) -> str:
-        """The key of a call with per-call overrides, written out as JSON so that it alone
-        describes them; overrides JSON cannot hold (e.g. objects in ``solver_args``) are
-        kept in the layer under a numbered key. Not traced by ``torch.compile`` (a graph
+        """The key of a call with per-call overrides: JSON, so that it alone describes
+        them (a cache of decoded keys saves the parsing; it is emptied when it grows, e.g.
+        under a τ schedule). Overrides JSON cannot hold (objects in ``solver_args``) are
+        kept under a key made of their ``repr``. Not traced by ``torch.compile`` (a graph
         break): it validates the options and registers them.
         """
         overrides = {k: v for k, v in overrides.items() if v is not None}
         try:
             key = json.dumps([needs_grad, overrides], sort_keys=True)
         except TypeError:
-            key = f"#{len(self._calls)}:{overrides!r}:{needs_grad}"
+            key = f"#{overrides!r}:{needs_grad}"
+            if key not in self._calls:
+                self._calls[key] = (self.options.override(self.solver, **overrides),
+                                    needs_grad)
+            return key
         if key not in self._calls:
+            if len(self._calls) >= _MAX_DECODED_KEYS:  # JSON keys only: they decode again
+                for stale in [k for k in self._calls if not k.startswith("#")]:
+                    del self._calls[stale]
             self._calls[key] = (self.options.override(self.solver, **overrides), needs_grad)
         return key
 
@@ -356,7 +366,7 @@ class CvxpyLayer(torch.nn.Module):
         if key.startswith("layer"):
             return self.options, key == "layer+grad"
         entry = self._calls.get(key)
-        if entry is None:  # a JSON key whose entry was not made in this process
+        if entry is None:  # a JSON key decoded before the cache was emptied or copied
             needs_grad, overrides = json.loads(key)
             entry = self._calls[key] = (self.options.override(self.solver, **overrides),
                                         needs_grad)

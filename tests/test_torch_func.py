@@ -2,7 +2,6 @@
 is the layer's own batch (one batched solve)."""
 
 import cvxpy as cp
-import numpy as np
 import pytest
 import torch
 from torch.func import grad, jacrev, vjp, vmap
