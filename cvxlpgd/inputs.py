@@ -8,7 +8,7 @@ and converts the values to float64 NumPy arrays for the solvers.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -69,7 +69,7 @@ class Arguments:
 class Inputs(Arguments):
     """Parameter values of one call as float64 arrays, with batch and tensor facts."""
 
-    values: list[np.ndarray] = None
+    values: list[np.ndarray] = field(default_factory=list)
 
 
 def check_arguments(specs, tensors) -> Arguments:

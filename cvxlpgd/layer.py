@@ -93,8 +93,15 @@ class CvxpyLayer(torch.nn.Module):
     Raises
     ------
     TypeError, ValueError
-        For a problem that is not DCP/DPP, parameters or outputs that do not match the
-        problem, and invalid options.
+        For a problem that is not DCP/DPP or has integer/boolean variables, parameters
+        or outputs that are not lists or do not match the problem, and invalid options.
+
+    Notes
+    -----
+    The layer works under ``torch.func`` (``grad``, ``vjp``, ``jacrev``; ``vmap`` is one
+    batched call) and ``torch.compile`` (two opaque custom operators, one graph), is
+    differentiable to first order only (:class:`cvxlpgd.FirstOrderOnlyError`), and can
+    be copied, pickled and saved; its solver caches are rebuilt on first use.
 
     Examples
     --------
