@@ -6,6 +6,7 @@ Public API::
     SolverError          raised for infeasible / unbounded / failed solves
     InaccurateSolutionWarning  some solutions are not accurate to the solver's tolerance
     LPGDFallbackWarning  some LPGD gradients came from a fallback (other side, smaller τ)
+    FirstOrderOnlyError  raised when the layer's gradient is differentiated
     SOLVERS              the solver names a layer accepts
     compare_gradients    LPGD at several τ vs exact vs finite differences
     tau_scan             LPGD gradient norm and agreement with exact vs τ
@@ -13,6 +14,7 @@ Public API::
     SolverStats          per-element solver statistics (``layer.solver_stats``)
 """
 
+from cvxlpgd.autograd import FirstOrderOnlyError
 from cvxlpgd.diagnostics import (
     GradientComparison,
     TauScan,
@@ -28,7 +30,8 @@ from cvxlpgd.state import SolveRecord, SolverStats
 from cvxlpgd.status import InaccurateSolutionWarning
 
 __all__ = [
-    "CvxpyLayer", "SolverError", "InaccurateSolutionWarning", "LPGDFallbackWarning", "SOLVERS",
+    "CvxpyLayer", "SolverError", "FirstOrderOnlyError", "InaccurateSolutionWarning",
+    "LPGDFallbackWarning", "SOLVERS",
     "compare_gradients", "tau_scan", "GradientComparison", "TauScan", "ZeroGradientWarning",
     "SolverStats", "SolveRecord",
 ]

@@ -18,6 +18,7 @@ from cvxpy.reductions.dgp2dcp.dgp2dcp import Dgp2Dcp
 
 from cvxlpgd.cones import ConeDims
 from cvxlpgd.geometric import check_geometric_program
+from cvxlpgd.naming import leaf_label
 from cvxlpgd.program import SparsePattern
 from cvxlpgd.readouts import dual_variable_owners, output_slots
 from cvxlpgd.template import ConeTemplate, ParameterSlot
@@ -172,42 +173,53 @@ def validate_problem(problem, parameters, variables, *, gp: bool = False):
     """
     if not isinstance(problem, cp.Problem):
         raise TypeError(f"problem must be a cvxpy.Problem, got {type(problem).__name__}")
+    parameters = _as_list(parameters, "parameters", "cvxpy.Parameter")
+    variables = _as_list(variables, "variables", "cvxpy.Variable or cvxpy constraints")
+    for v in problem.variables():
+        kind = next((a for a in ("integer", "boolean") if v.attributes.get(a)), None)
+        if kind:
+            position = next((i for i, out in enumerate(variables) if out is v), None)
+            raise ValueError(f"variable {leaf_label(v, position, 'variables')} is {kind}; the "
+                             "layer differentiates continuous (convex) problems only, so "
+                             "declare it without integer=/boolean= (or relax it)")
     if gp:
         check_geometric_program(problem)
     else:
         _check_dcp_dpp(problem)
-    parameters = list(parameters)
-    variables = list(variables)
-    for p in parameters:
+    for i, p in enumerate(parameters):
         if not isinstance(p, cp.Parameter):
-            raise TypeError(f"parameters must be cvxpy.Parameter objects, got {type(p).__name__}")
+            raise TypeError(f"parameters must be cvxpy.Parameter objects, got "
+                            f"{type(p).__name__} at parameters[{i}]")
     ids = [p.id for p in parameters]
     if len(set(ids)) != len(ids):
-        dup = [p.name() for p in parameters if ids.count(p.id) > 1]
-        raise ValueError(f"parameter {dup[0]!r} is listed more than once")
+        dup = next(i for i, p in enumerate(parameters) if ids.count(p.id) > 1)
+        raise ValueError(f"parameter {leaf_label(parameters[dup], dup)} is listed more than once")
     problem_params = {p.id: p for p in problem.parameters()}
-    foreign = [p.name() for p in parameters if p.id not in problem_params]
+    foreign = [i for i, p in enumerate(parameters) if p.id not in problem_params]
     if foreign:
-        raise ValueError(f"parameter {foreign[0]!r} does not appear in the problem")
-    missing = [p.name() for i, p in problem_params.items() if i not in set(ids)]
+        raise ValueError(f"parameter {leaf_label(parameters[foreign[0]], foreign[0])} does not "
+                         "appear in the problem")
+    missing = [leaf_label(p) for i, p in problem_params.items() if i not in set(ids)]
     if missing:
-        raise ValueError(f"the problem's parameter(s) {', '.join(map(repr, missing))} are not "
+        raise ValueError(f"the problem's parameter(s) {', '.join(missing)} are not "
                          "listed in `parameters`; every parameter must be an input of the layer")
     if not variables:
         raise ValueError("`variables` is empty: name at least one variable or constraint to output")
     var_ids = {v.id for v in problem.variables()} | set(dual_variable_owners(problem))
     con_ids = {c.id for c in problem.constraints}
-    for v in variables:
+    for i, v in enumerate(variables):
         if isinstance(v, cp.Variable):
             if v.id not in var_ids:
-                raise ValueError(f"variable {v.name()!r} does not appear in the problem (nor "
-                                 "is it a dual variable of one of its constraints)")
+                raise ValueError(f"variable {leaf_label(v, i, 'variables')} does not appear in "
+                                 "the problem (nor is it a dual variable of one of its "
+                                 "constraints)")
         elif isinstance(v, cp.constraints.constraint.Constraint):
             if v.id not in con_ids:
-                raise ValueError(f"constraint {v!s:.60} is not one of the problem's constraints")
+                raise ValueError(f"constraint {v!s:.60} (variables[{i}]) is not one of the "
+                                 "problem's constraints")
         else:
             raise TypeError("variables must hold cvxpy.Variable or cvxpy Constraint objects, "
-                            f"got {type(v).__name__}")
+                            f"got {type(v).__name__} at variables[{i}]")
     return parameters, variables
 
 
@@ -248,6 +260,17 @@ def _parametric_quad_forms(expression):
         yield expression
     for arg in getattr(expression, "args", ()):
         yield from _parametric_quad_forms(arg)
+
+
+def _as_list(items, argument: str, expected: str) -> list:
+    """``items`` as a list; a single object or a non-sequence is refused by name."""
+    if not isinstance(items, (list, tuple)):
+        single = isinstance(items, (cp.Parameter, cp.Variable,
+                                    cp.constraints.constraint.Constraint))
+        hint = "; to pass one, wrap it in a list" if single else ""
+        raise TypeError(f"{argument} must be a list or tuple of {expected}, got "
+                        f"{type(items).__name__}{hint}")
+    return list(items)
 
 
 def _is_symmetric(leaf) -> bool:

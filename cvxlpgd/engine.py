@@ -108,9 +108,54 @@ class BatchEngine:
             entry = self._solvers[key] = (owner, solver)
         return entry[1]
 
-    def _tolerance(self, template, name: str, settings: dict) -> float:
+    def call_settings(self, name: str, settings: dict | None, lpgd_tau: float | None,
+                      exact_backend: str | None) -> dict:
+        """The settings solver ``name`` gets for a call.
+
+        The user's settings (see :meth:`settings_for`) over, when an LPGD backward pass
+        with ``lpgd_tau`` will follow, :func:`lpgd_tolerances`; with Moreau's exact
+        derivative, Moreau's interior-point method (its derivative is smooth; the
+        active-set method's, Moreau's choice for small QPs, jumps with the active set).
+
+        Parameters
+        ----------
+        name : str
+            The solver.
+        settings : dict or None
+            The call's settings (None: the engine's).
+        lpgd_tau : float or None
+            τ of the LPGD backward pass to come, or None.
+        exact_backend : str or None
+            The exact derivative to come, or None.
+
+        Returns
+        -------
+        dict
+        """
+        call_settings = self.settings_for(name, settings)
+        if lpgd_tau is not None:
+            call_settings = {**lpgd_tolerances(name, lpgd_tau), **call_settings}
+        if exact_backend == "moreau":
+            call_settings = {"solver": "ipm", **call_settings}
+        return call_settings
+
+    def tolerance(self, template, name: str, settings: dict) -> float:
         """The solver's tolerance for these settings (cached: Moreau's settings objects
-        take milliseconds to build)."""
+        take milliseconds to build).
+
+        Parameters
+        ----------
+        template : ConeTemplate
+            The compiled problem.
+        name : str
+            The solver.
+        settings : dict
+            Its settings for the call.
+
+        Returns
+        -------
+        float
+        """
         key = (id(template), "tolerance", name, repr(sorted(settings.items())))
         entry = self._solvers.get(key)
         if entry is None:
@@ -166,16 +211,10 @@ class BatchEngine:
         if exact_backend == "moreau" and name != "MOREAU":
             raise ValueError(f"exact_backend='moreau' needs solver='MOREAU' (this call solves "
                              f"with {name}); use exact_backend='diffcp'")
-        call_settings = self.settings_for(name, settings)
-        if lpgd_tau is not None:
-            call_settings = {**lpgd_tolerances(name, lpgd_tau), **call_settings}
-        if exact_backend == "moreau":
-            # The interior-point method's derivative is smooth; the active-set method's
-            # (Moreau's choice for small QPs) jumps with the active set.
-            call_settings = {"solver": "ipm", **call_settings}
+        call_settings = self.call_settings(name, settings, lpgd_tau, exact_backend)
         solver = self.batch_solver(template, "forward", structure, name, call_settings,
                                    enable_grad=exact_backend == "moreau")
-        tolerance = self._tolerance(template, name, call_settings)
+        tolerance = self.tolerance(template, name, call_settings)
         warm = None
         if self.warm_starts is not None and solver.supports_warm_start:
             warm = self.warm_starts.lookup(template, batch.batch_size)

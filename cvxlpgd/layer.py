@@ -1,25 +1,40 @@
-"""The PyTorch layer: a thin autograd wrapper around :class:`cvxlpgd.engine.BatchEngine`."""
+"""The PyTorch layer: a ``torch.nn.Module`` around :class:`cvxlpgd.engine.BatchEngine`.
+
+A call goes through the layer's custom operators (:mod:`cvxlpgd.autograd`), which is
+what makes the layer work under ``torch.compile`` and ``torch.func``. Everything the
+layer caches (compiled templates, engines with their solvers, warm starts) is rebuilt
+on demand, so that a layer can be copied, pickled and saved (``__getstate__``).
+"""
 
 from __future__ import annotations
 
+import copy
+import json
+import warnings
 from concurrent.futures import Executor
-from dataclasses import dataclass
 
+import cvxpy as cp
 import numpy as np
 import torch
 
+from cvxlpgd.autograd import call_layer, register
 from cvxlpgd.compile import compile_problem, validate_problem
-from cvxlpgd.diagnostics import warn_if_zero_gradient
 from cvxlpgd.engine import BatchEngine
 from cvxlpgd.errors import warn_user
 from cvxlpgd.geometric import LogTransform
-from cvxlpgd.inputs import Inputs, check_inputs
-from cvxlpgd.options import DEFAULT_SOLVER, DEFAULT_TAU, CallOptions, validate_solver
+from cvxlpgd.inputs import check_arguments, parameter_specs
+from cvxlpgd.naming import leaf_label, shape_text, short_label
+from cvxlpgd.options import CallOptions, validate_solver
 from cvxlpgd.parallel import WarmStartMemory
 from cvxlpgd.solvers import supports_quadratic
 from cvxlpgd.solvers.moreau_backend import moreau_devices
-from cvxlpgd.state import ForwardState, SolverStats
+from cvxlpgd.state import SolverStats
 from cvxlpgd.template import ConeTemplate
+
+#: Decoded per-call option keys a layer caches (see ``CvxpyLayer._override_key``).
+_MAX_DECODED_KEYS = 256
+#: What a layer rebuilds on demand instead of copying or pickling it.
+_RUNTIME = ("_engines", "_warm_starts", "_live_calls", "_recipes", "_calls", "_handle")
 
 
 class CvxpyLayer(torch.nn.Module):
@@ -27,7 +42,7 @@ class CvxpyLayer(torch.nn.Module):
 
     The problem is compiled once, here, into a parametrized cone program. Calling the
     layer solves it for a batch of parameter values; the backward pass returns the
-    LPGD gradient replacement (``gradient="lpgd"``) or diffcp's exact derivative
+    LPGD gradient replacement (``gradient="lpgd"``) or the exact derivative
     (``gradient="exact"``).
 
     Parameters
@@ -93,8 +108,15 @@ class CvxpyLayer(torch.nn.Module):
     Raises
     ------
     TypeError, ValueError
-        For a problem that is not DCP/DPP, parameters or outputs that do not match the
-        problem, and invalid options.
+        For a problem that is not DCP/DPP or has integer/boolean variables, parameters
+        or outputs that are not lists or do not match the problem, and invalid options.
+
+    Notes
+    -----
+    The layer works under ``torch.func`` (``grad``, ``vjp``, ``jacrev``; ``vmap`` is one
+    batched call) and ``torch.compile`` (two opaque custom operators, one graph), is
+    differentiable to first order only (:class:`cvxlpgd.FirstOrderOnlyError`), and can
+    be copied, pickled and saved; its solver caches are rebuilt on first use.
 
     Examples
     --------
@@ -109,9 +131,9 @@ class CvxpyLayer(torch.nn.Module):
     """
 
     def __init__(self, problem, parameters, variables, *, gradient: str = "lpgd",
-                 tau: float = DEFAULT_TAU, rho: float = 0.0, lpgd_mode: str = "central",
+                 tau: float = 0.1, rho: float = 0.0, lpgd_mode: str = "central",
                  exact_mode: str = "lsqr", exact_backend: str = "diffcp",
-                 solver: str = DEFAULT_SOLVER, solver_args: dict | None = None,
+                 solver: str = "auto", solver_args: dict | None = None,
                  workers: int | None = None, executor=None, warm_start: bool = False,
                  inaccurate: str = "warn", gp: bool = False):
         super().__init__()
@@ -140,15 +162,77 @@ class CvxpyLayer(torch.nn.Module):
         self.workers = None if workers is None else int(workers)
         self.executor = executor
         self.warm_start = warm_start
-        self._warm_starts = WarmStartMemory()
+        self._specs = parameter_specs(self.parameters_)
+        self._output_labels = tuple(_output_label(item, i)
+                                    for i, item in enumerate(self.variables_))
         self._templates: dict[bool, ConeTemplate] = {}
-        self._engines: dict[str, BatchEngine] = {}
+        self._start_runtime()
         template = self._template(quadratic=self._solves_quadratic(None))
         if self.options.gradient == "exact":  # a form it cannot compile fails here, not later
             self._template(quadratic=self._solves_quadratic(self.options.exact_backend))
         self._log_transform = LogTransform(template) if gp else None
         self._stats: SolverStats | None = None
         self._warned_device = False
+
+    def _start_runtime(self) -> None:
+        """The members a layer rebuilds instead of copying (see ``_RUNTIME``)."""
+        self._warm_starts = WarmStartMemory()
+        self._engines: dict[str, BatchEngine] = {}
+        #: Stamp → forward state of calls whose graph is alive (see cvxlpgd.calls).
+        self._live_calls: dict = {}
+        #: (call key, device) → (solver, settings) of the last forward of that kind.
+        self._recipes: dict = {}
+        #: Call key → (CallOptions, needs_grad).
+        self._calls: dict[str, tuple[CallOptions, bool]] = {}
+        self._handle = register(self)
+
+    def __getstate__(self) -> dict:
+        """The layer's state for pickling: no solvers, engines, warm starts or pools.
+
+        Returns
+        -------
+        dict
+            A user ``executor`` is left out too (an executor cannot be pickled); the
+            loaded layer uses the built-in thread pool, with a warning here.
+        """
+        state = {k: v for k, v in super().__getstate__().items() if k not in _RUNTIME}
+        if state.get("executor") is not None:
+            warnings.warn(f"the layer's executor ({type(self.executor).__name__}) is not "
+                          "pickled; the loaded layer uses the built-in thread pool (set "
+                          "layer.executor to use another)", RuntimeWarning, stacklevel=2)
+            state["executor"] = None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        """Restore a pickled layer; its caches are rebuilt on first use.
+
+        Parameters
+        ----------
+        state : dict
+            What :meth:`__getstate__` returned.
+        """
+        super().__setstate__(state)
+        self._start_runtime()
+
+    def __deepcopy__(self, memo: dict):
+        """A copy with its own caches; a user ``executor`` is shared, not copied.
+
+        Parameters
+        ----------
+        memo : dict
+            ``copy.deepcopy``'s memo.
+
+        Returns
+        -------
+        CvxpyLayer
+        """
+        if self.executor is not None:
+            memo[id(self.executor)] = self.executor
+        state = {k: v for k, v in super().__getstate__().items() if k not in _RUNTIME}
+        new = type(self).__new__(type(self))
+        memo[id(self)] = new
+        new.__setstate__(copy.deepcopy(state, memo))
+        return new
 
     @property
     def solver_stats(self) -> SolverStats | None:
@@ -200,21 +284,22 @@ class CvxpyLayer(torch.nn.Module):
         Returns
         -------
         str
-            Parameters and outputs with their shapes (without batch dimension), the
-            gradient options (``gradient``, ``tau``, ``rho``, ``lpgd_mode``,
-            ``exact_mode``, ``exact_backend``) and the solver options (``solver``, with
-            the solver ``"auto"`` chose in the last call, ``solver_args``, ``workers``:
-            ``auto`` for all cores, or the executor's class; and ``warm_start=True``
-            when set).
+            Parameters and outputs with their shapes (without batch dimension; an
+            unnamed parameter or variable also with its position, e.g.
+            ``param2 (3,) [unnamed parameters[1]]``), the gradient options
+            (``gradient``, ``tau``, ``rho``, ``lpgd_mode``, ``exact_mode``,
+            ``exact_backend``) and the solver options (``solver``, with the solver
+            ``"auto"`` chose in the last call, ``solver_args``, ``workers``: ``auto``
+            for all cores, or the executor's class; and ``warm_start=True`` when set).
         """
-        def shape(dims):
-            return "(" + ", ".join(map(str, dims)) + ("," if len(dims) == 1 else "") + ")"
-
-        params = ", ".join(f"{p.name()} {shape(p.shape)}" for p in self.parameters_)
+        params = ", ".join(short_label(p, i) for i, p in enumerate(self.parameters_)) or "none"
         outputs = self._template(self._solves_quadratic(None)).outputs
-        # Dual outputs are labelled with the constraint's text, which may span lines.
-        outs = ", ".join(f"{' '.join(slot.name.split())} {shape(slot.shape)}"
-                         for slot in outputs)
+        outs = []
+        for i, (item, slot) in enumerate(zip(self.variables_, outputs)):
+            if isinstance(item, cp.Variable):
+                outs.append(short_label(item, i, "variables"))
+            else:  # a dual: labelled with the constraint's text, which may span lines
+                outs.append(f"{' '.join(slot.name.split())} {shape_text(slot.shape)}")
         o = self.options
         executor = getattr(self, "executor", None)
         workers = getattr(self, "workers", None)
@@ -223,7 +308,7 @@ class CvxpyLayer(torch.nn.Module):
         solver = self.solver.lower() if self.solver == "AUTO" else self.solver
         if self.solver == "AUTO" and self._stats is not None:
             solver += f" (last call: {self._stats.solver})"
-        return (f"parameters: {params}\noutputs: {outs}\n"
+        return (f"parameters: {params}\noutputs: {', '.join(outs)}\n"
                 f"gradient={o.gradient!r}, tau={o.tau:g}, rho={o.rho:g}, "
                 f"lpgd_mode={o.lpgd_mode!r}, exact_mode={o.exact_mode!r}, "
                 f"exact_backend={o.exact_backend!r}\n"
@@ -243,7 +328,8 @@ class CvxpyLayer(torch.nn.Module):
         ----------
         *tensors : torch.Tensor
             One tensor per parameter, of the parameter's shape or with one leading
-            batch dimension (positive values with ``gp=True``).
+            batch dimension (positive values with ``gp=True``). A problem without
+            parameters is called as ``layer()``.
         gradient, tau, rho, lpgd_mode : optional
             Override the layer's options for this call only.
         solver_args : dict, optional
@@ -254,111 +340,76 @@ class CvxpyLayer(torch.nn.Module):
         tuple of torch.Tensor
             One tensor per output, in the order of ``variables``; with a leading batch
             dimension iff an input had one. Dtype: float64 if any input is float64, else
-            the inputs' float dtype; device: the inputs' device.
+            the inputs' float dtype (float64 without inputs); device: the inputs' device.
 
         Raises
         ------
         TypeError, ValueError
-            For wrong counts, types, shapes, batch sizes or non-finite values.
+            For wrong counts, types, shapes, batch sizes, meta tensors or non-finite
+            values; in the backward pass, for NaN or inf in an incoming gradient.
         cvxlpgd.SolverError
             When a problem of the batch is infeasible, unbounded or not solved.
+        cvxlpgd.FirstOrderOnlyError
+            When the gradient itself is differentiated (``create_graph=True`` and a
+            second backward pass, Hessians) or forward-mode AD is used.
         """
-        options = self.options.override(self.solver, gradient=gradient, tau=tau, rho=rho,
-                                        lpgd_mode=lpgd_mode, solver_args=solver_args)
-        if self._log_transform is not None:
-            tensors = self._log_transform.inputs(tensors)
-        inputs = check_inputs(self.parameters_, tensors)
+        check_arguments(self._specs, tensors)
         needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
-        call = _Call(layer=self, options=options, inputs=inputs, needs_grad=needs_grad)
-        if needs_grad:
-            outputs = _LayerFunction.apply(call, *tensors)
-        else:
-            with torch.no_grad():
-                outputs = call.run_forward()
-        if self._log_transform is not None:
-            outputs = self._log_transform.outputs(outputs)
-        return outputs
+        key = self._call_key(needs_grad, gradient=gradient, tau=tau, rho=rho,
+                             lpgd_mode=lpgd_mode, solver_args=solver_args)
+        if self._log_transform is None:
+            return call_layer(self, key, tensors)
+        outputs = call_layer(self, key, self._log_transform.inputs(tensors))
+        return self._log_transform.outputs(outputs)
+
+    def _call_key(self, needs_grad: bool, **overrides) -> str:
+        """A string naming a call's options (what the custom operators receive).
+
+        The layer's own options are ``"layer"`` (``"layer+grad"`` when the call needs a
+        gradient): ``torch.compile`` traces that as a constant.
+        """
+        if all(value is None for value in overrides.values()):
+            return "layer+grad" if needs_grad else "layer"
+        return self._override_key(needs_grad, overrides)
+
+    @torch.compiler.disable
+    def _override_key(self, needs_grad: bool, overrides: dict) -> str:
+        """The key of a call with per-call overrides: JSON, so that it alone describes
+        them (a cache of decoded keys saves the parsing; it is emptied when it grows, e.g.
+        under a τ schedule). Overrides JSON cannot hold (objects in ``solver_args``) are
+        kept under a key made of their ``repr``. Not traced by ``torch.compile`` (a graph
+        break): it validates the options and registers them.
+        """
+        overrides = {k: v for k, v in overrides.items() if v is not None}
+        try:
+            key = json.dumps([needs_grad, overrides], sort_keys=True)
+        except TypeError:
+            key = f"#{overrides!r}:{needs_grad}"
+            if key not in self._calls:
+                self._calls[key] = (self.options.override(self.solver, **overrides),
+                                    needs_grad)
+            return key
+        if key not in self._calls:
+            if len(self._calls) >= _MAX_DECODED_KEYS:  # JSON keys only: they decode again
+                for stale in [k for k in self._calls if not k.startswith("#")]:
+                    del self._calls[stale]
+            self._calls[key] = (self.options.override(self.solver, **overrides), needs_grad)
+        return key
+
+    def _call_options(self, key: str) -> tuple[CallOptions, bool]:
+        """The options and the needs-gradient flag a call key stands for."""
+        if key.startswith("layer"):
+            return self.options, key == "layer+grad"
+        entry = self._calls.get(key)
+        if entry is None:  # a JSON key decoded before the cache was emptied or copied
+            needs_grad, overrides = json.loads(key)
+            entry = self._calls[key] = (self.options.override(self.solver, **overrides),
+                                        needs_grad)
+        return entry
 
 
-@dataclass
-class _Call:
-    """One call of the layer: its options, inputs, and (after forward) its state."""
-
-    layer: CvxpyLayer
-    options: CallOptions
-    inputs: Inputs
-    needs_grad: bool
-    state: ForwardState | None = None
-    engine: BatchEngine | None = None
-
-    @property
-    def exact(self) -> bool:
-        return self.needs_grad and self.options.gradient == "exact"
-
-    def run_forward(self) -> tuple[torch.Tensor, ...]:
-        layer, inputs, options = self.layer, self.inputs, self.options
-        exact_backend = options.exact_backend if self.exact else None
-        template = layer._template(quadratic=layer._solves_quadratic(exact_backend))
-        theta = template.stack_parameters(inputs.values, inputs.batch_size)
-        batch = template.program_data(theta, inputs.batched)
-        self.engine = layer._engine(inputs.device)
-        lpgd = self.needs_grad and options.gradient == "lpgd"
-        state = self.engine.forward(template, batch, settings=options.solver_args,
-                                    exact_backend=exact_backend, exact_mode=options.exact_mode,
-                                    lpgd_tau=options.tau if lpgd else None,
-                                    inaccurate=options.inaccurate)
-        layer._stats = state.stats
-        if self.needs_grad:
-            self.state = state
-        outputs = template.recover_outputs(state.x, state.y)
-        return tuple(self._to_torch(out) for out in outputs)
-
-    def run_backward(self, grad_outputs) -> list[torch.Tensor]:
-        state, inputs, options = self.state, self.inputs, self.options
-        template = state.template
-        B = inputs.batch_size
-        grads = [None if g is None else g.detach().to("cpu", torch.float64).numpy()
-                 for g in grad_outputs]
-        dx, dy = template.output_adjoint(grads, B)
-        if self.exact:
-            data_grad = self.engine.backward_exact(state, dx, dy)
-        else:
-            result = self.engine.backward_lpgd(state, dx, dy, tau=options.tau, rho=options.rho,
-                                               mode=options.lpgd_mode,
-                                               inaccurate=options.inaccurate)
-            data_grad = result.gradient
-            # ZeroGradientWarning (once per layer) when τ moved no perturbed solution.
-            warn_if_zero_gradient(self.layer, state, result, dx, dy, options)
-        param_grads = template.parameter_gradient(*data_grad.parts())
-        result = []
-        for grad, batched in zip(param_grads, inputs.batched):
-            grad = grad if batched else grad.sum(axis=0)
-            result.append(torch.from_numpy(np.array(grad, order="C")))
-        return result
-
-    def _to_torch(self, array: np.ndarray) -> torch.Tensor:
-        if not any(self.inputs.batched):
-            array = array[0]
-        return torch.from_numpy(np.array(array, order="C")).to(
-            dtype=self.inputs.dtype, device=self.inputs.device)
-
-
-class _LayerFunction(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, call: _Call, *tensors):
-        ctx.call = call
-        ctx.tensor_meta = [(t.dtype, t.device) for t in tensors]
-        return call.run_forward()
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, *grad_outputs):
-        call: _Call = ctx.call
-        if not any(call.inputs.batched):
-            grad_outputs = tuple(g.unsqueeze(0) for g in grad_outputs)
-        grads = call.run_backward(grad_outputs)
-        out = []
-        for grad, (dtype, device), needed in zip(grads, ctx.tensor_meta,
-                                                 ctx.needs_input_grad[1:]):
-            out.append(grad.to(dtype=dtype, device=device) if needed else None)
-        return (None, *out)
+def _output_label(item, position: int) -> str:
+    """An output as errors name it: a variable's label, or the dual of a constraint."""
+    if isinstance(item, cp.Variable):
+        return leaf_label(item, position, "variables")
+    return f"dual({' '.join(str(item).split())}) (variables[{position}])"

@@ -10,6 +10,7 @@ import torch
 
 from cvxlpgd.diagnostics.zero_gradient import diagnosing
 from cvxlpgd.errors import SolverError
+from cvxlpgd.inputs import check_arguments
 
 #: Default τ values of :func:`compare_gradients`.
 DEFAULT_TAUS = (1e-3, 1e-2, 1e-1, 1.0)
@@ -44,17 +45,9 @@ def _format(value, spec: str = ".3g") -> str:
 
 def _prepare(layer, tensors, loss_weights, seed):
     """float64 detached inputs, the forward outputs and the loss weights."""
-    if len(tensors) != len(layer.parameters_):
-        names = ", ".join(p.name() for p in layer.parameters_)
-        raise ValueError(f"expected {len(layer.parameters_)} tensors (for {names}), "
-                         f"got {len(tensors)}")
-    base = []
-    for param, tensor in zip(layer.parameters_, tensors):
-        if not isinstance(tensor, torch.Tensor):
-            raise TypeError(f"parameter {param.name()!r} must be a torch.Tensor, "
-                            f"got {type(tensor).__name__}")
-        # float64 throughout: finite differences in float32 would drown in rounding.
-        base.append(tensor.detach().to(device="cpu", dtype=torch.float64).clone())
+    check_arguments(layer._specs, tensors)  # the layer's own count, type and shape checks
+    # float64 throughout: finite differences in float32 would drown in rounding.
+    base = [tensor.detach().to(device="cpu", dtype=torch.float64).clone() for tensor in tensors]
     with torch.no_grad(), diagnosing(layer):
         outputs = layer(*base)
     if loss_weights is None:
@@ -215,7 +208,7 @@ class GradientComparison(dict):
 
 
 def compare_gradients(layer, *tensors: torch.Tensor,
-                      taus: Sequence[float] = DEFAULT_TAUS,
+                      taus: Sequence[float] = (1e-3, 1e-2, 1e-1, 1.0),
                       loss_weights: Sequence | None = None, fd_step: float | None = 1e-4,
                       seed: int = 0, rho: float | None = None,
                       lpgd_mode: str | None = None) -> GradientComparison:

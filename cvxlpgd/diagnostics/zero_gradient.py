@@ -198,7 +198,7 @@ def suggest_tau(c: np.ndarray, b: np.ndarray, dx: np.ndarray, dy: np.ndarray,
 
 
 def zero_gradient_report(state, result, dx: np.ndarray, dy: np.ndarray, tau: float, *,
-                         rtol: float = 1e-6, atol: float = ZERO_ATOL
+                         rtol: float = 1e-6, atol: float = 1e-10
                          ) -> ZeroGradientReport | None:
     """Whether every LPGD perturbed solve returned the unperturbed solution.
 
@@ -288,7 +288,7 @@ def _parameter_norms(template, gradient: DataGradient) -> np.ndarray:
 
 
 def probe_larger_tau(state, dx: np.ndarray, dy: np.ndarray, tau: float, *, sign: int = +1,
-                     rtol: float = 1e-6, atol: float = ZERO_ATOL,
+                     rtol: float = 1e-6, atol: float = 1e-10,
                      max_elements: int = 4) -> bool:
     """Whether the perturbed solve on side ``sign`` moves the solution at this (large) τ.
 

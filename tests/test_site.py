@@ -1,0 +1,86 @@
+"""The documentation site stands alone: it builds, shows its mathematics without the
+internet, names default values, and refers to nothing outside the repository."""
+
+import inspect
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import cvxlpgd
+from cvxlpgd.diagnostics import compare, zero_gradient
+from cvxlpgd.options import DEFAULT_SOLVER, DEFAULT_TAU
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    if shutil.which("mkdocs") is None and not (Path(sys.executable).parent / "mkdocs").exists():
+        pytest.fail("mkdocs is not installed: pip install -e '.[docs]'")
+    target = tmp_path_factory.mktemp("site")
+    result = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir",
+                             str(target)], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return target
+
+
+def visible_text(html: str) -> str:
+    """A page without code, scripts and MathML (where backslashes are legitimate)."""
+    return re.sub(r"<pre.*?</pre>|<code.*?</code>|<script.*?</script>|<math.*?</math>", "",
+                  html, flags=re.S)
+
+
+def test_mathematics_is_rendered_at_build_time(site):
+    pages = sorted(site.rglob("*.html"))
+    assert len(pages) > 10
+    for page in pages:
+        text = visible_text(page.read_text(encoding="utf-8"))
+        leftover = re.findall(r"\\[a-zA-Z]+|\\\(|\\\[|\$\$", text)
+        assert not leftover, f"{page.relative_to(site)}: unrendered TeX {leftover[:5]}"
+    lpgd = (site / "lpgd" / "index.html").read_text(encoding="utf-8")
+    assert lpgd.count("<math") > 40
+    assert "<mtable" in lpgd  # the aligned primal/dual block keeps its alignment
+    assert "<mi>&amp;</mi>" not in lpgd and "<mi>&</mi>" not in lpgd
+
+
+def test_the_site_loads_no_script_style_or_font_from_the_internet(site):
+    for page in site.rglob("*.html"):
+        html = page.read_text(encoding="utf-8")
+        external = re.findall(r'<script[^>]+src="https?://[^"]+"|<link[^>]+href="https?://'
+                              r'[^"]+"[^>]*>', html)
+        external = [tag for tag in external if 'rel="canonical"' not in tag]
+        assert not external, f"{page.relative_to(site)}: {external[:3]}"
+        assert "fonts.googleapis" not in html and "mathjax" not in html.lower()
+
+
+def test_api_signatures_show_default_values_not_constant_names(site):
+    api = (site / "api" / "index.html").read_text(encoding="utf-8")
+    constants = re.findall(r'<span class="o">=</span>\s*<span class="n">([A-Z][A-Z0-9_]+)</span>',
+                           api)
+    assert not constants, f"signatures show constant names: {sorted(set(constants))}"
+    assert re.search(r'tau</span>.{0,200}?<span class="mf">0.1</span>', api, re.S)
+    # The literal defaults agree with the constants other modules use.
+    layer_defaults = inspect.signature(cvxlpgd.CvxpyLayer).parameters
+    assert layer_defaults["tau"].default == DEFAULT_TAU
+    assert layer_defaults["solver"].default == DEFAULT_SOLVER
+    assert (inspect.signature(cvxlpgd.compare_gradients).parameters["taus"].default
+            == compare.DEFAULT_TAUS)
+    for function in (zero_gradient.zero_gradient_report, zero_gradient.warn_if_zero_gradient):
+        if "atol" in inspect.signature(function).parameters:
+            assert inspect.signature(function).parameters["atol"].default == \
+                zero_gradient.ZERO_ATOL
+
+
+def test_nothing_refers_to_files_outside_the_repository():
+    files = [ROOT / "README.md", ROOT / "mkdocs.yml", *ROOT.glob("docs/**/*.md"),
+             *ROOT.glob("docs/**/*.py"), *ROOT.glob("cvxlpgd/**/*.py"),
+             *ROOT.glob("examples/**/*.py"), *ROOT.glob("benchmarks/**/*.py")]
+    assert len(files) > 30
+    outside = re.compile(r"\.\./shared|/work/shared|DESIGN\.md|PAPER\.md")
+    offenders = [f"{path.relative_to(ROOT)}: {match.group(0)}" for path in files
+                 for match in [outside.search(path.read_text(encoding="utf-8"))] if match]
+    assert not offenders
