@@ -90,7 +90,7 @@ class LogTransform:
         out = []
         for name, logged, tensor in zip(self.names, self.logged, tensors):
             if logged and isinstance(tensor, torch.Tensor) and tensor.is_floating_point():
-                if not bool(torch.all(tensor > 0)):
+                if _concrete(tensor) and not bool(torch.all(tensor > 0)):
                     raise ValueError(f"parameter {name!r} must be positive (gp=True: a "
                                      "geometric program's parameters enter through their "
                                      f"logarithm), got min {tensor.detach().min().item():g}")
@@ -111,3 +111,14 @@ class LogTransform:
         tuple of torch.Tensor
         """
         return tuple(torch.exp(t) if primal else t for primal, t in zip(self.primal, tensors))
+
+
+def _concrete(tensor: torch.Tensor) -> bool:
+    """Whether the values are at hand: not under ``torch.compile`` or ``torch.func``.
+
+    There the check would be data-dependent control flow; a value ≤ 0 then becomes nan
+    or -inf after the logarithm, which the layer's own finite check names.
+    """
+    if torch.compiler.is_compiling():
+        return False
+    return not torch._C._functorch.is_functorch_wrapped_tensor(tensor)

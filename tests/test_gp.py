@@ -165,3 +165,22 @@ def test_repr_shows_gp():
     problem, params, outputs = geometric_program()
     layer = cvxlpgd.CvxpyLayer(problem, params, outputs, gp=True, solver="SCS")
     assert "gp=True" in repr(layer)
+
+
+def test_gp_layer_under_vmap_and_compile_equals_eager():
+    x, y = cp.Variable(pos=True), cp.Variable(pos=True)
+    a = cp.Parameter(pos=True, name="a")
+    layer = cvxlpgd.CvxpyLayer(cp.Problem(cp.Minimize(1 / (x * y)), [x + y <= a]), [a], [x],
+                               gp=True)
+    values = torch.tensor([2.0, 3.0], dtype=torch.float64)
+
+    def first(t):
+        return layer(t)[0]
+
+    eager = torch.stack([first(v) for v in values])
+    torch.testing.assert_close(eager, values / 2, atol=1e-5, rtol=1e-5)  # x* = a/2
+    torch.testing.assert_close(torch.func.vmap(first)(values), eager)
+    compiled = torch.compile(first, fullgraph=True, backend="aot_eager")
+    torch.testing.assert_close(compiled(values), eager)
+    with pytest.raises(ValueError, match="'a'.*(positive|non-finite)"):
+        torch.func.vmap(first)(torch.tensor([2.0, -1.0], dtype=torch.float64))
