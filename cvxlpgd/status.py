@@ -105,15 +105,16 @@ def residuals(solution: BatchSolution, batch: ProgramBatch, structure: ProgramSt
         Aty = A.sum_by(batch.A_data * y[:, A.rows], "cols")
         Px = np.zeros_like(x) if P is None else P.sum_by(batch.P_data * x[:, P.cols], "rows")
 
-    def norm(v):
-        return np.abs(v).max(axis=1, initial=0.0)
-
     with np.errstate(invalid="ignore", over="ignore"):
-        primal = norm(Ax + s - batch.b) / (1 + np.maximum.reduce([norm(Ax), norm(s),
-                                                                  norm(batch.b)]))
-        dual = norm(Px + Aty + batch.c) / (1 + np.maximum.reduce([norm(Px), norm(Aty),
-                                                                  norm(batch.c)]))
-    return primal, dual
+        return (_relative(Ax + s - batch.b, Ax, s, batch.b),
+                _relative(Px + Aty + batch.c, Px, Aty, batch.c))
+
+
+def _relative(residual, *terms) -> np.ndarray:
+    """‖residual‖∞ / (1 + max ‖term‖∞), per row, in few array operations."""
+    norms = np.abs(np.stack([residual, *np.broadcast_arrays(*terms)])).max(axis=2, initial=0.0)
+    return norms[0] / (1 + norms[1:].max(axis=0))
+
 
 
 def verify(solution: BatchSolution, batch: ProgramBatch, structure: ProgramStructure,
@@ -137,20 +138,23 @@ def verify(solution: BatchSolution, batch: ProgramBatch, structure: ProgramStruc
         Non-finite points are ``"failed"``; usable points whose residuals exceed the
         thresholds are ``"optimal_inaccurate"`` or ``"failed"``.
     """
-    status = list(solution.status)
-    finite = (np.isfinite(solution.x).all(axis=1) & np.isfinite(solution.y).all(axis=1)
-              & np.isfinite(solution.s).all(axis=1))
     primal, dual = residuals(solution, batch, structure)
-    worst = np.fmax(primal, dual)
+    # Non-finite x, y or s make a residual nan or inf (fmax keeps nan only if both are).
+    worst = np.where(np.isnan(primal) | np.isnan(dual), np.inf, np.fmax(primal, dual))
     limit = max(INACCURATE_FACTOR * tolerance, INACCURATE_FLOOR)
-    for i, current in enumerate(status):
+    suspect = np.flatnonzero(~(worst <= limit))
+    if suspect.size == 0:
+        return solution
+    status = list(solution.status)
+    for i in suspect:
+        current = status[i]
         if current not in OK_STATUSES:
             continue
-        if not finite[i] or not np.isfinite(worst[i]):
+        if not np.isfinite(worst[i]):
             status[i] = FAILED
         elif current == OPTIMAL and worst[i] > max(FAILED_RESIDUAL, 100 * limit):
             status[i] = FAILED  # claims optimality, violates the constraints
-        elif current == OPTIMAL and worst[i] > limit:
+        elif current == OPTIMAL:
             status[i] = OPTIMAL_INACCURATE
     if status == solution.status:
         return solution

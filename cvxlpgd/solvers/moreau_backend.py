@@ -21,6 +21,7 @@ one may pick its linear solver, so benchmarks time later calls.
 
 from __future__ import annotations
 
+import functools
 import threading
 import warnings
 
@@ -38,6 +39,15 @@ from cvxlpgd.solvers.base import (
 
 #: Settings the layer manages itself (per call), not the user.
 _MANAGED = frozenset({"batch_size", "enable_grad"})
+
+
+@functools.cache
+def _status_by_code() -> dict[int, str]:
+    """Moreau's status codes → normalized statuses (Moreau reports Clarabel's names)."""
+    import moreau
+
+    return {int(code): INTERIOR_POINT_STATUS.get(name, FAILED)
+            for name, code in moreau.SolverStatus.__members__.items()}
 
 
 def moreau_available() -> bool:
@@ -296,7 +306,8 @@ class MoreauSolver:
                     solution = solver.solve(c, b, warm_start=start)
             info = solver.info
             self.solve_count[B] = self.solve_count.get(B, 0) + 1
-        status = [INTERIOR_POINT_STATUS.get(str(s), FAILED) for s in info.status]
+        by_code = _status_by_code()
+        status = [by_code.get(int(s), FAILED) for s in info.status]
         iterations = np.broadcast_to(np.asarray(info.iterations, dtype=np.int64), (B,)).copy()
         seconds = float(info.solve_time) + float(info.setup_time)
         return BatchSolution(x=np.asarray(solution.x, dtype=float).reshape(B, -1),
