@@ -277,7 +277,10 @@ def _rebuild_state(layer, key: str, tensors, solution) -> ForwardState:
                           iterations=np.zeros(B, dtype=np.int64), solve_time=np.zeros(B),
                           solver=name)
     # moreau_solves=-1: Moreau's derivative belongs to another solve, so it re-solves.
+    # A reuse record marked as used: a solver that carries state between solves (SCS)
+    # replays the (cold) forward solves first, as a repeated backward pass does.
     return ForwardState(template, call.batch, point, solver, settings,
+                        reuse={"used_by_backward": True},
                         exact_backend=call.exact_backend, exact_mode=options.exact_mode,
                         moreau_solves=-1,
                         tolerance=engine.tolerance(template, name, settings))

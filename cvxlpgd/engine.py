@@ -8,9 +8,9 @@ and runs:
 * **forward** — one batched solve; every element's status is checked.
 * **LPGD backward** — the perturbed problems of :mod:`cvxlpgd.lpgd` as one batched
   solve per side, warm-started from the forward solution. With ρ = 0 they have the
-  forward matrices, so the forward solver's factorizations serve them (SCS: fresh
-  ones per backward pass, because an SCS workspace carries acceleration memory from
-  one solve to the next and a second backward pass must give the same result).
+  forward matrices, so the forward solver's factorizations serve them (a repeated
+  backward pass with SCS, whose workspaces carry state from one solve to the next,
+  replays the forward on fresh ones first: :meth:`BatchEngine._backward_workspaces`).
   With ρ > 0 a solver built for P' = P + ρI [+ ρAᵀA] does.
 * **exact backward** — diffcp's adjoint at the forward solution, per element on the
   executor, or Moreau's implicit derivative of its last solve.
@@ -223,7 +223,8 @@ class BatchEngine:
         raise_on_failure(solution)
         state = ForwardState(template, batch, solution, solver, call_settings, reuse=reuse,
                              exact_backend=exact_backend, exact_mode=exact_mode,
-                             warm_started=warm is not None, tolerance=tolerance)
+                             warm_started=warm is not None, tolerance=tolerance,
+                             warm_start=warm)
         report_inaccurate([(int(i), solution.status[i], "forward")
                            for i in np.flatnonzero(inaccurate_rows(solution))], inaccurate)
         if exact_backend == "moreau":
@@ -256,9 +257,7 @@ class BatchEngine:
             solver = self.batch_solver(template, f"proximal{int(slack_term)}",
                                        solve_structure, solver.name, state.settings)
             solve_batch = proximal_batch(batch, rho, proximal, structure)
-        # Solvers whose results depend on earlier solves on a workspace (SCS) get
-        # fresh ones per backward pass, so that a second pass repeats the first.
-        reuse = state.reuse if rho == 0 and solver.solves_independently else {}
+        reuse = self._backward_workspaces(state, solver) if rho == 0 else {}
 
         def solve_sides(requests, rows):
             warm = None
@@ -275,6 +274,27 @@ class BatchEngine:
         warn_fallbacks(result.fallbacks, tau, mode)
         report_inaccurate(entries, inaccurate)
         return result
+
+    @staticmethod
+    def _backward_workspaces(state: ForwardState, solver) -> dict:
+        """Where the ρ = 0 re-solves find their factorizations.
+
+        The forward's own, normally. A solver that carries state from one solve on a
+        workspace to the next (SCS: its acceleration memory and adaptive scale) would
+        then make a second backward pass of the same forward start from where the first
+        left off; so the first pass takes the forward workspaces, and a later one
+        replays the forward solves on fresh workspaces first — the state the first pass
+        found — and gets bitwise the same gradient. (The replay costs a factorization
+        and a forward solve, paid only by repeated backward passes.)
+        """
+        if solver.solves_independently:
+            return state.reuse
+        if not state.reuse.get("used_by_backward"):
+            state.reuse["used_by_backward"] = True
+            return state.reuse
+        fresh: dict = {}
+        solver.solve(state.batch, state.warm_start, fresh)
+        return fresh
 
     def _proximal(self, template, slack_term: bool):
         key = (id(template), "proximal-structure", slack_term)

@@ -131,6 +131,8 @@ class ForwardState:
         Whether the forward solves were warm-started from the previous call.
     tolerance : float
         The solver's relative tolerance (for verifying re-solves).
+    warm_start : tuple of numpy.ndarray or None
+        The point the forward solves started from (to replay them exactly).
     """
 
     template: object
@@ -145,6 +147,7 @@ class ForwardState:
     moreau_solves: int = 0
     warm_started: bool = False
     tolerance: float = 1e-8
+    warm_start: tuple | None = None
 
     def __post_init__(self):
         if self.stats is None:
