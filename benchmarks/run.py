@@ -315,6 +315,33 @@ def targets(rows: list[tuple[Case, dict[str, Timing]]], previous_mib: float) -> 
     return "\n".join(out)
 
 
+def auto_sweep(sizes, repeats: int) -> str:
+    """One lasso problem (B = 1) of growing size: Moreau against SCS, fwd + LPGD.
+
+    The measurements behind ``solver="auto"``'s size rule (:mod:`cvxlpgd.selection`):
+    the stored entries of A and P at which SCS overtakes Moreau for a single problem.
+    """
+    from cvxlpgd.selection import LARGE_PROBLEM_NONZEROS
+
+    lines = ["| lasso n × m | stored entries of A, P | Moreau ms | SCS ms | Moreau / SCS | "
+             "auto picks |", "|---|---:|---:|---:|---:|---|"]
+    for n in sizes:
+        case = problems.lasso(n=n, m=int(0.6 * n))
+        libraries = [Cvxlpgd(case, solver="MOREAU"), Cvxlpgd(case, solver="SCS")]
+        timings = measure(libraries, case, repeats, memory=False)
+        moreau, scs = timings["cvxlpgd MOREAU"], timings["cvxlpgd SCS"]
+        auto = Cvxlpgd(case)
+        auto.run(*case_inputs(case))
+        template = auto.layer._template(True)
+        nonzeros = template.A_pattern.nnz + (template.P_pattern.nnz if template.quadratic
+                                             else 0)
+        lines.append(f"| {n} × {int(0.6 * n)} | {nonzeros} | {ms(moreau.total)} | "
+                     f"{ms(scs.total)} | {moreau.total / scs.total:.2f} | {auto.solver()} |")
+    lines.append(f"\n(`solver=\"auto\"` sends one problem with ≥ {LARGE_PROBLEM_NONZEROS} "
+                 "stored entries to SCS.)")
+    return "\n".join(lines)
+
+
 # ---- entry point -------------------------------------------------------------------------
 
 
@@ -368,6 +395,10 @@ def main(argv=None) -> int:
               f"- previous engine's traced peak, QP B=512: {previous_mib:.1f} MiB ({source})",
               "", f"## Results (medians of {repeats} interleaved runs)", "",
               results_table(rows), "", "## Targets", "", targets(rows, previous_mib)]
+    if not args.quick:
+        print("# one problem of growing size ...", file=sys.stderr, flush=True)
+        report += ["", "## solver=\"auto\": one problem of growing size", "",
+                   auto_sweep((100, 200, 300, 450, 700), max(3, repeats // 2))]
     print("\n".join(report))
     return 0
 

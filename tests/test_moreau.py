@@ -133,3 +133,28 @@ def test_cuda_inputs_without_a_cuda_solver_fall_back_to_the_cpu_once(monkeypatch
     scs = cvxlpgd.CvxpyLayer(problem, params, [x], solver="SCS")
     with pytest.warns(RuntimeWarning, match="SCS has no CUDA backend"):
         assert scs._engine(torch.device("cuda", 0)).device == "cpu"
+
+
+def test_an_active_set_failure_is_solved_again_by_the_interior_point_method():
+    """A 260-variable lasso QP: Moreau's active-set method (its choice for small QPs)
+    stops at its iteration limit; the layer solves that element with the interior-point
+    method instead of failing."""
+    rng = np.random.default_rng(2)
+    D = rng.standard_normal((60, 100)) / np.sqrt(60)
+    x = cp.Variable(100, name="x")
+    y = cp.Parameter(60, name="y")
+    problem = cp.Problem(cp.Minimize(cp.sum_squares(D @ x - y) + 0.5 * cp.norm1(x)))
+    template = compile_problem(problem, [y], [x])
+    values = [D @ np.where(rng.uniform(size=100) < 0.05, 1.0, 0.0) + 0.05
+              * rng.standard_normal(60)]
+    batch = template.program_data(template.stack_parameters(values, 1))
+    assert cvxlpgd.solvers.moreau_backend.uses_active_set(template.structure, {})
+    raw = template.structure
+    import moreau
+
+    active = batch_solver("MOREAU", raw, {"solver": "active_set"}).solve(batch)
+    assert active.status == ["failed"]  # the active-set method alone does not solve it
+    solved = batch_solver("MOREAU", raw, {}).solve(batch)
+    assert solved.status == ["optimal"] and moreau is not None
+    reference = batch_solver("MOREAU", raw, {"solver": "ipm"}).solve(batch)
+    np.testing.assert_allclose(solved.x, reference.x, atol=1e-8)

@@ -230,6 +230,14 @@ class MoreauSolver:
             self._P_order, self._P_offsets, self._P_columns = structure.P_pattern.csr_order()
         self._compiled: dict[int, object] = {}
         self._matrices: dict[int, tuple] = {}
+        #: Moreau's active-set method (its "auto" choice for small QPs) can stop at its
+        #: iteration limit where the interior-point method solves (a 260-variable lasso
+        #: QP: 200 iterations, not solved; interior point: 8): those elements are
+        #: solved again by this solver's interior-point twin, built on first need. An
+        #: explicit solver="active_set" is left alone.
+        self._active_set = (str(self.settings.get("solver", "auto")).lower() == "auto"
+                            and uses_active_set(structure, self.settings))
+        self._interior_point: MoreauSolver | None = None
         #: Solves per batch size: Moreau's derivative belongs to the last solve.
         self.solve_count: dict[int, int] = {}
         self._lock = threading.Lock()
@@ -310,11 +318,29 @@ class MoreauSolver:
         status = [by_code.get(int(s), FAILED) for s in info.status]
         iterations = np.broadcast_to(np.asarray(info.iterations, dtype=np.int64), (B,)).copy()
         seconds = float(info.solve_time) + float(info.setup_time)
-        return BatchSolution(x=np.asarray(solution.x, dtype=float).reshape(B, -1),
-                             y=self._rows_out(np.asarray(solution.z, dtype=float).reshape(B, -1)),
-                             s=self._rows_out(np.asarray(solution.s, dtype=float).reshape(B, -1)),
-                             status=status, iterations=iterations,
-                             solve_time=np.full(B, seconds / B), solver=self.name)
+        result = BatchSolution(x=np.asarray(solution.x, dtype=float).reshape(B, -1),
+                               y=self._rows_out(np.asarray(solution.z, dtype=float).reshape(B, -1)),
+                               s=self._rows_out(np.asarray(solution.s, dtype=float).reshape(B, -1)),
+                               status=status, iterations=iterations,
+                               solve_time=np.full(B, seconds / B), solver=self.name)
+        failed = np.flatnonzero(np.array(status) == FAILED)
+        if failed.size and self._active_set:
+            self._solve_again(result, batch, warm_start, failed)
+        return result
+
+    def _solve_again(self, result: BatchSolution, batch: ProgramBatch,
+                     warm_start: BatchPoint | None, rows: np.ndarray) -> None:
+        """Solve the elements ``rows`` with the interior-point method, in place."""
+        if self._interior_point is None:
+            self._interior_point = MoreauSolver(
+                self.structure, {**self.settings, "solver": "ipm"}, device=self.device,
+                enable_grad=self.enable_grad)
+        start = None if warm_start is None else tuple(a[rows] for a in warm_start)
+        again = self._interior_point.solve(batch.rows(rows), start)
+        for name in ("x", "y", "s", "iterations", "solve_time"):
+            getattr(result, name)[rows] = getattr(again, name)
+        for k, row in enumerate(rows):
+            result.status[row] = again.status[k]
 
     def backward(self, batch_size: int, dx: np.ndarray, dy: np.ndarray,
                  ds: np.ndarray | None = None) -> dict[str, np.ndarray]:
