@@ -342,7 +342,7 @@ def _nanmean_std(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def plot_curves(rows: Sequence[dict], path: Path, *, title: str, loss_label: str = "loss",
                 heldout: str = "heldout_loss", heldout_label: str = "held-out loss",
-                log_y: bool = False) -> Path:
+                log_y: bool = False, train: str = "train_loss") -> Path:
     """Loss vs iteration, loss vs wall time and a held-out metric vs iteration.
 
     One curve per method: the mean over seeds, with a ± one standard deviation band.
@@ -362,6 +362,8 @@ def plot_curves(rows: Sequence[dict], path: Path, *, title: str, loss_label: str
         Column of the third panel.
     log_y : bool, default False
         Logarithmic loss axes.
+    train : str, default "train_loss"
+        Column of the first two panels (e.g. the loss minus each seed's own target).
 
     Returns
     -------
@@ -379,10 +381,10 @@ def plot_curves(rows: Sequence[dict], path: Path, *, title: str, loss_label: str
     n_seeds = len({r["seed"] for r in rows})
     for k, method in enumerate(_methods_in(rows)):
         color = colors[k % len(colors)]
-        iters, times, train = _curves(rows, method, "train_loss")
+        iters, times, trained = _curves(rows, method, train)
         _, _, held = _curves(rows, method, heldout)
         mean_t, _ = _nanmean_std(times)
-        for ax, x, values in ((axes[0], iters, train), (axes[1], mean_t, train),
+        for ax, x, values in ((axes[0], iters, trained), (axes[1], mean_t, trained),
                               (axes[2], iters, held)):
             mean, std = _nanmean_std(values)
             ax.plot(x, mean, color=color, label=_label(method), lw=1.6)

@@ -23,9 +23,9 @@ differs only in the loss it backpropagates for a batch ``(x, c, w*, z*)``:
 ``2s``
     Two-stage: least squares from features to costs, in closed form (no epochs).
 
-All PyEPO methods run on PyEPO's OR-Tools model with one process, like the layer
-(which solves the batch in one Moreau call) they get the machine's cores through the
-solver, not through a worker pool.
+The PyEPO methods solve with PyEPO's OR-Tools model and their default ``processes=1``
+(one instance after the other); the layer solves a whole batch in one call of its
+solver (Moreau by default).
 """
 
 from __future__ import annotations
