@@ -26,7 +26,7 @@ import argparse
 import csv
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -342,7 +342,7 @@ def _nanmean_std(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def plot_curves(rows: Sequence[dict], path: Path, *, title: str, loss_label: str = "loss",
                 heldout: str = "heldout_loss", heldout_label: str = "held-out loss",
-                log_y: bool = False) -> Path:
+                log_y: bool = False, train: str = "train_loss") -> Path:
     """Loss vs iteration, loss vs wall time and a held-out metric vs iteration.
 
     One curve per method: the mean over seeds, with a ± one standard deviation band.
@@ -362,6 +362,8 @@ def plot_curves(rows: Sequence[dict], path: Path, *, title: str, loss_label: str
         Column of the third panel.
     log_y : bool, default False
         Logarithmic loss axes.
+    train : str, default "train_loss"
+        Column of the first two panels (e.g. the loss minus each seed's own target).
 
     Returns
     -------
@@ -379,10 +381,10 @@ def plot_curves(rows: Sequence[dict], path: Path, *, title: str, loss_label: str
     n_seeds = len({r["seed"] for r in rows})
     for k, method in enumerate(_methods_in(rows)):
         color = colors[k % len(colors)]
-        iters, times, train = _curves(rows, method, "train_loss")
+        iters, times, trained = _curves(rows, method, train)
         _, _, held = _curves(rows, method, heldout)
         mean_t, _ = _nanmean_std(times)
-        for ax, x, values in ((axes[0], iters, train), (axes[1], mean_t, train),
+        for ax, x, values in ((axes[0], iters, trained), (axes[1], mean_t, trained),
                               (axes[2], iters, held)):
             mean, std = _nanmean_std(values)
             ax.plot(x, mean, color=color, label=_label(method), lw=1.6)
@@ -410,7 +412,7 @@ def _first_reach(iterations, times, values, target):
     return iterations[hit[0]], times[hit[0]]
 
 
-def summarize(rows: Sequence[dict], target: float, *,
+def summarize(rows: Sequence[dict], target: float | Mapping[int, float], *,
               extra: Sequence[str] = ()) -> list[dict]:
     """Per method: iterations / seconds to reach ``target``, final losses (mean, std).
 
@@ -418,8 +420,9 @@ def summarize(rows: Sequence[dict], target: float, *,
     ----------
     rows : sequence of dict
         Results rows.
-    target : float
-        Training-loss level; a seed "reaches" it at the first evaluation with
+    target : float or mapping of int to float
+        Training-loss level, or one level per seed (e.g. a baseline computed on each
+        seed's own data); a seed "reaches" it at the first evaluation with
         ``train_loss <= target``. Means and stds of iterations and seconds are over the
         seeds that reached it (``reached`` says how many).
     extra : sequence of str
@@ -436,7 +439,11 @@ def summarize(rows: Sequence[dict], target: float, *,
     summary = []
     for method in _methods_in(rows):
         iters, times, train = _curves(rows, method, "train_loss")
-        reach = [_first_reach(iters, t, v, target) for t, v in zip(times, train)]
+        seeds = sorted({int(r["seed"]) for r in rows if r["method"] == method})
+        levels = ([target[s] for s in seeds] if isinstance(target, Mapping)
+                  else [target] * len(seeds))
+        reach = [_first_reach(iters, t, v, level)
+                 for t, v, level in zip(times, train, levels)]
         reach_it = np.array([r[0] for r in reach])
         reach_s = np.array([r[1] for r in reach])
         entry = {"method": method, "seeds": len(train),
@@ -480,10 +487,14 @@ def _pm_g(mean: float, std: float) -> str:
     return f"{mean:.4g} ± {std:.2g}"
 
 
-def markdown_table(summary: Sequence[dict], target: float, *, extra: Sequence[str] = (),
-                   loss_name: str = "loss") -> str:
+def _target_text(target: float | Mapping[int, float]) -> str:
+    return "the seed's target" if isinstance(target, Mapping) else f"{target:.4g}"
+
+
+def markdown_table(summary: Sequence[dict], target: float | Mapping[int, float], *,
+                   extra: Sequence[str] = (), loss_name: str = "loss") -> str:
     """The summary as a Markdown table, with a line naming the best method per column."""
-    head = ["method", f"iterations to {loss_name} ≤ {target:.4g}", "seconds to target",
+    head = ["method", f"iterations to {loss_name} ≤ {_target_text(target)}", "seconds to target",
             f"final train {loss_name}", f"final held-out {loss_name}", "training seconds",
             "training CPU seconds"]
     head += [f"final {_pretty(c)}" for c in extra]
@@ -507,7 +518,8 @@ def markdown_table(summary: Sequence[dict], target: float, *, extra: Sequence[st
 def verdict(summary: Sequence[dict]) -> str:
     """One sentence: which method reached the target first and which ended lowest.
 
-    Says explicitly when the exact-gradient baseline (GD) wins a criterion.
+    Says explicitly when the exact-gradient baseline (GD) wins a criterion, and names
+    the methods within noise of each winner (mean ± std intervals that overlap).
     """
     def best(key, candidates):
         finite = [s for s in candidates if np.isfinite(s[key])]
@@ -527,12 +539,21 @@ def verdict(summary: Sequence[dict]) -> str:
             parts.append(f"{what}: no method on every seed")
             continue
         tag = " — GD wins" if winner["method"] == "exact" else ""
-        parts.append(f"{what}: {_label(winner['method'])}{tag}")
+        close = [_label(s["method"]) for s in _within_noise(winner, pool, key)]
+        noise = f" (within noise: {', '.join(close)})" if close else ""
+        parts.append(f"{what}: {_label(winner['method'])}{tag}{noise}")
     return "Best per criterion (mean over seeds): " + "; ".join(parts) + "."
 
 
-def write_summary(rows: Sequence[dict], out: Path, target: float, *, title: str,
-                  extra: Sequence[str] = (), loss_name: str = "loss",
+def _within_noise(winner: dict, pool: Sequence[dict], key: str) -> list[dict]:
+    """The others in ``pool`` whose mean ± std interval overlaps the winner's."""
+    top = winner[key] + (winner[f"{key}_std"] if np.isfinite(winner[f"{key}_std"]) else 0.0)
+    return [s for s in pool if s is not winner and np.isfinite(s[key])
+            and s[key] - (s[f"{key}_std"] if np.isfinite(s[f"{key}_std"]) else 0.0) <= top]
+
+
+def write_summary(rows: Sequence[dict], out: Path, target: float | Mapping[int, float], *,
+                  title: str, extra: Sequence[str] = (), loss_name: str = "loss",
                   notes: str = "") -> str:
     """Write ``summary.md`` and ``summary.csv`` into ``out``; return the Markdown."""
     summary = summarize(rows, target, extra=extra)
@@ -546,8 +567,9 @@ def write_summary(rows: Sequence[dict], out: Path, target: float, *, title: str,
     return text
 
 
-def finish(rows: Sequence[dict], out: Path, *, title: str, target: float,
-           extra: Sequence[str] = (), loss_name: str = "loss", notes: str = "",
+def finish(rows: Sequence[dict], out: Path, *, title: str,
+           target: float | Mapping[int, float], extra: Sequence[str] = (),
+           loss_name: str = "loss", notes: str = "",
            plot_kwargs: dict | None = None, print_fn=print) -> dict:
     """Write ``results.csv``, ``curves.png`` and the summary; print the summary.
 

@@ -19,7 +19,9 @@ __all__ = [
     "backtest_loss",
     "backtest_loss_torch",
     "build_policy",
+    "chain_returns_torch",
     "estimate_params",
+    "mean_variance_loss",
     "realized_returns",
 ]
 
@@ -272,16 +274,61 @@ def backtest_loss_torch(
     _check_shapes(tuple(weights_seq.shape), tuple(future_returns.shape))
     if future_returns.ndim == 2:
         future_returns = future_returns[:, None, :]
-    r = torch.einsum("phn,pn->ph", future_returns, weights_seq)
-    if cost_rate:
-        if w_init is None:
-            prev, first = weights_seq[:-1], 1
-        else:
-            w0 = torch.as_tensor(w_init, dtype=weights_seq.dtype, device=weights_seq.device)
-            prev, first = torch.cat([w0[None], weights_seq[:-1]]), 0
-        cost = torch.zeros_like(r)
-        # Built out of place so autograd sees no in-place write on r.
-        cost[first:, 0] = cost_rate * (weights_seq[first:] - prev).abs().sum(dim=1)
-        r = r - cost
-    m = r.mean()
-    return -m + variance_penalty * ((r - m) ** 2).mean()
+    w0 = None if w_init is None else torch.as_tensor(
+        w_init, dtype=weights_seq.dtype, device=weights_seq.device)[None]
+    r = chain_returns_torch(weights_seq[None], future_returns[None], cost_rate, w0)[0]
+    return mean_variance_loss(r, variance_penalty)
+
+
+def chain_returns_torch(weights, future_returns, cost_rate: float = 0.0, w_init=None):
+    """Daily net returns of ``K`` back-test chains whose holdings carry over.
+
+    Chain ``k`` holds ``weights[k, p]`` during its period ``p``; trading from the
+    previous period's holdings costs ``cost_rate · ‖w_p − w_{p−1}‖₁``, charged on the
+    period's first day, with ``w_{−1} = w_init[k]`` (no cost for the first period when
+    ``w_init`` is None). Same conventions as :func:`realized_returns`, one chain per
+    leading index.
+
+    Parameters
+    ----------
+    weights : torch.Tensor, shape (K, P, N)
+    future_returns : torch.Tensor, shape (K, P, H, N)
+    cost_rate : float, default 0.0
+        Cost per unit of turnover, in the units of the returns.
+    w_init : torch.Tensor, shape (K, N), optional
+        Holdings before each chain's first period.
+
+    Returns
+    -------
+    torch.Tensor, shape (K, P, H)
+    """
+    import torch
+
+    r = torch.einsum("kphn,kpn->kph", future_returns, weights)
+    if not cost_rate:
+        return r
+    first = weights[:, :1] if w_init is None else w_init[:, None]
+    previous = torch.cat([first, weights[:, :-1]], dim=1)
+    turnover = (weights - previous).abs().sum(dim=-1)  # (K, P)
+    first_day = torch.zeros_like(r)
+    first_day[..., 0] = 1.0
+    # Built out of place so autograd sees no in-place write on r.
+    return r - cost_rate * turnover[..., None] * first_day
+
+
+def mean_variance_loss(returns, variance_penalty: float = 1.0):
+    """``−mean(r) + variance_penalty · var(r)`` over all entries of ``returns`` (torch).
+
+    Parameters
+    ----------
+    returns : torch.Tensor
+        Daily returns of any shape; all entries are pooled.
+    variance_penalty : float, default 1.0
+
+    Returns
+    -------
+    torch.Tensor
+        0-d.
+    """
+    m = returns.mean()
+    return -m + variance_penalty * ((returns - m) ** 2).mean()

@@ -1,34 +1,47 @@
 """Markowitz policy tuning on historical S&P 500 prices: GD with exact derivatives vs LPGD.
 
-Run ``python -m examples.markowitz.train`` (full, about 10 minutes on 2 cores) or
-``python -m examples.markowitz.train --quick`` (under a minute); ``--help`` lists options.
+Run ``python -m examples.markowitz.train`` (full: 5 seeds, about 15 minutes on 2 cores)
+or ``python -m examples.markowitz.train --quick`` (under a minute); ``--help`` lists
+options.
 
 Data
     Daily returns of the 20 stocks shipped with ``skfolio``
     (:func:`examples.markowitz.data.load_returns`), in percent so that the policy's
     numbers are of order one for the solver. The first 70% of the days train, the rest
-    is held out; each part is cut separately into back-test windows of 250 days of
-    history and the following 21 days (a month) of future, one window per month.
+    is held out; each part is cut separately into monthly back-test windows of 250
+    days of history and the following 21 days of future.
 Policy
     Per window, :func:`examples.markowitz.policy.build_policy` (leverage limit 1.5)
     with plug-in inputs from the window's history (sample mean ``m``, square-root
-    covariance ``L``) and learned corrections shared by all windows::
+    covariance ``L``) and learned corrections shared by all windows
+    (:class:`examples.markowitz.backtest.Policy`)::
 
         mu     = a · m + δ            (a: forecast scale, δ: per-asset bias)
         gamma  = softplus(g)          (risk aversion, stays ≥ 0)
         kappa  = softplus(k)          (weight of ‖w − w_prev‖₁, stays ≥ 0)
-        w_prev = 1/N                  (the equal-weight book every window starts from)
+        w_prev = last period's holdings (the equal-weight book before the first)
 
-    ``w_prev`` is the same for every window so that the windows are independent and a
-    whole batch of them is one layer call; ``kappa`` therefore prices the trades away
-    from the equal-weight portfolio. Start: ``a = 1, δ = 0``, ``gamma`` equal to the
-    back-test's own risk weight and ``kappa = 0.01`` — the textbook plug-in policy.
-Loss
-    :func:`examples.markowitz.policy.backtest_loss_torch`: minus the mean daily return
-    plus ``variance_penalty`` times its variance, all days of the batch's windows
-    pooled (units: percent per day). Lower is better; negative values are gains. The
-    backward pass uses ``batch × loss`` so that each window's incoming gradient, which
-    LPGD scales by τ, does not shrink with the batch size (Adam is invariant to it).
+Back-test
+    Holdings carry over: each period trades from the previous period's book and pays
+    ``cost_rate · ‖w_p − w_{p−1}‖₁`` (default 0.1 in percent units: 10 basis points per
+    unit traded), so κ prices real turnover (:mod:`examples.markowitz.backtest`). The
+    loss is ``−mean(r) + variance_penalty · var(r)`` over the net daily returns ``r``.
+Training
+    Each iteration back-tests ``batch`` chains of ``chain`` consecutive months, started
+    at random windows of the seed's training block, one batched layer call per month;
+    the gradient flows through every month, ``w_prev`` included. The backward pass uses
+    ``(batch · chain) × loss`` so that each window's incoming gradient, which LPGD
+    scales by τ, does not shrink with the batch (Adam is invariant to the factor).
+Seeds
+    A seed draws the initial policy (``a = exp(N(0, 0.3²))``, ``δ ~ N(0, 0.02²)``,
+    γ and κ within a factor e of the plug-in 0.1 and 0.01), the training block (a
+    contiguous 75% of the training windows) and the chains' starts; every method of
+    a seed shares all three.
+Target
+    Independent of every method's curve: the back-test loss, on the seed's training
+    block, of the best plug-in policy (``a = 1, δ = 0``) of a (γ, κ) grid
+    (:func:`examples.markowitz.backtest.grid_baseline`) — "as good as tuning γ and κ by
+    grid search".
 """
 
 from __future__ import annotations
@@ -37,15 +50,27 @@ import numpy as np
 import torch
 
 from examples import common
+from examples.markowitz.backtest import (
+    Policy,
+    Windows,
+    chain_returns,
+    evaluate_chain,
+    grid_baseline,
+)
 from examples.markowitz.data import load_returns, rolling_windows, split_periods
-from examples.markowitz.policy import backtest_loss_torch, build_policy, estimate_params
+from examples.markowitz.policy import build_policy, mean_variance_loss
 
 EXPERIMENT = "markowitz"
-TAUS = (0.01, 0.1, 1.0, 10.0)
-FULL = {"iterations": 300, "batch": 32, "eval_every": 20}
-QUICK = {"iterations": 6, "batch": 8, "eval_every": 2}
-TITLE = "Markowitz policy tuning (S&P 500, skfolio)"
-PLOT = {"loss_label": "back-test loss", "heldout_label": "held-out back-test loss"}
+TAUS = (0.1, 1.0)
+FULL = {"iterations": 80, "batch": 8, "chain": 6, "eval_every": 20}
+QUICK = {"iterations": 6, "batch": 4, "chain": 3, "eval_every": 2}
+GAMMAS = (0.03, 0.1, 0.3, 1.0, 3.0)
+KAPPAS = (0.001, 0.01, 0.1, 1.0)
+TITLE = "Markowitz policy tuning (S&P 500, skfolio, holdings carried, 10 bp costs)"
+# Seeds differ in training block and start, so the curves show each seed's distance to
+# its own target (the grid-searched plug-in policy): below 0 beats grid search.
+PLOT = {"loss_label": "back-test loss − seed's target", "train": "train_gap",
+        "heldout_label": "held-out back-test loss"}
 
 
 def parse_args(argv=None):
@@ -54,15 +79,20 @@ def parse_args(argv=None):
         "markowitz.train", "Tune a Markowitz policy QP by back-testing: exact GD vs LPGD.",
         taus=TAUS)
     parser.add_argument("--iterations", type=int, default=None)
-    parser.add_argument("--batch", type=int, default=None, help="windows per iteration")
+    parser.add_argument("--batch", type=int, default=None, help="chains per iteration")
+    parser.add_argument("--chain", type=int, default=None, help="months per training chain")
     parser.add_argument("--eval-every", type=int, default=None,
-                        help="iterations between evaluations on all windows")
+                        help="iterations between evaluations (denser over the first ones)")
     parser.add_argument("--lr", type=float, default=0.05, help="Adam learning rate")
     parser.add_argument("--variance-penalty", type=float, default=0.1,
                         help="weight of the variance in the back-test loss (percent units)")
+    parser.add_argument("--cost-rate", type=float, default=0.1,
+                        help="trading cost per unit of turnover, in percent (0.1 = 10 bp)")
     parser.add_argument("--lookback", type=int, default=250, help="history days per window")
     parser.add_argument("--horizon", type=int, default=21, help="future days per window")
     parser.add_argument("--train-fraction", type=float, default=0.7)
+    parser.add_argument("--block", type=float, default=0.75,
+                        help="share of the training windows in a seed's training block")
     parser.add_argument("--max-windows", type=int, default=None,
                         help="keep only the last this many windows of each period "
                              "(default: all; 40 with --quick)")
@@ -75,25 +105,13 @@ def parse_args(argv=None):
     if args.max_windows is None and args.quick:
         args.max_windows = 40
     args.out = args.out or common.default_out(EXPERIMENT)
-    args.seeds = common.default_seeds(args)
+    if not args.seeds:
+        args.seeds = [0, 1] if args.quick else [0, 1, 2, 3, 4]
     return args
 
 
-class Windows:
-    """Plug-in inputs and realized futures of a list of back-test windows, as tensors."""
-
-    def __init__(self, windows):
-        estimates = [estimate_params(history) for history, _ in windows]
-        self.mean = torch.tensor(np.stack([e["mu"] for e in estimates]))
-        self.L = torch.tensor(np.stack([e["L"] for e in estimates]))
-        self.future = torch.tensor(np.stack([future for _, future in windows]))
-
-    def __len__(self) -> int:
-        return self.future.shape[0]
-
-
 class MarkowitzTask:
-    """Data, layer and evaluation shared by all runs of one invocation."""
+    """Data, layer, per-seed set-up and evaluation shared by all runs of one invocation."""
 
     def __init__(self, args):
         self.args = args
@@ -114,84 +132,89 @@ class MarkowitzTask:
         self.layer = CvxpyLayer(
             problem, [params[k] for k in ("mu", "L", "gamma", "kappa", "w_prev")], [w],
             solver=args.solver)
-        self.w_prev = torch.full((self.n,), 1.0 / self.n, dtype=torch.float64)
+        self.block = max(args.chain, int(round(args.block * len(self.train))))
+        self._seeds: dict[int, dict] = {}
 
-    def initial_parameters(self) -> dict[str, torch.Tensor]:
-        """The plug-in policy: a = 1, δ = 0, gamma = variance penalty, kappa = 0.01."""
-        def raw(value):  # inverse softplus
-            return float(np.log(np.expm1(value)))
+    def seed_setup(self, seed: int) -> dict:
+        """The seed's training block, initial policy and grid-search target (cached)."""
+        if seed in self._seeds:
+            return self._seeds[seed]
+        args = self.args
+        rng = np.random.default_rng([seed, 0])
+        first = int(rng.integers(0, len(self.train) - self.block + 1))
+        gamma0 = args.variance_penalty * np.exp(rng.uniform(-1, 1))
+        kappa0 = 0.01 * np.exp(rng.uniform(-1, 1))
+        initial = {"a": float(np.exp(rng.normal(0, 0.3))),
+                   "delta": rng.normal(0, 0.02, self.n),
+                   "g": float(np.log(np.expm1(gamma0))), "k": float(np.log(np.expm1(kappa0)))}
+        costs = {"cost_rate": args.cost_rate, "variance_penalty": args.variance_penalty}
+        grid = grid_baseline(self.layer, self.train, first, self.block, gammas=GAMMAS,
+                             kappas=KAPPAS, **costs)
+        grid_policy = self.policy({"a": 1.0, "delta": np.zeros(self.n),
+                                   "g": float(np.log(np.expm1(grid["gamma"]))),
+                                   "k": float(np.log(np.expm1(grid["kappa"])))})
+        grid["heldout"] = evaluate_chain(self.layer, grid_policy, self.heldout, 0,
+                                         len(self.heldout), **costs)
+        setup = {"first": first, "initial": initial, "grid": grid}
+        self._seeds[seed] = setup
+        return setup
 
-        return {"a": torch.tensor(1.0, dtype=torch.float64),
-                "delta": torch.zeros(self.n, dtype=torch.float64),
-                "g": torch.tensor(raw(self.args.variance_penalty), dtype=torch.float64),
-                "k": torch.tensor(raw(0.01), dtype=torch.float64)}
+    @staticmethod
+    def policy(values: dict) -> Policy:
+        """A trainable :class:`Policy` (fresh leaf tensors) from plain values."""
+        def leaf(v):
+            return torch.tensor(v, dtype=torch.float64).requires_grad_(True)
 
-    def weights(self, theta: dict, data: Windows, idx, **options) -> torch.Tensor:
-        """Policy weights of the windows ``idx`` (one batched layer call)."""
-        mu = theta["a"] * data.mean[idx] + theta["delta"]
-        gamma = torch.nn.functional.softplus(theta["g"])
-        kappa = torch.nn.functional.softplus(theta["k"])
-        (w,) = self.layer(mu, data.L[idx], gamma, kappa, self.w_prev, **options)
-        return w
+        return Policy(a=leaf(values["a"]), delta=leaf(values["delta"]), g=leaf(values["g"]),
+                      k=leaf(values["k"]))
 
-    def loss(self, w: torch.Tensor, data: Windows, idx) -> torch.Tensor:
-        return backtest_loss_torch(w, data.future[idx],
-                                   variance_penalty=self.args.variance_penalty)
-
-    def evaluate(self, theta: dict, data: Windows) -> tuple[float, float]:
-        """Back-test loss and annualized Sharpe ratio over all windows of ``data``."""
-        idx = np.arange(len(data))
-        with torch.no_grad():
-            w = self.weights(theta, data, idx)
-            loss = self.loss(w, data, idx).item()
-            daily = torch.einsum("phn,pn->ph", data.future, w).flatten()
-        sharpe = float(daily.mean() / daily.std() * np.sqrt(252))
-        return loss, sharpe
+    def evaluate(self, policy: Policy, seed: int) -> tuple[dict, dict]:
+        """Back-tests of ``policy`` on the seed's training block and on the held-out period."""
+        args = self.args
+        costs = {"cost_rate": args.cost_rate, "variance_penalty": args.variance_penalty}
+        train = evaluate_chain(self.layer, policy, self.train, self.seed_setup(seed)["first"],
+                               self.block, **costs)
+        held = evaluate_chain(self.layer, policy, self.heldout, 0, len(self.heldout), **costs)
+        return train, held
 
     def run(self, method: common.Method, seed: int, log: common.RunLogger) -> None:
-        """Train from the plug-in policy with ``method``; evaluate every few iterations."""
+        """Train from the seed's initial policy with ``method``; evaluate now and then."""
         args = self.args
-        theta = {k: v.clone().requires_grad_(True) for k, v in self.initial_parameters().items()}
-        optimizer = torch.optim.Adam(theta.values(), lr=args.lr)
-        # The seed only changes the minibatch order (the same for every method).
-        rng = np.random.default_rng(seed)
+        setup = self.seed_setup(seed)
+        policy = self.policy(setup["initial"])
+        optimizer = torch.optim.Adam(policy.tensors(), lr=args.lr)
+        # Chain starts within the training block: the same sequence for every method.
+        rng = np.random.default_rng([seed, 1])
+        last_start = setup["first"] + self.block - args.chain
         options = method.layer_options()
-        batches = _minibatches(len(self.train), args.batch, rng)
+        periods = args.batch * args.chain
 
         def record(iteration):
-            train_loss, train_sharpe = self.evaluate(theta, self.train)
-            held_loss, held_sharpe = self.evaluate(theta, self.heldout)
+            train, held = self.evaluate(policy, seed)
             with torch.no_grad():
-                extras = {"gamma": torch.nn.functional.softplus(theta["g"]).item(),
-                          "kappa": torch.nn.functional.softplus(theta["k"]).item(),
-                          "a": theta["a"].item()}
-            log.log(iteration, train_loss, held_loss, train_sharpe=train_sharpe,
-                    heldout_sharpe=held_sharpe, **extras)
-            return train_loss
+                extras = {"gamma": policy.gamma().item(), "kappa": policy.kappa().item(),
+                          "a": policy.a.item()}
+            log.log(iteration, train["loss"], held["loss"], train_sharpe=train["sharpe"],
+                    heldout_sharpe=held["sharpe"], heldout_turnover=held["turnover"],
+                    target=setup["grid"]["loss"], train_gap=train["loss"] - setup["grid"]["loss"],
+                    **extras)
+            return train["loss"]
 
         loss = record(0)
         for iteration in range(1, args.iterations + 1):
-            idx = next(batches)
+            starts = rng.integers(setup["first"], last_start + 1, size=args.batch)
             with log.timed():
                 optimizer.zero_grad()
-                w = self.weights(theta, self.train, idx, **options)
-                (len(idx) * self.loss(w, self.train, idx)).backward()
+                _, r = chain_returns(self.layer, policy, self.train, starts, args.chain,
+                                     args.cost_rate, **options)
+                (periods * mean_variance_loss(r, args.variance_penalty)).backward()
                 optimizer.step()
             log.tick(loss=f"{loss:.4f}")
             # Denser evaluations early, where the methods differ most.
-            early = iteration <= 4 * args.eval_every and iteration % max(
+            early = iteration <= args.eval_every and iteration % max(
                 1, args.eval_every // 4) == 0
             if early or iteration % args.eval_every == 0 or iteration == args.iterations:
                 loss = record(iteration)
-
-
-def _minibatches(count: int, batch: int, rng: np.random.Generator):
-    """Endless minibatches of indices: reshuffled epochs, the last short batch dropped."""
-    batch = min(batch, count)
-    while True:
-        perm = rng.permutation(count)
-        for start in range(0, count - batch + 1, batch):
-            yield np.sort(perm[start:start + batch])
 
 
 def main(argv=None) -> dict:
@@ -202,23 +225,38 @@ def main(argv=None) -> dict:
     argv : list of str, optional
         Command-line arguments (default: ``sys.argv[1:]``), e.g.
         ``["--quick", "--out", "/tmp/markowitz"]``.
+
+    Returns
+    -------
+    dict
+        ``csv``, ``png``, ``summary_path`` and ``summary`` (see :func:`examples.common.finish`).
     """
     args = parse_args(argv)
     task = MarkowitzTask(args)
     methods = common.make_methods(args.taus, exact=not args.no_exact)
     rows = common.run_grid(EXPERIMENT, methods, args.seeds, task.run,
                            iterations_per_run=args.iterations, progress=not args.no_progress)
-    target = args.target if args.target is not None else common.gd_improvement_target(rows)
-    notes = (f"{len(task.train)} training / {len(task.heldout)} held-out windows "
-             f"({args.lookback} days of history, {args.horizon} days of future), "
-             f"{args.iterations} iterations of {args.batch} windows, Adam lr {args.lr}, "
-             f"variance penalty {args.variance_penalty}, solver {args.solver}. "
-             "Loss: −mean + penalty·variance of the daily back-test returns, in percent. "
-             "Target: " + ("given by --target." if args.target is not None else
-                           "80% of GD's improvement (initial − 0.8·(initial − final), GD means)."))
+    grids = {seed: task.seed_setup(seed)["grid"] for seed in args.seeds}
+    target = ({seed: args.target for seed in args.seeds} if args.target is not None
+              else {seed: grid["loss"] for seed, grid in grids.items()})
+    initial = [r["train_loss"] for r in rows if r["iteration"] == 0 and r["method"] ==
+               methods[0].name]
+    grid_loss = np.array([g["loss"] for g in grids.values()])
+    grid_held = np.array([g["heldout"]["loss"] for g in grids.values()])
+    notes = (f"Seeds {' '.join(map(str, args.seeds))}; training blocks of {task.block} of "
+             f"{len(task.train)} training windows, {len(task.heldout)} held-out windows "
+             f"({args.lookback} days of history, {args.horizon} of future); "
+             f"{args.iterations} iterations of {args.batch} chains × {args.chain} months, "
+             f"Adam lr {args.lr}, variance penalty {args.variance_penalty}, trading cost "
+             f"{args.cost_rate} % per unit turnover, solver {args.solver}. Initial training "
+             f"loss {np.mean(initial):.4g} ± {np.std(initial):.2g}. Target: "
+             + ("given by --target." if args.target is not None else
+                f"per seed, the (γ, κ)-grid plug-in policy's training loss "
+                f"({grid_loss.mean():.4g} ± {grid_loss.std():.2g}; its held-out loss "
+                f"{grid_held.mean():.4g} ± {grid_held.std():.2g})."))
     return common.finish(rows, args.out, title=TITLE, target=target,
-                         extra=("heldout_sharpe",), loss_name="back-test loss", notes=notes,
-                         plot_kwargs=PLOT)
+                         extra=("heldout_sharpe", "heldout_turnover"),
+                         loss_name="back-test loss", notes=notes, plot_kwargs=PLOT)
 
 
 if __name__ == "__main__":

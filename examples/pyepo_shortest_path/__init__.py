@@ -1,0 +1,1 @@
+"""PyEPO's shortest-path benchmark: LPGD against SPO+, DBB, DPO, PFYL and two-stage."""
