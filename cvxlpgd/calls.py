@@ -265,7 +265,8 @@ def _rebuild_state(layer, key: str, tensors, solution) -> ForwardState:
     template, engine, options = call.template, call.engine, call.options
     recipe = layer._recipes.get((key, engine.device))
     if recipe is None:  # no forward of this call ran here: pick as the forward would
-        name = engine.resolve(template.structure, call.batch.batch_size)
+        name = engine.resolve(template.structure, call.batch.batch_size,
+                              call.batch.shared_matrices)
         recipe = (name, engine.call_settings(name, options.solver_args, call.lpgd_tau,
                                              call.exact_backend))
     name, settings = recipe

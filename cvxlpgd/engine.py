@@ -80,11 +80,12 @@ class BatchEngine:
 
     # ---- solvers ---------------------------------------------------------------------
 
-    def resolve(self, structure, batch_size: int) -> str:
+    def resolve(self, structure, batch_size: int, shared_matrices: bool = True) -> str:
         """The concrete solver for a batch (``"AUTO"`` decides by :func:`choose_solver`)."""
         if self.solver != "AUTO":
             return self.solver
-        return choose_solver(structure, batch_size, executor=self.executor is not None)[0]
+        return choose_solver(structure, batch_size, shared_matrices=shared_matrices,
+                             executor=self.executor is not None)[0]
 
     def settings_for(self, name: str, settings: dict | None) -> dict:
         """Settings of solver ``name``: ``settings`` may map solver names to their own."""
@@ -205,7 +206,7 @@ class BatchEngine:
             with another solver.
         """
         structure = template.structure
-        name = self.resolve(structure, batch.batch_size)
+        name = self.resolve(structure, batch.batch_size, batch.shared_matrices)
         if exact_backend == "diffcp":
             check_diffcp_cones(structure.cones)
         if exact_backend == "moreau" and name != "MOREAU":

@@ -74,15 +74,16 @@ def test_auto_chooses_moreau_for_batches_and_scs_for_one_large_problem(monkeypat
     structure = compile_problem(problem, params, [x]).structure
     assert choose_solver(structure, 64)[0] == "MOREAU"
     assert choose_solver(structure, 1)[0] == "MOREAU"  # small: Moreau even alone
-    D = np.random.default_rng(0).standard_normal((400, 300))  # 120 000 nonzeros
-    y = cp.Parameter(400, name="y")
-    z = cp.Variable(300, name="z")
+    D = np.random.default_rng(0).standard_normal((100, 200))  # 20 000 nonzeros
+    y = cp.Parameter(100, name="y")
+    z = cp.Variable(200, name="z")
     lasso = cp.Problem(cp.Minimize(cp.sum_squares(D @ z - y) + cp.norm1(z)))
     large = compile_problem(lasso, [y], [z]).structure
     assert large.A_pattern.nnz >= LARGE_PROBLEM_NONZEROS
     name, reason = choose_solver(large, 1)
-    assert name == "SCS" and "one large problem" in reason
-    assert choose_solver(large, 8)[0] == "MOREAU"
+    assert name == "SCS" and "a large problem" in reason
+    assert choose_solver(large, 8)[0] == "SCS"  # one factorization serves the batch
+    assert choose_solver(large, 8, shared_matrices=False)[0] == "MOREAU"
     assert choose_solver(structure, 64, executor=True)[0] == "SCS"
     monkeypatch.setattr(cvxlpgd.selection, "moreau_available", lambda: False)
     assert choose_solver(structure, 64) == ("SCS", "Moreau is not installed")
