@@ -5,7 +5,7 @@ Subcommands::
     demo [--steps N]                           train through small layers, LPGD vs exact
     check                                      versions, working solvers, threads/cores
     bench [ARGS...]                            benchmarks.run.main(ARGS)
-    experiment {sudoku,markowitz,lp-portfolio} [ARGS...]   the paper's experiments
+    experiment {sudoku,markowitz,lp-portfolio,pyepo} [ARGS...]   the experiments
 
 ``bench`` and ``experiment`` run code that lives in the source checkout (``benchmarks/``
 and ``examples/`` next to the ``cvxlpgd`` package), not in the installed package; they
@@ -27,6 +27,7 @@ EXPERIMENTS = {
     "sudoku": "examples.sudoku.train",
     "markowitz": "examples.markowitz.train",
     "lp-portfolio": "examples.lp_portfolio",
+    "pyepo": "examples.pyepo_shortest_path.train",
 }
 #: Module whose ``main(argv)`` runs the benchmarks.
 BENCHMARKS = "benchmarks.run"
