@@ -25,7 +25,7 @@ import cvxpy as cp
 import numpy as np
 import torch
 
-from examples import common
+from examples import analysis, common
 
 EXPERIMENT = "lp_portfolio"
 TAUS = (0.3, 1.0, 3.0, 10.0)
@@ -158,7 +158,7 @@ def main(argv=None) -> dict:
              "(0 = best asset every time). Target: " +
              ("given by --target." if args.target is not None else
               "10% of the mean initial regret."))
-    return common.finish(rows, args.out, title=TITLE, target=target, loss_name="regret",
+    return analysis.finish(rows, args.out, title=TITLE, target=target, loss_name="regret",
                          notes=notes, plot_kwargs=PLOT)
 
 

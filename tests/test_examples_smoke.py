@@ -14,7 +14,7 @@ import math
 import numpy as np
 import pytest
 
-from examples import common
+from examples import analysis, common
 
 SEEDS = ["--seeds", "0", "1"]
 
@@ -35,7 +35,7 @@ def _check_outputs(result, out, methods, seeds):
             assert times[0] == 0 and all(b >= a for a, b in zip(times, times[1:]))
             assert all(math.isfinite(r["train_loss"]) and math.isfinite(r["heldout_loss"])
                        for r in run)
-        assert common._label(method) in result["summary"]
+        assert analysis._label(method) in result["summary"]
     return rows
 
 
@@ -137,22 +137,22 @@ def test_summary_target_and_verdict():
                              "wall_time": float(i), "train_loss": loss + 0.1 * seed,
                              "heldout_loss": loss})
     # GD: mean initial 3.05, mean final 1.55; 80% of its improvement is 1.85.
-    assert common.gd_improvement_target(rows) == pytest.approx(1.85)
+    assert analysis.gd_improvement_target(rows) == pytest.approx(1.85)
     target = 1.6
-    summary = {s["method"]: s for s in common.summarize(rows, target)}
+    summary = {s["method"]: s for s in analysis.summarize(rows, target)}
     assert summary["exact"]["iters_to_target"] == 20 and summary["exact"]["reached"] == 2
     assert summary["lpgd_tau=1"]["iters_to_target"] == 10
     assert summary["lpgd_tau=1"]["seconds_to_target"] == 1.0
     assert summary["lpgd_tau=1"]["final_train"] == pytest.approx(0.55)
-    assert "GD wins" not in common.verdict(list(summary.values()))
-    partial = common.markdown_table(common.summarize(rows, 0.52), 0.52)
+    assert "GD wins" not in analysis.verdict(list(summary.values()))
+    partial = analysis.markdown_table(analysis.summarize(rows, 0.52), 0.52)
     assert "not reached (0/2)" in partial and "20 ± 0 (1/2 seeds)" in partial
     swapped = [{**r, "method": "lpgd_tau=1" if r["method"] == "exact" else "exact"}
                for r in rows]
-    assert "GD wins" in common.verdict(common.summarize(swapped, 1.6))
+    assert "GD wins" in analysis.verdict(analysis.summarize(swapped, 1.6))
     # A runner-up whose mean ± std interval overlaps the winner's is named as within noise.
     close = rows + [{**r, "method": "lpgd_tau=3", "train_loss": r["train_loss"] + 0.05}
                     for r in rows if r["method"] == "lpgd_tau=1"]
-    text = common.verdict(common.summarize(close, 1.6))
+    text = analysis.verdict(analysis.summarize(close, 1.6))
     assert "lowest final training loss: LPGD τ=1 (within noise: LPGD τ=3)" in text
     assert "GD (exact)" not in text.split("lowest final training loss")[1]

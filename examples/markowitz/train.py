@@ -49,7 +49,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from examples import common
+from examples import analysis, common
 from examples.markowitz.backtest import (
     Policy,
     Windows,
@@ -229,7 +229,7 @@ def main(argv=None) -> dict:
     Returns
     -------
     dict
-        ``csv``, ``png``, ``summary_path`` and ``summary`` (see :func:`examples.common.finish`).
+        ``csv``, ``png``, ``summary_path`` and ``summary`` (see :func:`examples.analysis.finish`).
     """
     args = parse_args(argv)
     task = MarkowitzTask(args)
@@ -254,7 +254,7 @@ def main(argv=None) -> dict:
                 f"per seed, the (γ, κ)-grid plug-in policy's training loss "
                 f"({grid_loss.mean():.4g} ± {grid_loss.std():.2g}; its held-out loss "
                 f"{grid_held.mean():.4g} ± {grid_held.std():.2g})."))
-    return common.finish(rows, args.out, title=TITLE, target=target,
+    return analysis.finish(rows, args.out, title=TITLE, target=target,
                          extra=("heldout_sharpe", "heldout_turnover"),
                          loss_name="back-test loss", notes=notes, plot_kwargs=PLOT)
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from examples import common
+from examples import analysis, common
 from examples.sudoku.model import build_sudoku_problem, random_rules, rule_rank, true_rules
 from examples.sudoku.puzzles import decode, generate_puzzles, one_hot
 
@@ -228,7 +228,7 @@ def main(argv=None) -> dict:
         rule = (f"the training MSE of the rule-free guess (the givens, 1/{args.size} on every "
                 f"blank), {target:.4g}; the initial rules score {initial:.4g}.")
     else:
-        target = common.gd_improvement_target(rows)
+        target = analysis.gd_improvement_target(rows)
         rule = "80% of GD's improvement (initial − 0.8·(initial − final), GD means)."
     reference = task.true_rules_reference()
     notes = (f"{args.size}x{args.size} boards, {args.train} training / {args.heldout} held-out "
@@ -238,7 +238,7 @@ def main(argv=None) -> dict:
              f"held-out MSE {reference['loss']:.4g}, board accuracy "
              f"{reference['board_acc']:.3g} and cell accuracy {reference['cell_acc']:.3g} "
              f"(the ceiling). Target: {rule}")
-    return common.finish(rows, args.out, title=f"Sudoku {args.size}x{args.size}: learning "
+    return analysis.finish(rows, args.out, title=f"Sudoku {args.size}x{args.size}: learning "
                          "the rules", target=target, extra=("heldout_board_acc",
                                                             "heldout_cell_acc"),
                          loss_name="MSE", notes=notes, plot_kwargs=PLOT)
