@@ -6,6 +6,7 @@ Public API::
     SolverError          raised for infeasible / unbounded / failed solves
     InaccurateSolutionWarning  some solutions are not accurate to the solver's tolerance
     LPGDFallbackWarning  some LPGD gradients came from a fallback (other side, smaller τ)
+    SolverFallbackWarning  some elements were solved by another solver than the chosen one
     FirstOrderOnlyError  raised when the layer's gradient is differentiated
     SOLVERS              the solver names a layer accepts
     compare_gradients    LPGD at several τ vs exact vs finite differences
@@ -23,6 +24,7 @@ from cvxlpgd.diagnostics import (
     tau_scan,
 )
 from cvxlpgd.errors import SolverError
+from cvxlpgd.fallback import SolverFallbackWarning
 from cvxlpgd.layer import CvxpyLayer
 from cvxlpgd.lpgd_batch import LPGDFallbackWarning
 from cvxlpgd.solvers import SOLVERS
@@ -31,7 +33,7 @@ from cvxlpgd.status import InaccurateSolutionWarning
 
 __all__ = [
     "CvxpyLayer", "SolverError", "FirstOrderOnlyError", "InaccurateSolutionWarning",
-    "LPGDFallbackWarning", "SOLVERS",
+    "LPGDFallbackWarning", "SolverFallbackWarning", "SOLVERS",
     "compare_gradients", "tau_scan", "GradientComparison", "TauScan", "ZeroGradientWarning",
     "SolverStats", "SolveRecord",
 ]

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from cvxlpgd.diagnostics import warn_if_zero_gradient
+from cvxlpgd.fallback import fallback_chain
 from cvxlpgd.inputs import check_arguments, check_inputs
 from cvxlpgd.solvers.base import BatchSolution
 from cvxlpgd.state import ForwardState
@@ -80,7 +81,7 @@ def solve_call(layer, key: str, tensors: list[torch.Tensor]) -> list[torch.Tenso
         return [*outputs, *solution, torch.tensor(NO_STAMP, dtype=torch.int64)]
     stamp = next(_STAMPS)
     layer._live_calls[stamp] = state
-    layer._recipes[(key, engine.device)] = (state.solver.name, state.settings)
+    layer._recipes[(key, engine.device)] = (state.solver.name, state.settings, state.call_args)
     stamp_tensor = torch.tensor(stamp, dtype=torch.int64)
     # The entry lives as long as the stamp tensor, which autograd keeps with the graph.
     weakref.finalize(stamp_tensor, _forget, weakref.ref(layer), stamp)
@@ -121,9 +122,11 @@ def _release_workspaces(layer, state) -> None:
             engine.clear()
 
 
-def _exact_backend(options, needs_grad: bool) -> str | None:
+def _exact_backend(layer, options, needs_grad: bool) -> str | None:
     """The exact derivative a call prepares (None: LPGD or no gradient)."""
-    return options.exact_backend if needs_grad and options.gradient == "exact" else None
+    if needs_grad and options.gradient == "exact":
+        return layer.exact_backend_for(options.exact_backend)
+    return None
 
 
 def fake_outputs(layer, key: str, tensors) -> list[torch.Tensor]:
@@ -144,7 +147,7 @@ def fake_outputs(layer, key: str, tensors) -> list[torch.Tensor]:
     options, needs_grad = layer._call_options(key)
     arguments = check_arguments(layer._specs, tensors)
     template = layer._template(quadratic=layer._solves_quadratic(
-        _exact_backend(options, needs_grad)))
+        _exact_backend(layer, options, needs_grad)))
     B = arguments.batch_size
     lead = (B,) if any(arguments.batched) else ()
     outputs = [torch.empty((*lead, *slot.shape), dtype=arguments.dtype,
@@ -249,7 +252,7 @@ class _Prepared:
     def __init__(self, layer, key: str, tensors):
         self.options, self.needs_grad = layer._call_options(key)
         self.inputs = check_inputs(layer._specs, tensors)
-        self.exact_backend = _exact_backend(self.options, self.needs_grad)
+        self.exact_backend = _exact_backend(layer, self.options, self.needs_grad)
         lpgd = self.needs_grad and self.options.gradient == "lpgd"
         #: The LPGD τ the forward solve prepares for (interior-point tolerances).
         self.lpgd_tau = self.options.tau if lpgd else None
@@ -265,11 +268,12 @@ def _rebuild_state(layer, key: str, tensors, solution) -> ForwardState:
     template, engine, options = call.template, call.engine, call.options
     recipe = layer._recipes.get((key, engine.device))
     if recipe is None:  # no forward of this call ran here: pick as the forward would
-        name = engine.resolve(template.structure, call.batch.batch_size,
-                              call.batch.shared_matrices)
-        recipe = (name, engine.call_settings(name, options.solver_args, call.lpgd_tau,
-                                             call.exact_backend))
-    name, settings = recipe
+        name, args = engine.resolve(template.structure, call.batch.batch_size,
+                                    call.batch.shared_matrices, options.solver_args,
+                                    call.exact_backend)
+        recipe = (name, engine.call_settings(name, args, call.lpgd_tau, call.exact_backend),
+                  args)
+    name, settings, args = recipe
     solver = engine.batch_solver(template, "forward", template.structure, name, settings,
                                  enable_grad=call.exact_backend == "moreau")
     x, y, s = (t.detach().to("cpu", torch.float64).numpy() for t in solution)
@@ -284,4 +288,6 @@ def _rebuild_state(layer, key: str, tensors, solution) -> ForwardState:
                         reuse={"used_by_backward": True},
                         exact_backend=call.exact_backend, exact_mode=options.exact_mode,
                         moreau_solves=-1,
-                        tolerance=engine.tolerance(template, name, settings))
+                        tolerance=engine.tolerance(template, name, settings),
+                        call_args=args, lpgd_tau=call.lpgd_tau,
+                        chain=fallback_chain(name, template.structure, engine.fallback))

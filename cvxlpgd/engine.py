@@ -22,16 +22,26 @@ from concurrent.futures import Executor
 
 import numpy as np
 
-from cvxlpgd.exact import AdjointTask, adjoint_partition, check_diffcp_cones
+from cvxlpgd.exact import check_diffcp_cones, diffcp_gradient
+from cvxlpgd.fallback import (
+    ChainResult,
+    accepts,
+    chain_failure,
+    fallback_chain,
+    solve_chain,
+    warn_solver_fallbacks,
+)
 from cvxlpgd.lpgd import SIDE_NAMES, DataGradient, proximal_batch, proximal_structure
 from cvxlpgd.lpgd_batch import LPGDResult, lpgd_backward, warn_fallbacks
-from cvxlpgd.parallel import WarmStartMemory, default_workers, run_tasks, split, thread_pool
+from cvxlpgd.parallel import WarmStartMemory
 from cvxlpgd.program import ProgramBatch
 from cvxlpgd.selection import choose_solver
+from cvxlpgd.solver_args import is_per_solver, route, settings_for
 from cvxlpgd.solvers import SOLVERS, batch_solver, solver_tolerance
-from cvxlpgd.solvers.base import INACCURATE_STATUSES
+from cvxlpgd.solvers.base import INACCURATE_STATUSES, BatchSolution
 from cvxlpgd.state import ForwardState, SolveRecord
-from cvxlpgd.status import inaccurate_rows, raise_on_failure, report_inaccurate, verify
+from cvxlpgd.status import inaccurate_rows, report_inaccurate, verify
+from cvxlpgd.tolerances import call_tolerances
 
 __all__ = ["BatchEngine"]
 
@@ -59,12 +69,17 @@ class BatchEngine:
         Per-element solvers: let elements with the same A and P share a workspace.
     device : str, default "cpu"
         Where Moreau solves.
+    fallback : bool, optional
+        Solve the elements the call's solver fails on with the next solvers of
+        :data:`cvxlpgd.fallback.FALLBACK_ORDER` (default: on for ``"AUTO"``, off for a
+        named solver).
     """
 
     def __init__(self, solver: str = "AUTO", settings: dict | None = None, *,
                  executor: Executor | None = None, workers: int | None = None,
                  partitions: int | None = None, warm_starts: WarmStartMemory | None = None,
-                 share_factorizations: bool = True, device: str = "cpu"):
+                 share_factorizations: bool = True, device: str = "cpu",
+                 fallback: bool | None = None):
         name = solver.upper() if isinstance(solver, str) else solver
         if name != "AUTO" and name not in SOLVERS:
             raise ValueError(f"solver must be 'auto' or one of {SOLVERS}, got {solver!r}")
@@ -76,24 +91,36 @@ class BatchEngine:
         self.warm_starts = warm_starts
         self.share_factorizations = share_factorizations
         self.device = device
+        self.fallback = name == "AUTO" if fallback is None else bool(fallback)
         self._solvers: dict[tuple, tuple] = {}
 
     # ---- solvers ---------------------------------------------------------------------
 
-    def resolve(self, structure, batch_size: int, shared_matrices: bool = True) -> str:
-        """The concrete solver for a batch (``"AUTO"`` decides by :func:`choose_solver`)."""
-        if self.solver != "AUTO":
-            return self.solver
-        return choose_solver(structure, batch_size, shared_matrices=shared_matrices,
-                             executor=self.executor is not None)[0]
+    def resolve(self, structure, batch_size: int, shared_matrices: bool = True,
+                settings: dict | None = None, exact_backend: str | None = None
+                ) -> tuple[str, dict]:
+        """The call's solver and the settings it routes (before any tolerances).
 
-    def settings_for(self, name: str, settings: dict | None) -> dict:
-        """Settings of solver ``name``: ``settings`` may map solver names to their own."""
-        settings = self.settings if settings is None else settings
-        if settings and all(isinstance(k, str) and k.upper() in SOLVERS for k in settings):
-            by_solver = {k.upper(): v for k, v in settings.items()}
-            return dict(by_solver.get(name, {}))
-        return dict(settings)
+        A named solver is used as given; ``"AUTO"`` decides by :func:`choose_solver`, by
+        the flat settings a call brings (:func:`cvxlpgd.solver_args.route`), and takes
+        Moreau for Moreau's derivative.
+
+        Returns
+        -------
+        (str, dict)
+            The solver name and the call's settings.
+        """
+        settings = self.settings if settings is None else dict(settings)
+        if self.solver != "AUTO":
+            return self.solver, settings
+        if exact_backend == "moreau":
+            return "MOREAU", settings
+        name = choose_solver(structure, batch_size, shared_matrices=shared_matrices,
+                             executor=self.executor is not None)[0]
+        if settings and not is_per_solver(settings):
+            accepted = tuple(n for n in SOLVERS if accepts(n, structure))
+            name, settings = route(settings, name, accepted)
+        return name, settings
 
     def batch_solver(self, owner, variant: str, structure, name: str, settings: dict,
                      enable_grad: bool = False):
@@ -109,36 +136,32 @@ class BatchEngine:
             entry = self._solvers[key] = (owner, solver)
         return entry[1]
 
-    def call_settings(self, name: str, settings: dict | None, lpgd_tau: float | None,
-                      exact_backend: str | None) -> dict:
+    def call_settings(self, name: str, settings: dict, lpgd_tau: float | None,
+                      exact_backend: str | None, primary: bool = True) -> dict:
         """The settings solver ``name`` gets for a call.
 
-        The user's settings (see :meth:`settings_for`) over, when an LPGD backward pass
-        with ``lpgd_tau`` will follow, :func:`lpgd_tolerances`; with Moreau's exact
-        derivative, Moreau's interior-point method (its derivative is smooth; the
-        active-set method's, Moreau's choice for small QPs, jumps with the active set).
+        The user's (:func:`cvxlpgd.solver_args.settings_for`) over
+        :func:`cvxlpgd.tolerances.call_tolerances`.
 
         Parameters
         ----------
         name : str
             The solver.
-        settings : dict or None
-            The call's settings (None: the engine's).
+        settings : dict
+            The call's settings, as :meth:`resolve` returned them.
         lpgd_tau : float or None
             τ of the LPGD backward pass to come, or None.
         exact_backend : str or None
             The exact derivative to come, or None.
+        primary : bool, default True
+            Whether ``name`` is the call's solver (else a fallback solver).
 
         Returns
         -------
         dict
         """
-        call_settings = self.settings_for(name, settings)
-        if lpgd_tau is not None:
-            call_settings = {**lpgd_tolerances(name, lpgd_tau), **call_settings}
-        if exact_backend == "moreau":
-            call_settings = {"solver": "ipm", **call_settings}
-        return call_settings
+        return {**call_tolerances(name, lpgd_tau, exact_backend),
+                **settings_for(name, settings, primary)}
 
     def tolerance(self, template, name: str, settings: dict) -> float:
         """The solver's tolerance for these settings (cached: Moreau's settings objects
@@ -206,13 +229,14 @@ class BatchEngine:
             with another solver.
         """
         structure = template.structure
-        name = self.resolve(structure, batch.batch_size, batch.shared_matrices)
+        name, args = self.resolve(structure, batch.batch_size, batch.shared_matrices, settings,
+                                  exact_backend)
         if exact_backend == "diffcp":
             check_diffcp_cones(structure.cones)
         if exact_backend == "moreau" and name != "MOREAU":
             raise ValueError(f"exact_backend='moreau' needs solver='MOREAU' (this call solves "
                              f"with {name}); use exact_backend='diffcp'")
-        call_settings = self.call_settings(name, settings, lpgd_tau, exact_backend)
+        call_settings = self.call_settings(name, args, lpgd_tau, exact_backend)
         solver = self.batch_solver(template, "forward", structure, name, call_settings,
                                    enable_grad=exact_backend == "moreau")
         tolerance = self.tolerance(template, name, call_settings)
@@ -220,12 +244,31 @@ class BatchEngine:
         if self.warm_starts is not None and solver.supports_warm_start:
             warm = self.warm_starts.lookup(template, batch.batch_size)
         reuse: dict = {}
-        solution = verify(solver.solve(batch, warm, reuse), batch, structure, tolerance)
-        raise_on_failure(solution)
+
+        def solve_with(other: str, problems: ProgramBatch, rows) -> BatchSolution:
+            if other == name:
+                return verify(solver.solve(problems, warm, reuse), problems, structure,
+                              tolerance)
+            rescue, rescue_tolerance = self._fallback_solver(
+                template, "forward", structure, other,
+                self.call_settings(other, args, lpgd_tau, None, primary=False))
+            start = None if warm is None or not rescue.supports_warm_start else tuple(
+                a[rows] for a in warm)
+            return verify(rescue.solve(problems, start, {}), problems, structure,
+                          rescue_tolerance)
+
+        chain = fallback_chain(name, structure, self.fallback)
+        result = solve_chain(solve_with, chain, batch)
+        failure = chain_failure(result)
+        if failure is not None:
+            raise failure
+        solution = result.solution
         state = ForwardState(template, batch, solution, solver, call_settings, reuse=reuse,
                              exact_backend=exact_backend, exact_mode=exact_mode,
                              warm_started=warm is not None, tolerance=tolerance,
-                             warm_start=warm)
+                             warm_start=warm, call_args=args, lpgd_tau=lpgd_tau, chain=chain)
+        warn_solver_fallbacks([(i, "forward", result.attempts[i][0][1], other)
+                               for i, other in result.fallbacks().items()])
         report_inaccurate([(int(i), solution.status[i], "forward")
                            for i in np.flatnonzero(inaccurate_rows(solution))], inaccurate)
         if exact_backend == "moreau":
@@ -233,6 +276,11 @@ class BatchEngine:
         if self.warm_starts is not None and solver.supports_warm_start:
             self.warm_starts.store(template, *solution.point)
         return state
+
+    def _fallback_solver(self, template, variant: str, structure, name: str, settings: dict):
+        """A fallback solver ``name`` for ``structure`` and its tolerance."""
+        return (self.batch_solver(template, variant, structure, name, settings),
+                self.tolerance(template, name, settings))
 
     # ---- backward --------------------------------------------------------------------
 
@@ -250,28 +298,51 @@ class BatchEngine:
         template, batch = state.template, state.batch
         structure = template.structure
         solver = state.solver
-        solve_batch, solve_structure = batch, structure
+        solve_batch, solve_structure, variant = batch, structure, "forward"
         if rho > 0:
             slack_term = ds is not None and bool(np.any(ds))
             proximal = self._proximal(template, slack_term)
-            solve_structure = proximal.structure
-            solver = self.batch_solver(template, f"proximal{int(slack_term)}",
-                                       solve_structure, solver.name, state.settings)
+            solve_structure, variant = proximal.structure, f"proximal{int(slack_term)}"
+            solver = self.batch_solver(template, variant, solve_structure, solver.name,
+                                       state.settings)
             solve_batch = proximal_batch(batch, rho, proximal, structure)
         reuse = self._backward_workspaces(state, solver) if rho == 0 else {}
 
+        rescued: list[tuple[int, str, str, str]] = []
+
         def solve_sides(requests, rows):
-            warm = None
-            if solver.supports_warm_start:
-                warm = tuple(array[rows] for array in state.solution.point)
-            return [verify(solver.solve(side_batch, warm, reuse), side_batch, solve_structure,
-                           state.tolerance) for _, side_batch in requests]
+            forward_rows = np.arange(batch.batch_size)[rows]
+            out = []
+            for sign, side_batch in requests:
+                def solve_with(other: str, problems: ProgramBatch, sub):
+                    picked = forward_rows[sub]
+                    if other == solver.name:  # first in the chain: the whole side
+                        active, tolerance, workspaces = solver, state.tolerance, reuse
+                    else:
+                        active, tolerance = self._fallback_solver(
+                            template, variant, solve_structure, other,
+                            self.call_settings(other, state.call_args, tau, None,
+                                               primary=False))
+                        workspaces = {}
+                    warm = None
+                    if active.supports_warm_start:
+                        warm = tuple(array[picked] for array in state.solution.point)
+                    return verify(active.solve(problems, warm, workspaces), problems,
+                                  solve_structure, tolerance)
+
+                result = solve_chain(solve_with, state.chain or (solver.name,), side_batch)
+                rescued.extend((int(forward_rows[i]), f"LPGD {SIDE_NAMES[sign]}",
+                                result.attempts[i][0][1], other)
+                               for i, other in result.fallbacks().items())
+                out.append(result.solution)
+            return out
 
         result = lpgd_backward(solve_sides, solve_batch, structure, state.solution, dx, dy, ds,
                                tau=tau, rho=rho, mode=mode,
                                matrices=template.parametrized_matrices())
         state.stats.backward, entries = _backward_records(batch.batch_size, result)
         state.stats.fallbacks = dict(result.fallbacks)
+        warn_solver_fallbacks(rescued)
         warn_fallbacks(result.fallbacks, tau, mode)
         report_inaccurate(entries, inaccurate)
         return result
@@ -310,73 +381,47 @@ class BatchEngine:
         """The exact data gradients of every element (diffcp's adjoint or Moreau's)."""
         if state.exact_backend == "moreau":
             return self._moreau_backward(state, dx, dy)
-        structure, batch = state.template.structure, state.batch
-        parts = split(batch.batch_size, (self.partitions or default_workers()) * 4)
-        tasks = []
-        for part in parts:
-            rows = slice(part.start, part.stop)
-            tasks.append((AdjointTask(structure, batch.rows(rows),
-                                      tuple(a[rows] for a in state.solution.point),
-                                      dx[rows], dy[rows], state.exact_mode),))
-        executor = self.executor
-        if executor is None:
-            single = len(tasks) == 1 or self.workers == 1
-            executor = None if single else thread_pool(self.workers or default_workers())
-        blocks = run_tasks(adjoint_partition, tasks, executor)
-        return DataGradient(*(np.concatenate(parts) for parts in
-                              zip(*(block.parts()[:3] for block in blocks))), dP_data=None)
+        return diffcp_gradient(state.template.structure, state.batch, state.solution.point,
+                               dx, dy, state.exact_mode, executor=self.executor,
+                               workers=self.workers, partitions=self.partitions)
 
     def _moreau_backward(self, state: ForwardState, dx, dy) -> DataGradient:
-        solver, B = state.solver, state.batch.batch_size
+        """Moreau's derivative of its own solutions.
+
+        Elements another solver answered (a fallback), or that a re-solve of the batch
+        no longer solves, are solved again by Moreau warm-started from their solution,
+        as a batch of their own, and differentiated there.
+        """
+        solver, batch, B = state.solver, state.batch, state.batch.batch_size
+        structure = state.template.structure
+        others = {i for i, name in enumerate(state.solution.solvers) if name != "MOREAU"}
         if solver.solve_count.get(B) != state.moreau_solves:
-            # Another batch of this size was solved since: re-solve this one (from its
-            # solution) so that Moreau's derivative is this batch's.
-            solution = verify(solver.solve(state.batch, state.solution.point), state.batch,
-                              state.template.structure, state.tolerance)
-            raise_on_failure(solution, what="re-solve for Moreau's derivative")
+            # Another batch of this size was solved since: replay this one's forward
+            # solve (same start: bitwise the same solution) so that Moreau's derivative
+            # is this batch's.
+            again = verify(solver.solve(batch, state.warm_start), batch, structure,
+                           state.tolerance)
+            others |= set(np.flatnonzero(~again.ok).tolist())
         raw = solver.backward(B, dx, dy)
-        return DataGradient(raw["dc"], raw["db"], raw["dA_data"], raw["dP_data"])
-
-
-def lpgd_tolerances(solver: str, tau: float) -> dict:
-    """Interior-point tolerances for a call whose LPGD backward uses ``tau``.
-
-    LPGD divides differences of solutions by τ, so a solution error δ becomes δ/τ in
-    the gradient; and an interior-point solution stopped at tolerance ε can be off by
-    about √ε (measured: Moreau's LPGD gradient on a power-cone problem at τ = 1e-4 is
-    7 % off with its default 1e-8 and 0.03 % off with 1e-12). Asking δ ≤ 1e-3 τ gives
-    ``tol = clip(1e-6 τ², 1e-12, 1e-8)`` for the gap and feasibility tolerances of
-    Moreau and Clarabel (1e-8, their default, down to τ = 0.1). Moreau's active-set
-    method, its choice for small QPs, is accurate to about 2e-6 only: below τ = 0.01
-    Moreau is asked for its interior-point method instead. SCS's default is tightened
-    for every call (``eps = 1e-7``); ECOS keeps its 1e-8.
-
-    Parameters
-    ----------
-    solver : str
-        The solver name.
-    tau : float
-        LPGD's τ.
-
-    Returns
-    -------
-    dict
-        Settings to merge under the user's (empty for SCS and ECOS).
-    """
-    if solver not in ("MOREAU", "CLARABEL"):
-        return {}
-    tol = float(np.clip(LPGD_TOLERANCE_PER_TAU_SQUARED * tau ** 2, 1e-12, 1e-8))
-    tighter = {"tol_gap_abs": tol, "tol_gap_rel": tol, "tol_feas": tol}
-    if solver == "MOREAU" and tau < ACTIVE_SET_MIN_TAU:
-        tighter["solver"] = "ipm"
-    return tighter
-
-
-#: Interior-point tolerance per τ² on the LPGD path (see :func:`lpgd_tolerances`).
-LPGD_TOLERANCE_PER_TAU_SQUARED = 1e-6
-#: Below this τ Moreau's active-set error (≈ 2e-6) would exceed 1e-4 relative after the
-#: division by τ: the interior-point method is used instead.
-ACTIVE_SET_MIN_TAU = 1e-2
+        gradient = DataGradient(raw["dc"], raw["db"], raw["dA_data"], raw["dP_data"])
+        if others:
+            rows = np.array(sorted(others))
+            twin = self.batch_solver(state.template, "exact-rescue", structure, "MOREAU",
+                                     state.settings, enable_grad=True)
+            sub = batch.rows(rows)
+            again = verify(twin.solve(sub, tuple(a[rows] for a in state.solution.point)), sub,
+                           structure, state.tolerance)
+            failure = chain_failure(ChainResult(again), rows,
+                                    "Moreau's derivative needs Moreau's own solution; use "
+                                    "exact_backend='diffcp' or gradient='lpgd'")
+            if failure is not None:
+                raise failure
+            part = twin.backward(rows.size, dx[rows], dy[rows])
+            for name, key in (("dc", "dc"), ("db", "db"), ("dA_data", "dA_data"),
+                              ("dP_data", "dP_data")):
+                if getattr(gradient, name) is not None:
+                    getattr(gradient, name)[rows] = part[key]
+        return gradient
 
 
 def _backward_records(batch_size: int, result: LPGDResult):

@@ -21,13 +21,14 @@ from cvxlpgd.autograd import call_layer, register
 from cvxlpgd.compile import compile_problem, validate_problem
 from cvxlpgd.engine import BatchEngine
 from cvxlpgd.errors import warn_user
+from cvxlpgd.exact import choose_exact_backend
 from cvxlpgd.geometric import LogTransform
 from cvxlpgd.inputs import check_arguments, parameter_specs
 from cvxlpgd.naming import leaf_label, shape_text, short_label
 from cvxlpgd.options import CallOptions, validate_solver
 from cvxlpgd.parallel import WarmStartMemory
 from cvxlpgd.solvers import supports_quadratic
-from cvxlpgd.solvers.moreau_backend import moreau_devices
+from cvxlpgd.solvers.moreau_backend import moreau_available, moreau_devices
 from cvxlpgd.state import SolverStats
 from cvxlpgd.template import ConeTemplate
 
@@ -67,7 +68,7 @@ class CvxpyLayer(torch.nn.Module):
         Finite difference used by LPGD.
     exact_mode : {"lsqr", "dense", "lsmr"}, default "lsqr"
         diffcp's mode for ``gradient="exact"``.
-    exact_backend : {"diffcp", "moreau"}, default "diffcp"
+    exact_backend : {"auto", "diffcp", "moreau"}, default "auto"
         Which exact derivative ``gradient="exact"`` computes: diffcp's (the reference;
         any solver, no power cones) or Moreau's own implicit derivative
         (``solver="MOREAU"``; quadratic objectives and every cone Moreau solves).
@@ -105,6 +106,13 @@ class CvxpyLayer(torch.nn.Module):
         space (``log`` in, ``exp`` out; gradients by the chain rule). Duals are those
         of the log-space problem, as CVXPY's ``dual_value`` after ``solve(gp=True)``.
 
+    fallback : bool, optional
+        Solve the elements the solver fails on (or solves inaccurately) again with the
+        next installed solver, Moreau → Clarabel → SCS, in the forward pass, LPGD's
+        re-solves and the exact path; ``solver_stats`` records which solver answered
+        and a :class:`cvxlpgd.SolverFallbackWarning` names them. Default: on for
+        ``solver="auto"``, off for a named solver.
+
     Raises
     ------
     TypeError, ValueError
@@ -132,10 +140,10 @@ class CvxpyLayer(torch.nn.Module):
 
     def __init__(self, problem, parameters, variables, *, gradient: str = "lpgd",
                  tau: float = 0.1, rho: float = 0.0, lpgd_mode: str = "central",
-                 exact_mode: str = "lsqr", exact_backend: str = "diffcp",
+                 exact_mode: str = "lsqr", exact_backend: str = "auto",
                  solver: str = "auto", solver_args: dict | None = None,
                  workers: int | None = None, executor=None, warm_start: bool = False,
-                 inaccurate: str = "warn", gp: bool = False):
+                 inaccurate: str = "warn", gp: bool = False, fallback: bool | None = None):
         super().__init__()
         solver = validate_solver(solver)
         self.options = CallOptions(gradient=gradient, tau=float(tau), rho=float(rho),
@@ -146,10 +154,8 @@ class CvxpyLayer(torch.nn.Module):
         if workers is not None and (isinstance(workers, bool) or not isinstance(
                 workers, (int, np.integer)) or workers < 1):
             raise ValueError(f"workers must be a positive integer, got {workers!r}")
-        if executor is not None and not isinstance(executor, Executor):
-            raise TypeError("executor must be a concurrent.futures.Executor (e.g. a "
-                            "ThreadPoolExecutor, a ProcessPoolExecutor or dask's "
-                            f"Client.get_executor()), got {type(executor).__name__}")
+        if fallback is not None and not isinstance(fallback, bool):
+            raise TypeError(f"fallback must be True, False or None, got {fallback!r}")
         if not isinstance(warm_start, bool):
             raise TypeError(f"warm_start must be True or False, got {warm_start!r}")
         if not isinstance(gp, bool):
@@ -160,16 +166,18 @@ class CvxpyLayer(torch.nn.Module):
         self.parameters_, self.variables_ = validate_problem(problem, parameters, variables,
                                                              gp=gp)
         self.workers = None if workers is None else int(workers)
-        self.executor = executor
+        self.fallback = fallback
         self.warm_start = warm_start
         self._specs = parameter_specs(self.parameters_)
         self._output_labels = tuple(_output_label(item, i)
                                     for i, item in enumerate(self.variables_))
         self._templates: dict[bool, ConeTemplate] = {}
         self._start_runtime()
+        self.executor = executor
         template = self._template(quadratic=self._solves_quadratic(None))
         if self.options.gradient == "exact":  # a form it cannot compile fails here, not later
-            self._template(quadratic=self._solves_quadratic(self.options.exact_backend))
+            self._template(quadratic=self._solves_quadratic(
+                self.exact_backend_for(self.options.exact_backend)))
         self._log_transform = LogTransform(template) if gp else None
         self._stats: SolverStats | None = None
         self._warned_device = False
@@ -196,11 +204,11 @@ class CvxpyLayer(torch.nn.Module):
             loaded layer uses the built-in thread pool, with a warning here.
         """
         state = {k: v for k, v in super().__getstate__().items() if k not in _RUNTIME}
-        if state.get("executor") is not None:
+        if state.get("_executor") is not None:
             warnings.warn(f"the layer's executor ({type(self.executor).__name__}) is not "
                           "pickled; the loaded layer uses the built-in thread pool (set "
                           "layer.executor to use another)", RuntimeWarning, stacklevel=2)
-            state["executor"] = None
+            state["_executor"] = None
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -235,6 +243,24 @@ class CvxpyLayer(torch.nn.Module):
         return new
 
     @property
+    def executor(self) -> Executor | None:
+        """Where batches are solved (None: the built-in thread pool).
+
+        Assigning another executor (or None) takes effect at the next call: the
+        layer's solvers are rebuilt for it, e.g. after a process pool broke.
+        """
+        return self.__dict__.get("_executor")
+
+    @executor.setter
+    def executor(self, executor: Executor | None) -> None:
+        if executor is not None and not isinstance(executor, Executor):
+            raise TypeError("executor must be a concurrent.futures.Executor (e.g. a "
+                            "ThreadPoolExecutor, a ProcessPoolExecutor or dask's "
+                            f"Client.get_executor()) or None, got {type(executor).__name__}")
+        self.__dict__["_executor"] = executor
+        self.__dict__.get("_engines", {}).clear()
+
+    @property
     def solver_stats(self) -> SolverStats | None:
         """Per-element status, iterations and solve time of the last call (forward, and
         backward once it ran), and which solver ran; None before the first call."""
@@ -250,6 +276,30 @@ class CvxpyLayer(torch.nn.Module):
         if exact_backend == "diffcp":
             return False  # diffcp differentiates the conic form only
         return self.solver == "AUTO" or supports_quadratic(self.solver)
+
+    def exact_backend_for(self, backend: str) -> str:
+        """The exact derivative ``backend`` stands for on this layer.
+
+        ``"auto"`` picks Moreau's derivative for quadratic objectives and power cones
+        when Moreau is installed and the layer's solver is ``"auto"`` or Moreau, and
+        diffcp's otherwise (:func:`cvxlpgd.exact.choose_exact_backend`).
+
+        Parameters
+        ----------
+        backend : str
+            ``"auto"``, ``"diffcp"`` or ``"moreau"``.
+
+        Returns
+        -------
+        str
+            ``"diffcp"`` or ``"moreau"``.
+        """
+        if backend != "auto":
+            return backend
+        usable = self.solver in ("AUTO", "MOREAU") and moreau_available()
+        if not usable:
+            return "diffcp"
+        return choose_exact_backend(self._template(quadratic=True).structure, usable)
 
     def _template(self, quadratic: bool) -> ConeTemplate:
         if quadratic not in self._templates:
@@ -275,6 +325,7 @@ class CvxpyLayer(torch.nn.Module):
         if engine is None:
             engine = self._engines[where] = BatchEngine(
                 self.solver, executor=self.executor, workers=self.workers,
+                fallback=getattr(self, "fallback", None),
                 warm_starts=self._warm_starts if self.warm_start else None, device=where)
         return engine
 
@@ -311,7 +362,9 @@ class CvxpyLayer(torch.nn.Module):
         return (f"parameters: {params}\noutputs: {', '.join(outs)}\n"
                 f"gradient={o.gradient!r}, tau={o.tau:g}, rho={o.rho:g}, "
                 f"lpgd_mode={o.lpgd_mode!r}, exact_mode={o.exact_mode!r}, "
-                f"exact_backend={o.exact_backend!r}\n"
+                f"exact_backend={o.exact_backend!r}"
+                + (f" ({self.exact_backend_for('auto')})" if o.exact_backend == "auto" else "")
+                + "\n"
                 f"solver={solver!r}, solver_args={o.solver_args!r}, workers={workers}"
                 + (", warm_start=True" if getattr(self, "warm_start", False) else "")
                 + (", gp=True" if getattr(self, "gp", False) else ""))

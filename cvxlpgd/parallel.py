@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor, wait
+from concurrent.futures import BrokenExecutor, Executor, ThreadPoolExecutor, wait
 
 import numpy as np
 
@@ -140,9 +140,15 @@ def run_tasks(function: Callable, arguments: Sequence[tuple], executor: Executor
     """
     if executor is None:
         return [function(*args) for args in arguments]
-    futures = [executor.submit(function, *args) for args in arguments]
-    wait(futures)
-    return [future.result() for future in futures]
+    try:
+        futures = [executor.submit(function, *args) for args in arguments]
+        wait(futures)
+        return [future.result() for future in futures]
+    except BrokenExecutor as error:
+        raise type(error)(
+            f"the layer's executor ({type(executor).__name__}) is broken ({error}): a worker "
+            "died, and the pool takes no more work; set layer.executor = None (the built-in "
+            "thread pool) or a new executor and call the layer again") from error
 
 
 class WarmStartMemory:

@@ -23,12 +23,17 @@ class SolveRecord:
     iterations : int
         Solver iterations.
     solve_time : float
-        Wall time of the solve in seconds (a batched solver's time shared evenly).
+        Wall time of the solve in seconds (a batched solver's time shared evenly); with
+        a fallback, of every solver that tried.
+    solver : str
+        The solver whose answer was used (another than ``SolverStats.solver`` after a
+        fallback: :mod:`cvxlpgd.fallback`).
     """
 
     status: str
     iterations: int
     solve_time: float
+    solver: str = ""
 
     @classmethod
     def rows_of(cls, solution: BatchSolution) -> list[SolveRecord]:
@@ -43,8 +48,9 @@ class SolveRecord:
         -------
         list of SolveRecord
         """
-        return [cls(status, int(it), float(t)) for status, it, t in
-                zip(solution.status, solution.iterations, solution.solve_time)]
+        return [cls(status, int(it), float(t), name) for status, it, t, name in
+                zip(solution.status, solution.iterations, solution.solve_time,
+                    solution.solvers)]
 
 
 @dataclass
@@ -64,6 +70,9 @@ class SolverStats:
     warm_started : bool
         Whether the forward solves started from the previous call's solutions
         (``warm_start=True`` with a solver that can, same batch size).
+    exact_backend : str
+        The exact derivative the call prepared (``"diffcp"`` or ``"moreau"``: what
+        ``exact_backend="auto"`` chose); empty on the LPGD path.
     fallbacks : dict
         After an LPGD backward pass: batch index → how the gradient of an element
         whose perturbed problem failed was formed instead (e.g. ``"upper only,
@@ -75,6 +84,13 @@ class SolverStats:
     solver: str = ""
     warm_started: bool = False
     fallbacks: dict[int, str] = field(default_factory=dict)
+    exact_backend: str = ""
+
+    @property
+    def solver_fallbacks(self) -> dict[int, str]:
+        """Batch index → the solver that answered the forward solve of an element that
+        :attr:`solver` did not solve (empty when it solved them all)."""
+        return {i: r.solver for i, r in enumerate(self.forward) if r.solver != self.solver}
 
     @property
     def inaccurate(self) -> list[int]:
@@ -133,6 +149,12 @@ class ForwardState:
         The solver's relative tolerance (for verifying re-solves).
     warm_start : tuple of numpy.ndarray or None
         The point the forward solves started from (to replay them exactly).
+    call_args : dict
+        The call's settings as routed (what fallback solvers take theirs from).
+    lpgd_tau : float or None
+        τ the forward solve prepared for.
+    chain : tuple of str
+        The solvers the call may use, in order (:func:`cvxlpgd.fallback.fallback_chain`).
     """
 
     template: object
@@ -148,12 +170,16 @@ class ForwardState:
     warm_started: bool = False
     tolerance: float = 1e-8
     warm_start: tuple | None = None
+    call_args: dict = field(default_factory=dict)
+    lpgd_tau: float | None = None
+    chain: tuple = ()
 
     def __post_init__(self):
         if self.stats is None:
             self.stats = SolverStats(SolveRecord.rows_of(self.solution),
                                      solver=self.solution.solver,
-                                     warm_started=self.warm_started)
+                                     warm_started=self.warm_started,
+                                     exact_backend=self.exact_backend or "")
 
     @property
     def x(self) -> np.ndarray:

@@ -2,10 +2,13 @@
 
 * **Checked, not trusted.** A solver's own status is the first word, but a solution
   is also verified here: non-finite numbers make it ``"failed"``; its primal and dual
-  residuals, relative to the data,
+  residuals, componentwise relative to the terms that make up each row,
 
-      r_p = ‖Ax + s − b‖∞ / (1 + max(‖Ax‖∞, ‖s‖∞, ‖b‖∞)),
-      r_d = ‖Px + Aᵀy + c‖∞ / (1 + max(‖Px‖∞, ‖Aᵀy‖∞, ‖c‖∞)),
+      r_p = maxᵢ |Ax + s − b|ᵢ / (1 + (|A||x|)ᵢ + |sᵢ| + |bᵢ|),
+      r_d = maxⱼ |Px + Aᵀy + c|ⱼ / (1 + (|P||x|)ⱼ + (|A|ᵀ|y|)ⱼ + |cⱼ|),
+
+  (so that a wrong coordinate cannot hide behind a huge one elsewhere: a cost of 1e20
+  in one coordinate leaves the others measured on their own scale)
 
   must stay below :data:`INACCURATE_FACTOR` × the solver's tolerance (at least
   :data:`INACCURATE_FLOOR`), or a solution
@@ -23,6 +26,8 @@
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 
@@ -78,7 +83,7 @@ def validate_inaccurate_policy(policy: str) -> None:
 
 def residuals(solution: BatchSolution, batch: ProgramBatch, structure: ProgramStructure
               ) -> tuple[np.ndarray, np.ndarray]:
-    """Relative primal and dual residuals of every element (formulas above).
+    """Componentwise relative primal and dual residuals of every element (formulas above).
 
     Parameters
     ----------
@@ -96,25 +101,33 @@ def residuals(solution: BatchSolution, batch: ProgramBatch, structure: ProgramSt
     """
     A, P = structure.A_pattern, structure.P_pattern
     x, y, s = solution.point
-    if batch.shared_matrices:  # one sparse matrix for all: no B × nnz temporaries
-        A_matrix, P_matrix = batch.element_matrices(structure, 0)
-        Ax, Aty = (A_matrix @ x.T).T, (A_matrix.T @ y.T).T
-        Px = np.zeros_like(x) if P_matrix is None else (P_matrix @ x.T).T
-    else:
-        Ax = A.sum_by(batch.A_data * x[:, A.cols], "rows")
-        Aty = A.sum_by(batch.A_data * y[:, A.rows], "cols")
-        Px = np.zeros_like(x) if P is None else P.sum_by(batch.P_data * x[:, P.cols], "rows")
-
     with np.errstate(invalid="ignore", over="ignore"):
-        return (_relative(Ax + s - batch.b, Ax, s, batch.b),
-                _relative(Px + Aty + batch.c, Px, Aty, batch.c))
+        if batch.shared_matrices:  # one sparse matrix for all: no B × nnz temporaries
+            A_matrix, P_matrix = batch.element_matrices(structure, 0)
+            A_abs = abs(A_matrix)
+            Ax, Aty = (A_matrix @ x.T).T, (A_matrix.T @ y.T).T
+            Ax_size, Aty_size = (A_abs @ abs(x).T).T, (A_abs.T @ abs(y).T).T
+            Px = Px_size = np.zeros_like(x)
+            if P_matrix is not None:
+                Px, Px_size = (P_matrix @ x.T).T, (abs(P_matrix) @ abs(x).T).T
+        else:
+            x_terms, y_terms = batch.A_data * x[:, A.cols], batch.A_data * y[:, A.rows]
+            Ax, Ax_size = A.sum_by(x_terms, "rows"), A.sum_by(np.abs(x_terms), "rows")
+            Aty, Aty_size = A.sum_by(y_terms, "cols"), A.sum_by(np.abs(y_terms), "cols")
+            Px = Px_size = np.zeros_like(x)
+            if P is not None:
+                P_terms = batch.P_data * x[:, P.cols]
+                Px, Px_size = P.sum_by(P_terms, "rows"), P.sum_by(np.abs(P_terms), "rows")
+        primal = _relative(Ax + s - batch.b, Ax_size + np.abs(s) + np.abs(batch.b))
+        dual = _relative(Px + Aty + batch.c, Px_size + Aty_size + np.abs(batch.c))
+    return primal, dual
 
 
-def _relative(residual, *terms) -> np.ndarray:
-    """‖residual‖∞ / (1 + max ‖term‖∞), per row, in few array operations."""
-    norms = np.abs(np.stack([residual, *np.broadcast_arrays(*terms)])).max(axis=2, initial=0.0)
-    return norms[0] / (1 + norms[1:].max(axis=0))
-
+def _relative(residual: np.ndarray, size: np.ndarray) -> np.ndarray:
+    """max_i |residual_i| / (1 + size_i), per row."""
+    if residual.shape[1] == 0:
+        return np.zeros(residual.shape[0])
+    return np.max(np.abs(residual) / (1 + size), axis=1)
 
 
 def verify(solution: BatchSolution, batch: ProgramBatch, structure: ProgramStructure,
@@ -158,39 +171,7 @@ def verify(solution: BatchSolution, batch: ProgramBatch, structure: ProgramStruc
             status[i] = OPTIMAL_INACCURATE
     if status == solution.status:
         return solution
-    return BatchSolution(solution.x, solution.y, solution.s, status, solution.iterations,
-                         solution.solve_time, solution.solver)
-
-
-def raise_on_failure(solution: BatchSolution, indices: np.ndarray | None = None,
-                     what: str = "") -> None:
-    """Raise :class:`SolverError` for the first element that is not usable.
-
-    Parameters
-    ----------
-    solution : BatchSolution
-        The solutions.
-    indices : numpy.ndarray, optional
-        Batch index of each row (default: the row number).
-    what : str, optional
-        Which solve, for the message (e.g. ``"exact gradient path"``).
-
-    Raises
-    ------
-    SolverError
-        Naming the status and the batch index.
-    """
-    failed = np.flatnonzero(~solution.ok)
-    if failed.size == 0:
-        return
-    row = int(failed[0])
-    index = row if indices is None else int(indices[row])
-    status = solution.status[row]
-    where = f" ({what})" if what else ""
-    raise SolverError(
-        f"{solution.solver} returned status {status!r} at batch index {index}{where}: the "
-        "problem is infeasible, unbounded or the solver failed for these parameter values",
-        status=status, batch_index=index)
+    return dataclasses.replace(solution, status=status)
 
 
 def report_inaccurate(entries: list[tuple[int, str, str]], policy: str) -> None:

@@ -255,7 +255,7 @@ def test_layer_repr_names_parameters_outputs_and_every_option():
         "  parameters: L (4, 4), q (4,), G (3, 4), h (3,), E (2, 4), f (2,)\n"
         "  outputs: x (4,), dual(G @ x <= h) (3,), dual(E @ x == f) (2,)\n"
         "  gradient='exact', tau=0.001, rho=0.5, lpgd_mode='upper', exact_mode='lsqr', "
-        "exact_backend='diffcp'\n"
+        "exact_backend='auto' (diffcp)\n"
         "  solver='CLARABEL', solver_args={'max_iter': 50}, workers=2\n"
         ")")
     from concurrent.futures import ThreadPoolExecutor

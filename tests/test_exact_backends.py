@@ -95,13 +95,15 @@ def test_power_cones_on_the_exact_path():
     value = np.array([[0.1, 0.2, -1.0]])
     weights = np.array([[1.0, -0.5, 0.3]])
     with pytest.raises(ValueError, match="diffcp does not cover power cones.*gradient='lpgd'"):
-        cvxlpgd.CvxpyLayer(problem, [a], [u], gradient="exact")(
+        cvxlpgd.CvxpyLayer(problem, [a], [u], gradient="exact", exact_backend="diffcp")(
             torch.tensor(value, requires_grad=True))
-    layer = cvxlpgd.CvxpyLayer(problem, [a], [u], gradient="exact", solver="MOREAU",
-                               exact_backend="moreau", solver_args=TIGHT)
-    (ours,) = gradients(layer, [value], torch.tensor(weights))
     (reference,) = finite_differences(problem, [a], u, [value], weights, h=1e-4)
-    np.testing.assert_allclose(ours, reference, atol=2e-3)
+    for options in ({"solver": "MOREAU", "exact_backend": "moreau", "solver_args": TIGHT},
+                    {}):  # the defaults: exact_backend="auto" takes Moreau's derivative
+        layer = cvxlpgd.CvxpyLayer(problem, [a], [u], gradient="exact", **options)
+        (ours,) = gradients(layer, [value], torch.tensor(weights))
+        assert layer.solver_stats.exact_backend == "moreau"
+        np.testing.assert_allclose(ours, reference, atol=2e-3)
 
 
 @pytest.mark.parametrize("solver, tau", [("CLARABEL", 1e-5), ("MOREAU", 1e-4)])

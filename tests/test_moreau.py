@@ -102,9 +102,17 @@ def test_solver_args_per_solver_under_auto():
     problem, params, x, values = problems.scaled_qp()
     layer = cvxlpgd.CvxpyLayer(problem, params, [x], solver_args={
         "SCS": {"eps": 1e-3}, "MOREAU": {"max_iter": 1}})
-    # Moreau gets its own settings (one iteration: not solved), SCS's are not applied.
-    with pytest.raises(cvxlpgd.SolverError, match="MOREAU returned status 'failed'"):
+    # Moreau gets its own settings (one iteration: not solved), so the element falls back
+    # to Clarabel (its defaults), not to SCS (whose loose settings are not applied).
+    with pytest.warns(cvxlpgd.SolverFallbackWarning, match="batch index 0 .*→ CLARABEL"):
         layer(*[torch.tensor(values[p.name()]) for p in params])
+    assert layer.solver_stats.solver == "MOREAU"
+    assert layer.solver_stats.forward[0].solver == "CLARABEL"
+    assert layer.solver_stats.solver_fallbacks == {0: "CLARABEL"}
+    strict = cvxlpgd.CvxpyLayer(problem, params, [x], solver="MOREAU",
+                                solver_args={"max_iter": 1})
+    with pytest.raises(cvxlpgd.SolverError, match="MOREAU returned status 'failed'"):
+        strict(*[torch.tensor(values[p.name()]) for p in params])
 
 
 def test_unknown_moreau_setting_is_named():

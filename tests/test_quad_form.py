@@ -175,7 +175,7 @@ def test_conic_only_forms_are_refused_with_the_alternatives():
     problem = cp.Problem(cp.Minimize(cp.quad_form(x, Q) + q @ x), [x >= -1])
     alternatives = "gradient='lpgd'.*exact_backend='moreau'"
     with pytest.raises(ValueError, match="exact_backend='diffcp'.*" + alternatives):
-        cvxlpgd.CvxpyLayer(problem, [Q, q], [x], gradient="exact")
+        cvxlpgd.CvxpyLayer(problem, [Q, q], [x], gradient="exact", exact_backend="diffcp")
     with pytest.raises(ValueError, match="solver='ECOS'.*" + alternatives):
         cvxlpgd.CvxpyLayer(problem, [Q, q], [x], solver="ECOS")
     layer = cvxlpgd.CvxpyLayer(problem, [Q, q], [x], solver="SCS")
@@ -204,3 +204,25 @@ def test_a_value_that_is_not_psd_is_refused():
     layer = cvxlpgd.CvxpyLayer(problem, params, [x], solver="SCS")
     with pytest.raises(ValueError, match="'Q' is declared PSD but has a negative eigenvalue"):
         layer(torch.tensor(-np.eye(N)), torch.ones(N, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("form", list(forms()))
+def test_exact_gradient_with_every_default(form):
+    """gradient="exact" and nothing else: exact_backend="auto" takes the derivative that
+    covers a parametrized P (Moreau's), without the user naming it."""
+    problem, x, params, P_of, P_adjoint = forms()[form]
+    rng = np.random.default_rng(1)
+    values = form_values(rng)
+    w = rng.standard_normal(N)
+    P = P_of(values)
+    x_star = -np.linalg.solve(P, values["q"])
+    g = np.linalg.solve(P, w)
+    expected = {"q": -g, **P_adjoint(-0.5 * (np.outer(g, x_star) + np.outer(x_star, g)))}
+    layer = cvxlpgd.CvxpyLayer(problem, params, [x], gradient="exact")
+    assert "exact_backend='auto' (moreau)" in repr(layer)
+    tensors = [torch.tensor(values[p.name()], requires_grad=True) for p in params]
+    (x_out,) = layer(*tensors)
+    (torch.tensor(w) * x_out).sum().backward()
+    assert np.allclose(x_out.detach().numpy(), x_star, atol=1e-6)
+    for p, tensor in zip(params, tensors):
+        assert relative_error(tensor.grad.numpy(), expected[p.name()]) < 1e-5, p.name()

@@ -127,7 +127,10 @@ class BatchSolution:
     solve_time : numpy.ndarray
         Seconds per element (a batched solver's wall time shared evenly).
     solver : str
-        The solver that produced it.
+        The solver that was asked first.
+    answered_by : list of str, optional
+        Per element, the solver whose answer this row holds (another solver's after a
+        fallback: :mod:`cvxlpgd.fallback`); None when ``solver`` answered them all.
     """
 
     x: np.ndarray
@@ -137,6 +140,7 @@ class BatchSolution:
     iterations: np.ndarray
     solve_time: np.ndarray
     solver: str
+    answered_by: list[str] | None = None
 
     @property
     def batch_size(self) -> int:
@@ -147,6 +151,13 @@ class BatchSolution:
     def ok(self) -> np.ndarray:
         """Boolean mask of the elements that carry a usable solution."""
         return np.array([status in OK_STATUSES for status in self.status], dtype=bool)
+
+    @property
+    def solvers(self) -> list[str]:
+        """Per element, the solver that answered it."""
+        if self.answered_by is None:
+            return [self.solver] * self.batch_size
+        return list(self.answered_by)
 
     @property
     def point(self) -> BatchPoint:
@@ -163,25 +174,15 @@ class BatchSolution:
                    solve_time=np.array([s.solve_time for s in solutions], dtype=float),
                    solver=solver)
 
-    @classmethod
-    def concatenate(cls, parts: list[BatchSolution]) -> BatchSolution:
-        """Elements of ``parts`` one after the other."""
-        if len(parts) == 1:
-            return parts[0]
-        return cls(x=np.concatenate([p.x for p in parts]), y=np.concatenate([p.y for p in parts]),
-                   s=np.concatenate([p.s for p in parts]),
-                   status=[st for p in parts for st in p.status],
-                   iterations=np.concatenate([p.iterations for p in parts]),
-                   solve_time=np.concatenate([p.solve_time for p in parts]),
-                   solver=parts[0].solver)
-
     def rows(self, index) -> BatchSolution:
         """The elements ``index`` (slice or index array)."""
         picked = np.arange(self.batch_size)[index]
         return BatchSolution(x=self.x[index], y=self.y[index], s=self.s[index],
                              status=[self.status[i] for i in picked],
                              iterations=self.iterations[index],
-                             solve_time=self.solve_time[index], solver=self.solver)
+                             solve_time=self.solve_time[index], solver=self.solver,
+                             answered_by=None if self.answered_by is None else
+                             [self.answered_by[i] for i in picked])
 
     def element(self, index: int) -> Solution:
         """Element ``index`` as a single :class:`Solution`."""
