@@ -8,9 +8,7 @@ on demand, so that a layer can be copied, pickled and saved (``__getstate__``).
 
 from __future__ import annotations
 
-import copy
 import json
-import warnings
 from concurrent.futures import Executor
 
 import cvxpy as cp
@@ -27,6 +25,7 @@ from cvxlpgd.inputs import check_arguments, parameter_specs
 from cvxlpgd.naming import leaf_label, shape_text, short_label
 from cvxlpgd.options import CallOptions, validate_solver
 from cvxlpgd.parallel import WarmStartMemory
+from cvxlpgd.persistence import RebuildsRuntime
 from cvxlpgd.solvers import supports_quadratic
 from cvxlpgd.solvers.moreau_backend import moreau_available, moreau_devices
 from cvxlpgd.state import SolverStats
@@ -34,11 +33,9 @@ from cvxlpgd.template import ConeTemplate
 
 #: Decoded per-call option keys a layer caches (see ``CvxpyLayer._override_key``).
 _MAX_DECODED_KEYS = 256
-#: What a layer rebuilds on demand instead of copying or pickling it.
-_RUNTIME = ("_engines", "_warm_starts", "_live_calls", "_recipes", "_calls", "_handle")
 
 
-class CvxpyLayer(torch.nn.Module):
+class CvxpyLayer(RebuildsRuntime, torch.nn.Module):
     r"""A parametrized CVXPY problem as a differentiable PyTorch layer.
 
     The problem is compiled once, here, into a parametrized cone program. Calling the
@@ -193,54 +190,6 @@ class CvxpyLayer(torch.nn.Module):
         #: Call key → (CallOptions, needs_grad).
         self._calls: dict[str, tuple[CallOptions, bool]] = {}
         self._handle = register(self)
-
-    def __getstate__(self) -> dict:
-        """The layer's state for pickling: no solvers, engines, warm starts or pools.
-
-        Returns
-        -------
-        dict
-            A user ``executor`` is left out too (an executor cannot be pickled); the
-            loaded layer uses the built-in thread pool, with a warning here.
-        """
-        state = {k: v for k, v in super().__getstate__().items() if k not in _RUNTIME}
-        if state.get("_executor") is not None:
-            warnings.warn(f"the layer's executor ({type(self.executor).__name__}) is not "
-                          "pickled; the loaded layer uses the built-in thread pool (set "
-                          "layer.executor to use another)", RuntimeWarning, stacklevel=2)
-            state["_executor"] = None
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        """Restore a pickled layer; its caches are rebuilt on first use.
-
-        Parameters
-        ----------
-        state : dict
-            What :meth:`__getstate__` returned.
-        """
-        super().__setstate__(state)
-        self._start_runtime()
-
-    def __deepcopy__(self, memo: dict):
-        """A copy with its own caches; a user ``executor`` is shared, not copied.
-
-        Parameters
-        ----------
-        memo : dict
-            ``copy.deepcopy``'s memo.
-
-        Returns
-        -------
-        CvxpyLayer
-        """
-        if self.executor is not None:
-            memo[id(self.executor)] = self.executor
-        state = {k: v for k, v in super().__getstate__().items() if k not in _RUNTIME}
-        new = type(self).__new__(type(self))
-        memo[id(self)] = new
-        new.__setstate__(copy.deepcopy(state, memo))
-        return new
 
     @property
     def executor(self) -> Executor | None:

@@ -137,6 +137,11 @@ def run_tasks(function: Callable, arguments: Sequence[tuple], executor: Executor
     -------
     list
         The tasks' results, in order.
+
+    Raises
+    ------
+    concurrent.futures.BrokenExecutor
+        When the executor is broken (a worker process died), saying how to replace it.
     """
     if executor is None:
         return [function(*args) for args in arguments]

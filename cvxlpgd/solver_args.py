@@ -71,7 +71,17 @@ def setting_names(name: str) -> frozenset[str]:
 
 
 def is_per_solver(settings: dict) -> bool:
-    """Whether ``settings`` is keyed by solver names (``{"SCS": {...}, ...}``)."""
+    """Whether ``settings`` is keyed by solver names (``{"SCS": {...}, ...}``).
+
+    Parameters
+    ----------
+    settings : dict
+        A call's settings.
+
+    Returns
+    -------
+    bool
+    """
     return bool(settings) and all(isinstance(k, str) and k.upper() in SOLVERS
                                   for k in settings)
 

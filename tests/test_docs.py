@@ -140,7 +140,8 @@ PUBLIC_MODULES = [
     "cvxlpgd.parallel", "cvxlpgd.lpgd", "cvxlpgd.exact", "cvxlpgd.compile", "cvxlpgd.cones",
     "cvxlpgd.solvers", "cvxlpgd.solvers.base", "cvxlpgd.solvers.scs_backend",
     "cvxlpgd.solvers.clarabel_backend", "cvxlpgd.solvers.ecos_backend", "cvxlpgd.demo",
-    "cvxlpgd.__main__",
+    "cvxlpgd.__main__", "cvxlpgd.fallback", "cvxlpgd.solver_args", "cvxlpgd.tolerances",
+    "cvxlpgd.solver_catalog", "cvxlpgd.persistence",
 ]
 _SECTION = re.compile(r"^[ \t]*([A-Z]\w*(?: \w+)?)[ \t]*\n[ \t]*-{3,}[ \t]*$", re.M)
 
