@@ -271,7 +271,8 @@ def _rebuild_state(layer, key: str, tensors, solution) -> ForwardState:
         name, args = engine.resolve(template.structure, call.batch.batch_size,
                                     call.batch.shared_matrices, options.solver_args,
                                     call.exact_backend)
-        recipe = (name, engine.call_settings(name, args, call.lpgd_tau, call.exact_backend),
+        recipe = (name, engine.call_settings(name, args, call.lpgd_tau, call.exact_backend,
+                                             template.structure.cones),
                   args)
     name, settings, args = recipe
     solver = engine.batch_solver(template, "forward", template.structure, name, settings,

@@ -136,7 +136,7 @@ class BatchEngine(SolverCatalog):
         if exact_backend == "moreau" and name != "MOREAU":
             raise ValueError(f"exact_backend='moreau' needs solver='MOREAU' (this call solves "
                              f"with {name}); use exact_backend='diffcp'")
-        call_settings = self.call_settings(name, args, lpgd_tau, exact_backend)
+        call_settings = self.call_settings(name, args, lpgd_tau, exact_backend, structure.cones)
         solver = self.batch_solver(template, "forward", structure, name, call_settings,
                                    enable_grad=exact_backend == "moreau")
         tolerance = self.tolerance(template, name, call_settings)
@@ -151,7 +151,8 @@ class BatchEngine(SolverCatalog):
                               tolerance)
             rescue, rescue_tolerance = self._fallback_solver(
                 template, "forward", structure, other,
-                self.call_settings(other, args, lpgd_tau, None, primary=False))
+                self.call_settings(other, args, lpgd_tau, None, structure.cones,
+                                   primary=False))
             start = None if warm is None or not rescue.supports_warm_start else tuple(
                 a[rows] for a in warm)
             return verify(rescue.solve(problems, start, {}), problems, structure,
@@ -217,7 +218,7 @@ class BatchEngine(SolverCatalog):
                         active, tolerance = self._fallback_solver(
                             template, variant, solve_structure, other,
                             self.call_settings(other, state.call_args, tau, None,
-                                               primary=False))
+                                               structure.cones, primary=False))
                         workspaces = {}
                     warm = None
                     if active.supports_warm_start:

@@ -64,7 +64,7 @@ class SolverCatalog:
         return entry[1]
 
     def call_settings(self, name: str, settings: dict, lpgd_tau: float | None,
-                      exact_backend: str | None, primary: bool = True) -> dict:
+                      exact_backend: str | None, cones=None, primary: bool = True) -> dict:
         """The settings solver ``name`` gets for a call.
 
         The user's (:func:`cvxlpgd.solver_args.settings_for`) over
@@ -80,6 +80,8 @@ class SolverCatalog:
             τ of the LPGD backward pass to come, or None.
         exact_backend : str or None
             The exact derivative to come, or None.
+        cones : ConeDims, optional
+            The problem's cones (curved cones get tighter interior-point tolerances).
         primary : bool, default True
             Whether ``name`` is the call's solver (else a fallback solver).
 
@@ -87,7 +89,7 @@ class SolverCatalog:
         -------
         dict
         """
-        return {**call_tolerances(name, lpgd_tau, exact_backend),
+        return {**call_tolerances(name, lpgd_tau, exact_backend, cones),
                 **settings_for(name, settings, primary)}
 
     def tolerance(self, template, name: str, settings: dict) -> float:

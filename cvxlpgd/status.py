@@ -8,15 +8,21 @@
       r_d = maxⱼ |Px + Aᵀy + c|ⱼ / (1 + (|P||x|)ⱼ + (|A|ᵀ|y|)ⱼ + |cⱼ|),
 
   (so that a wrong coordinate cannot hide behind a huge one elsewhere: a cost of 1e20
-  in one coordinate leaves the others measured on their own scale)
+  in one coordinate leaves the others measured on their own scale), and the relative
+  duality gap
+
+      r_g = |xᵀPx + cᵀx + bᵀy| / (1 + |xᵀPx| + |cᵀx| + |bᵀy|)
 
   must stay below :data:`INACCURATE_FACTOR` × the solver's tolerance (at least
   :data:`INACCURATE_FLOOR`), or a solution
   the solver calls optimal is ``"optimal_inaccurate"``; beyond :data:`FAILED_RESIDUAL`
   (a point that violates the constraints while claiming optimality) it is
-  ``"failed"``. (Huge but finite costs, for example, make solvers return "optimal"
-  points that violate the constraints.) A solution the solver itself calls
-  inaccurate (an iteration limit) stays inaccurate.
+  ``"failed"``, whatever its status says. (Huge but finite costs, for example, make
+  solvers return "optimal" points that violate the constraints.) A solution the
+  solver itself calls inaccurate (an iteration limit, ``AlmostSolved``, no more
+  progress) stays inaccurate — unless all
+  three measures are at most :data:`PROMOTION_LIMIT` (the default accuracy: a call
+  that asked for tighter tolerances and stopped between the two is still optimal).
 * **Failures raise.** Infeasible, unbounded and failed elements raise
   :class:`~cvxlpgd.SolverError` naming the status, the batch index and, for LPGD,
   the side — after LPGD's fallbacks (:mod:`cvxlpgd.lpgd_batch`) had their chance.
@@ -49,6 +55,9 @@ INACCURATE_FACTOR = 100.0
 #: ... but never below this: the residuals here are measured in double precision on the
 #: unscaled data, so a solver asked for 1e-12 cannot be held to 1e-10 by them.
 INACCURATE_FLOOR = 1e-8
+#: Residuals and gap at or below which a solution the solver calls inaccurate is used as
+#: optimal: what its interior-point methods reach at their default tolerance (1e-8).
+PROMOTION_LIMIT = 1e-8
 #: Relative residual above which a solution is a failure whatever its status says.
 FAILED_RESIDUAL = 1e-3
 
@@ -82,8 +91,9 @@ def validate_inaccurate_policy(policy: str) -> None:
 
 
 def residuals(solution: BatchSolution, batch: ProgramBatch, structure: ProgramStructure
-              ) -> tuple[np.ndarray, np.ndarray]:
-    """Componentwise relative primal and dual residuals of every element (formulas above).
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Component-wise relative primal and dual residuals, and the relative duality gap,
+    of every element (formulas above).
 
     Parameters
     ----------
@@ -96,8 +106,8 @@ def residuals(solution: BatchSolution, batch: ProgramBatch, structure: ProgramSt
 
     Returns
     -------
-    (numpy.ndarray, numpy.ndarray)
-        ``r_p`` and ``r_d``, one entry per element.
+    (numpy.ndarray, numpy.ndarray, numpy.ndarray)
+        ``r_p``, ``r_d`` and ``r_g``, one entry per element.
     """
     A, P = structure.A_pattern, structure.P_pattern
     x, y, s = solution.point
@@ -120,7 +130,11 @@ def residuals(solution: BatchSolution, batch: ProgramBatch, structure: ProgramSt
                 Px, Px_size = P.sum_by(P_terms, "rows"), P.sum_by(np.abs(P_terms), "rows")
         primal = _relative(Ax + s - batch.b, Ax_size + np.abs(s) + np.abs(batch.b))
         dual = _relative(Px + Aty + batch.c, Px_size + Aty_size + np.abs(batch.c))
-    return primal, dual
+        quadratic, linear = np.einsum("ij,ij->i", x, Px), np.einsum("ij,ij->i", batch.c, x)
+        dual_linear = np.einsum("ij,ij->i", batch.b, y)
+        gap = np.abs(quadratic + linear + dual_linear) / (
+            1 + np.abs(quadratic) + np.abs(linear) + np.abs(dual_linear))
+    return primal, dual, gap
 
 
 def _relative(residual: np.ndarray, size: np.ndarray) -> np.ndarray:
@@ -151,24 +165,26 @@ def verify(solution: BatchSolution, batch: ProgramBatch, structure: ProgramStruc
         Non-finite points are ``"failed"``; usable points whose residuals exceed the
         thresholds are ``"optimal_inaccurate"`` or ``"failed"``.
     """
-    primal, dual = residuals(solution, batch, structure)
-    # Non-finite x, y or s make a residual nan or inf (fmax keeps nan only if both are).
-    worst = np.where(np.isnan(primal) | np.isnan(dual), np.inf, np.fmax(primal, dual))
+    primal, dual, gap = residuals(solution, batch, structure)
+    finite = ~(np.isnan(primal) | np.isnan(dual) | np.isnan(gap))
+    worst = np.where(finite, np.fmax(np.fmax(primal, dual), gap), np.inf)
     limit = max(INACCURATE_FACTOR * tolerance, INACCURATE_FLOOR)
-    suspect = np.flatnonzero(~(worst <= limit))
-    if suspect.size == 0:
-        return solution
     status = list(solution.status)
-    for i in suspect:
+    for i in np.flatnonzero(~(worst <= limit)):
         current = status[i]
         if current not in OK_STATUSES:
             continue
         if not np.isfinite(worst[i]):
             status[i] = FAILED
-        elif current == OPTIMAL and worst[i] > max(FAILED_RESIDUAL, 100 * limit):
-            status[i] = FAILED  # claims optimality, violates the constraints
+        elif worst[i] > max(FAILED_RESIDUAL, 100 * limit):
+            status[i] = FAILED  # claims a solution, violates the constraints
         elif current == OPTIMAL:
             status[i] = OPTIMAL_INACCURATE
+    # A solution the solver calls inaccurate (it stopped short of its own, tighter,
+    # tolerances) that passes every check at the default accuracy is a solution.
+    for i in np.flatnonzero(worst <= min(limit, PROMOTION_LIMIT)):
+        if status[i] == OPTIMAL_INACCURATE:
+            status[i] = OPTIMAL
     if status == solution.status:
         return solution
     return dataclasses.replace(solution, status=status)

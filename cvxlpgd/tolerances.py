@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from cvxlpgd.cones import ConeDims
+
 
 def lpgd_tolerances(solver: str, tau: float) -> dict:
     """Interior-point tolerances for a call whose LPGD backward uses ``tau``.
@@ -52,10 +54,21 @@ LPGD_TOLERANCE_PER_TAU_SQUARED = 1e-6
 ACTIVE_SET_MIN_TAU = 1e-2
 
 
-def call_tolerances(solver: str, lpgd_tau: float | None, exact_backend: str | None) -> dict:
-    """Settings a call's solver gets under the user's: for LPGD with ``lpgd_tau``
-    (:func:`lpgd_tolerances`), or for Moreau's exact derivative (its interior-point
-    method: its derivative is smooth, the active-set method's jumps with the active set).
+def call_tolerances(solver: str, lpgd_tau: float | None, exact_backend: str | None,
+                    cones: ConeDims | None = None) -> dict:
+    """Settings a call's solver gets under the user's.
+
+    * Moreau on problems with curved cones gets :data:`CURVED_CONE_TOLERANCES` on
+      every path: where the solution lies on a curved boundary and the objective is
+      linear along it, an objective error ε moves the solution by about √ε (measured
+      on the differential campaign's SOCP, SDP, exponential and power-cone families:
+      1e-8 leaves x up to 3e-4 from a 1e-12 solve, 1e-12 within 9e-6). Clarabel keeps
+      its defaults there: asked for 1e-10 or 1e-12 it stops without progress on some
+      SOCPs (1 to 3 % of the elements of the tests' SOCP family), where Moreau does not;
+      it serves as the fallback;
+    * with LPGD's τ, :func:`lpgd_tolerances` (polyhedral problems);
+    * for Moreau's exact derivative, its interior-point method: its derivative is
+      smooth, the active-set method's jumps with the active set.
 
     Parameters
     ----------
@@ -65,12 +78,38 @@ def call_tolerances(solver: str, lpgd_tau: float | None, exact_backend: str | No
         τ of the LPGD backward pass to come, or None.
     exact_backend : str or None
         The exact derivative to come, or None.
+    cones : ConeDims, optional
+        The problem's cones.
 
     Returns
     -------
     dict
     """
     settings = {} if lpgd_tau is None else lpgd_tolerances(solver, lpgd_tau)
+    if solver == "MOREAU" and cones is not None and has_curved_cones(cones):
+        settings.update(CURVED_CONE_TOLERANCES)
     if exact_backend == "moreau" and solver == "MOREAU":
         settings["solver"] = "ipm"
     return settings
+
+
+def has_curved_cones(cones: ConeDims) -> bool:
+    """Whether ``cones`` has second-order, PSD, exponential or power cones.
+
+    Parameters
+    ----------
+    cones : ConeDims
+
+    Returns
+    -------
+    bool
+    """
+    return bool(cones.soc or cones.psd or cones.exp or cones.dual_exp or cones.power)
+
+
+#: Interior-point tolerances on problems with curved cones. The solvers stop
+#: ``AlmostSolved`` when they reach only the reduced ones; such solutions are used as
+#: optimal when they pass the checks at the default accuracy (:mod:`cvxlpgd.status`).
+CURVED_CONE_TOLERANCES = {
+    "tol_gap_abs": 1e-12, "tol_gap_rel": 1e-12, "tol_feas": 1e-12,
+    "reduced_tol_gap_abs": 1e-9, "reduced_tol_gap_rel": 1e-9, "reduced_tol_feas": 1e-9}

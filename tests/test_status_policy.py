@@ -52,14 +52,29 @@ def test_unbounded_element_raises_on_every_path(solver, gradient):
                                               ("MOREAU", {"max_iter": 2}),
                                               ("ECOS", {"max_iters": 2})])
 @pytest.mark.parametrize("gradient", ["lpgd", "exact"])
-def test_iteration_limit_of_an_interior_point_method_is_a_failure(solver, settings, gradient):
+def test_iteration_limit_of_an_interior_point_method_is_never_silent(solver, settings, gradient):
+    """Its last iterate is "inaccurate" (a warning) or, where it violates the
+    constraints, a failure; inaccurate="raise" makes either an error."""
     x = cp.Variable(3, name="x")
     z = cp.Parameter(3, name="z")
     problem = cp.Problem(cp.Minimize(cp.sum_squares(x - z) + cp.norm(x, 1)), [cp.sum(x) == 1])
+    value = torch.tensor([[0.3, -2.0, 5.0]], requires_grad=True)
     layer = cvxlpgd.CvxpyLayer(problem, [z], [x], solver=solver, solver_args=settings,
                                gradient=gradient)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            layer(value)
+        except cvxlpgd.SolverError as error:
+            assert error.batch_index == 0
+        else:
+            assert any(issubclass(w.category, cvxlpgd.InaccurateSolutionWarning)
+                       for w in caught)
+            assert layer.solver_stats.inaccurate == [0]
+    strict = cvxlpgd.CvxpyLayer(problem, [z], [x], solver=solver, solver_args=settings,
+                                gradient=gradient, inaccurate="raise")
     with pytest.raises(cvxlpgd.SolverError, match="batch index 0"):
-        layer(torch.tensor([[0.3, -2.0, 5.0]], requires_grad=True))
+        strict(value)
 
 
 @pytest.mark.parametrize("gradient", ["lpgd", "exact"])
@@ -68,13 +83,17 @@ def test_scs_iteration_limit_warns_and_marks_the_stats(gradient):
     z = cp.Parameter(3, name="z")
     problem = cp.Problem(cp.Minimize(cp.sum_squares(x - z)), [cp.sum(x) == 1, x >= 0])
     layer = cvxlpgd.CvxpyLayer(problem, [z], [x], solver="SCS", gradient=gradient,
-                               solver_args={"max_iters": 25})
+                               solver_args={"max_iters": 65})
     z_value = torch.tensor([[0.3, -2.0, 5.0], [0.1, 0.2, 0.3]], requires_grad=True)
+    # 65 iterations: close, not converged; 25: a point that violates the constraints.
+    with pytest.raises(cvxlpgd.SolverError, match="'failed' at batch index 0"):
+        cvxlpgd.CvxpyLayer(problem, [z], [x], solver="SCS", gradient=gradient,
+                           solver_args={"max_iters": 25})(z_value)
     with pytest.warns(cvxlpgd.InaccurateSolutionWarning, match="batch index 0 .*inaccurate"):
         (out,) = layer(z_value)
     assert 0 in layer.solver_stats.inaccurate
     strict = cvxlpgd.CvxpyLayer(problem, [z], [x], solver="SCS", gradient=gradient,
-                                solver_args={"max_iters": 25}, inaccurate="raise")
+                                solver_args={"max_iters": 65}, inaccurate="raise")
     with pytest.raises(cvxlpgd.SolverError, match="inaccurate='raise'"):
         strict(z_value)
 

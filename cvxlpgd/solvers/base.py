@@ -42,11 +42,17 @@ OK_STATUSES = frozenset({OPTIMAL, OPTIMAL_INACCURATE})
 INACCURATE_STATUSES = frozenset({OPTIMAL_INACCURATE})
 
 #: The interior-point solvers' status names (Clarabel's, which Moreau shares) →
-#: normalized status; anything else (iteration or time limit, numerical error,
-#: insufficient progress) is FAILED.
+#: normalized status. A solver that stopped early (iteration or time limit, no more
+#: progress) returns its last iterate: "inaccurate", for the checks of
+#: :mod:`cvxlpgd.status` to judge (used as optimal if accurate at the default
+#: tolerance, failed if it violates the constraints); anything else (numerical error)
+#: is FAILED.
 INTERIOR_POINT_STATUS = {
     "Solved": OPTIMAL,
     "AlmostSolved": OPTIMAL_INACCURATE,
+    "InsufficientProgress": OPTIMAL_INACCURATE,
+    "MaxIterations": OPTIMAL_INACCURATE,
+    "MaxTime": OPTIMAL_INACCURATE,
     "PrimalInfeasible": INFEASIBLE,
     "DualInfeasible": UNBOUNDED,
     "AlmostPrimalInfeasible": INFEASIBLE_INACCURATE,

@@ -33,6 +33,7 @@ from cvxlpgd.solvers._common import inverse_permutation, psd_upper_permutation
 from cvxlpgd.solvers.base import (
     FAILED,
     INTERIOR_POINT_STATUS,
+    OPTIMAL_INACCURATE,
     BatchPoint,
     BatchSolution,
 )
@@ -323,7 +324,7 @@ class MoreauSolver:
                                s=self._rows_out(np.asarray(solution.s, dtype=float).reshape(B, -1)),
                                status=status, iterations=iterations,
                                solve_time=np.full(B, seconds / B), solver=self.name)
-        failed = np.flatnonzero(np.array(status) == FAILED)
+        failed = np.flatnonzero(np.isin(status, (FAILED, OPTIMAL_INACCURATE)))
         if failed.size and self._active_set:
             self._solve_again(result, batch, warm_start, failed)
         return result
