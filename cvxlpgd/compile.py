@@ -65,8 +65,11 @@ def compile_problem(problem: cp.Problem, parameters, variables, *,
     quadratic_parameters = not gp and needs_quadratic_form(problem)
     if quadratic_parameters and not quadratic:
         raise ValueError(_CONIC_FORM_REFUSED)
+    # A fresh Problem object: CVXPY caches the compiled program on the problem, and its
+    # cached path evaluates the parameters' values (None before any solve) for DGP.
+    fresh = cp.Problem(problem.objective, problem.constraints)
     try:
-        data, chain, inverse_data = problem.get_problem_data(
+        data, chain, inverse_data = fresh.get_problem_data(
             cp.SCS, gp=gp, solver_opts={"use_quad_obj": quadratic})
     except Exception as error:
         if quadratic_parameters:  # CVXPY could not keep Q in P (see the message)
@@ -198,11 +201,13 @@ def validate_problem(problem, parameters, variables, *, gp: bool = False):
     foreign = [i for i, p in enumerate(parameters) if p.id not in problem_params]
     if foreign:
         raise ValueError(f"parameter {leaf_label(parameters[foreign[0]], foreign[0])} does not "
-                         "appear in the problem")
+                         "appear in the problem: `parameters` must exactly match "
+                         "problem.parameters()")
     missing = [leaf_label(p) for i, p in problem_params.items() if i not in set(ids)]
     if missing:
         raise ValueError(f"the problem's parameter(s) {', '.join(missing)} are not "
-                         "listed in `parameters`; every parameter must be an input of the layer")
+                         "listed in `parameters`, which must exactly match problem.parameters(): "
+                         "every parameter must be an input of the layer")
     if not variables:
         raise ValueError("`variables` is empty: name at least one variable or constraint to output")
     var_ids = {v.id for v in problem.variables()} | set(dual_variable_owners(problem))
@@ -212,11 +217,13 @@ def validate_problem(problem, parameters, variables, *, gp: bool = False):
             if v.id not in var_ids:
                 raise ValueError(f"variable {leaf_label(v, i, 'variables')} does not appear in "
                                  "the problem (nor is it a dual variable of one of its "
-                                 "constraints)")
+                                 "constraints): outputs must be a subset of problem.variables() "
+                                 "and its constraints")
         elif isinstance(v, cp.constraints.constraint.Constraint):
             if v.id not in con_ids:
                 raise ValueError(f"constraint {v!s:.60} (variables[{i}]) is not one of the "
-                                 "problem's constraints")
+                                 "problem's constraints: outputs must be a subset of "
+                                 "problem.variables() and its constraints")
         else:
             raise TypeError("variables must hold cvxpy.Variable or cvxpy Constraint objects, "
                             f"got {type(v).__name__} at variables[{i}]")
@@ -239,7 +246,8 @@ def _check_dcp_dpp(problem) -> None:
     in_constraints = [c for c in problem.constraints if any(_parametric_quad_forms(c))]
     if in_constraints:
         raise ValueError(f"constraint {in_constraints[0]!s:.60} uses quad_form(x, Q) with a "
-                         "parameter Q, which cannot stay parametric in a constraint (CVXPY "
+                         "parameter Q, which is only supported in the objective: it cannot "
+                         "stay parametric in a constraint (CVXPY "
                          "rewrites it as a cone through a factor of Q's value): "
                          + _QUAD_FORM_HINT + ". In a constraint write sum_squares(F @ x) "
                          "with a parameter F (Q = FᵀF) instead")

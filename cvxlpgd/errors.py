@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 import warnings
 
+import diffcp
+
 #: Modules whose frames a warning skips to point at the caller's own line.
 _INTERNAL = ("cvxlpgd", "torch", "concurrent", "threading")
 
@@ -29,8 +31,11 @@ def warn_user(message: str, category: type[Warning]) -> None:
     warnings.warn(message, category, stacklevel=level)
 
 
-class SolverError(RuntimeError):
+class SolverError(RuntimeError, diffcp.SolverError):
     """A cone program could not be solved to optimality.
+
+    Also a ``diffcp.SolverError``, so that code written for cvxpylayers (which raises
+    diffcp's) catches it unchanged.
 
     Parameters
     ----------

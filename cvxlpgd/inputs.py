@@ -93,7 +93,8 @@ def check_arguments(specs, tensors) -> Arguments:
     """
     if len(tensors) != len(specs):
         names = ", ".join(spec.label for spec in specs) or "none"
-        raise ValueError(f"expected {len(specs)} tensors (for {names}), got {len(tensors)}")
+        raise ValueError(f"A tensor must be provided for each CVXPY parameter: expected "
+                         f"{len(specs)} tensors (for {names}), got {len(tensors)}")
     batch_sizes, batched = {}, []
     for spec, tensor in zip(specs, tensors):
         if not isinstance(tensor, torch.Tensor):
@@ -113,13 +114,15 @@ def check_arguments(specs, tensors) -> Arguments:
             batched.append(True)
             batch_sizes[spec.label] = got[0]
         else:
-            raise ValueError(f"parameter {spec.label} must have shape {spec.shape} or (batch, "
-                             f"{', '.join(map(str, spec.shape))}), got {got}")
+            what = ("Invalid parameter dimensionality" if len(got) > len(spec.shape) + 1
+                    else "Invalid parameter shape")
+            raise ValueError(f"{what}: parameter {spec.label} must have shape {spec.shape} or "
+                             f"(batch, {', '.join(map(str, spec.shape))}), got {got}")
     sizes = list(batch_sizes.values())
     # Compared pairwise, not as a set: under torch.compile the sizes may be symbolic.
     if any(size != sizes[0] for size in sizes[1:]):
         detail = ", ".join(f"{k}: {v}" for k, v in batch_sizes.items())
-        raise ValueError(f"inconsistent batch sizes ({detail})")
+        raise ValueError(f"Inconsistent batch sizes ({detail})")
     batch_size = sizes[0] if sizes else 1
     if batch_size == 0:
         raise ValueError("batch size is 0: nothing to solve")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 
 from cvxlpgd.solvers import SOLVERS
+from cvxlpgd.solvers._common import INTERIOR_POINT_ALIASES
 from cvxlpgd.solvers.ecos_backend import KNOWN_SETTINGS as ECOS_SETTINGS
 from cvxlpgd.solvers.moreau_backend import moreau_available
 
@@ -60,13 +61,14 @@ def setting_names(name: str) -> frozenset[str]:
         import clarabel
 
         defaults = clarabel.DefaultSettings()
-        return frozenset(n for n in dir(defaults)
-                         if not n.startswith("_") and not callable(getattr(defaults, n)))
+        return frozenset({n for n in dir(defaults)
+                          if not n.startswith("_") and not callable(getattr(defaults, n))}
+                         | set(INTERIOR_POINT_ALIASES))
     if name == "MOREAU" and moreau_available():
         import moreau
 
-        return frozenset((set(moreau.Settings.model_fields) | set(moreau.IPMSettings.model_fields))
-                         - {"batch_size", "enable_grad"})
+        return frozenset((set(moreau.Settings.model_fields) | set(moreau.IPMSettings.model_fields)
+                          | set(INTERIOR_POINT_ALIASES)) - {"batch_size", "enable_grad"})
     return frozenset()
 
 

@@ -106,7 +106,7 @@ def test_bad_tensors_name_the_parameter_and_shape(qp):
         layer(a, q)
     with pytest.raises(ValueError, match=r"'q' must have shape \(3,\) or \(batch, 3\), got \(4,\)"):
         layer(a, torch.ones(4), lo)
-    with pytest.raises(ValueError, match=r"inconsistent batch sizes \('q': 2, 'lo': 3\)"):
+    with pytest.raises(ValueError, match=r"Inconsistent batch sizes \('q': 2, 'lo': 3\)"):
         layer(a, torch.ones(2, 3), torch.zeros(3, 3))
     with pytest.raises(ValueError, match="'lo' has non-finite values"):
         layer(a, q, torch.tensor([0.0, float("nan"), 0.0]))

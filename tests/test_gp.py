@@ -184,3 +184,24 @@ def test_gp_layer_under_vmap_and_compile_equals_eager():
     torch.testing.assert_close(compiled(values), eager)
     with pytest.raises(ValueError, match="'a'.*(positive|non-finite)"):
         torch.func.vmap(first)(torch.tensor([2.0, -1.0], dtype=torch.float64))
+
+
+def test_two_layers_on_one_geometric_program_in_different_parameter_orders():
+    """Each layer compiles its own copy: CVXPY's cache on the shared problem (filled by
+    the first layer, before any parameter has a value) must not reach the second."""
+    x, y, z = (cp.Variable(pos=True, name=n) for n in "xyz")
+    a, b = cp.Parameter(pos=True, name="a"), cp.Parameter(pos=True, name="b")
+    c = cp.Parameter(name="c")
+    problem = cp.Problem(cp.Minimize(1 / (x * y * z)),
+                         [a * (x * y + x * z + y * z) <= b, x >= y ** c])
+    first = cvxlpgd.CvxpyLayer(problem, [a, b, c], [x, y, z], gp=True)
+    second = cvxlpgd.CvxpyLayer(problem, [c, b, a], [x, y, z], gp=True)
+    values = {"a": 2.0, "b": 1.0, "c": 0.5}
+    out_first = first(*[torch.tensor(values[n], dtype=torch.float64) for n in "abc"])
+    out_second = second(*[torch.tensor(values[n], dtype=torch.float64) for n in "cba"])
+    for p in (a, b, c):
+        p.value = values[p.name()]
+    problem.solve(gp=True, solver=cp.CLARABEL)
+    for ours, theirs, v in zip(out_first, out_second, (x, y, z)):
+        assert abs(float(ours) - v.value) < 1e-5 * max(1.0, abs(v.value))
+        assert abs(float(theirs) - v.value) < 1e-5 * max(1.0, abs(v.value))

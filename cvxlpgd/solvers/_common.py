@@ -99,6 +99,39 @@ def merge_settings(defaults: dict, settings: dict | None) -> dict:
     return merged
 
 
+#: Names other solvers (and cvxpylayers code) use for an interior-point solver's
+#: settings, with the same meaning: an iteration cap, and one tolerance for the gap and
+#: feasibility criteria.
+INTERIOR_POINT_ALIASES = {"max_iters": ("max_iter",),
+                          "tol": ("tol_gap_abs", "tol_gap_rel", "tol_feas")}
+
+
+def resolve_aliases(settings: dict | None, aliases: dict) -> dict:
+    """``settings`` with alias names replaced by the names they stand for.
+
+    A name given explicitly wins over an alias for it.
+
+    Parameters
+    ----------
+    settings : dict or None
+        The user's settings.
+    aliases : dict
+        Alias → tuple of setting names.
+
+    Returns
+    -------
+    dict
+        A new dictionary.
+    """
+    out = dict(settings or {})
+    for alias, names in aliases.items():
+        if alias in out:
+            value = out.pop(alias)
+            for name in names:
+                out.setdefault(name, value)
+    return out
+
+
 def psd_upper_permutation(cones: ConeDims) -> np.ndarray | None:
     """Row permutation from SCS's PSD triangles to upper-triangle column-major order.
 

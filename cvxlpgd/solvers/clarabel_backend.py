@@ -19,12 +19,14 @@ import scipy.sparse as sp
 
 from cvxlpgd.cones import ConeDims
 from cvxlpgd.solvers._common import (
+    INTERIOR_POINT_ALIASES,
     as_csc,
     as_vector,
     check_shapes,
     check_warm_start,
     inverse_permutation,
     psd_upper_permutation,
+    resolve_aliases,
 )
 from cvxlpgd.solvers.base import (
     FAILED,
@@ -42,7 +44,9 @@ def clarabel_settings(settings: dict | None) -> clarabel.DefaultSettings:
     Parameters
     ----------
     settings : dict or None
-        Attribute names of ``clarabel.DefaultSettings`` and their values.
+        Attribute names of ``clarabel.DefaultSettings`` and their values;
+        ``max_iters`` and ``tol`` stand for ``max_iter`` and the three tolerances
+        ``tol_gap_abs``, ``tol_gap_rel``, ``tol_feas``.
 
     Returns
     -------
@@ -54,7 +58,7 @@ def clarabel_settings(settings: dict | None) -> clarabel.DefaultSettings:
         Listing the names that are not Clarabel settings, or naming a setting whose
         value has the wrong type.
     """
-    merged = {**DEFAULT_SETTINGS, **(settings or {})}
+    merged = {**DEFAULT_SETTINGS, **resolve_aliases(settings, INTERIOR_POINT_ALIASES)}
     out = clarabel.DefaultSettings()
     # Only data attributes are settings (DefaultSettings also has methods, e.g. default).
     unknown = sorted(name for name in merged

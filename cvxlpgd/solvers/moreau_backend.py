@@ -29,7 +29,12 @@ import numpy as np
 
 from cvxlpgd.cones import ConeDims
 from cvxlpgd.program import ProgramBatch, ProgramStructure
-from cvxlpgd.solvers._common import inverse_permutation, psd_upper_permutation
+from cvxlpgd.solvers._common import (
+    INTERIOR_POINT_ALIASES,
+    inverse_permutation,
+    psd_upper_permutation,
+    resolve_aliases,
+)
 from cvxlpgd.solvers.base import (
     FAILED,
     INTERIOR_POINT_STATUS,
@@ -134,7 +139,7 @@ def moreau_settings(settings: dict | None, *, batch_size: int = 1, device: str =
     """
     import moreau
 
-    user = dict(settings or {})
+    user = resolve_aliases(settings, INTERIOR_POINT_ALIASES)
     managed = sorted(_MANAGED & set(user))
     if managed:
         raise ValueError(f"Moreau setting(s) {', '.join(managed)} are set by the layer")
