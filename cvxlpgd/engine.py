@@ -30,7 +30,7 @@ from cvxlpgd.fallback import (
     solve_chain,
     warn_solver_fallbacks,
 )
-from cvxlpgd.lpgd import SIDE_NAMES, DataGradient, proximal_batch
+from cvxlpgd.lpgd import SIDE_NAMES, DataGradient, identifiable_dual_gradient, proximal_batch
 from cvxlpgd.lpgd_batch import LPGDResult, lpgd_backward, warn_fallbacks
 from cvxlpgd.parallel import WarmStartMemory
 from cvxlpgd.program import ProgramBatch
@@ -233,6 +233,7 @@ class BatchEngine(SolverCatalog):
                 out.append(result.solution)
             return out
 
+        dy = identifiable_dual_gradient(batch, structure, dy)
         result = lpgd_backward(solve_sides, solve_batch, structure, state.solution, dx, dy, ds,
                                tau=tau, rho=rho, mode=mode,
                                matrices=template.parametrized_matrices())

@@ -42,6 +42,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.linalg
 import scipy.sparse as sp
 
 from cvxlpgd.program import ProgramBatch, ProgramStructure, SparsePattern
@@ -224,6 +225,49 @@ def perturbed_costs(sign: int, tau: float, rho: float, batch: ProgramBatch,
         if ds is not None:
             c_new -= rho * transpose_apply(A_pattern, batch.A_data, b_new - s_star)
     return c_new, b_new
+
+
+def identifiable_dual_gradient(batch: ProgramBatch, structure: ProgramStructure,
+                               dy: np.ndarray) -> np.ndarray:
+    """``dy`` with its equality rows projected onto the range of their block of A.
+
+    For the equality (zero-cone) rows A₀x = b₀, the duals y₀ are unique only up to
+    null(A₀ᵀ) — the range of A₀ is what they are identified on. A component of dy₀
+    in null(A₀ᵀ) is a loss on that arbitrary part, and perturbing b₀ − τdy₀ along it
+    leaves range(A₀): the perturbed problems are infeasible at every τ (flow
+    conservation, transport balances, assignment sums: rank-deficient A₀). So
+
+        dy₀ ← Q Qᵀ dy₀,  Q an orthonormal basis of range(A₀)
+
+    (nothing changes when A₀ has full row rank).
+
+    Parameters
+    ----------
+    batch : ProgramBatch
+        The forward problems.
+    structure : ProgramStructure
+        Their cones and patterns.
+    dy : numpy.ndarray
+        Incoming gradients in y, (B, m).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``dy`` itself, or a projected copy.
+    """
+    zero = structure.cones.zero
+    rows = np.flatnonzero(np.any(dy[:, :zero] != 0, axis=1)) if zero else np.zeros(0, int)
+    if rows.size == 0:
+        return dy
+    out = dy.copy()
+    shared = batch.shared_matrices
+    basis = None
+    for i in rows:
+        if basis is None or not shared:
+            A, _ = batch.element_matrices(structure, int(i))
+            basis = scipy.linalg.orth(A[:zero].toarray())
+        out[i, :zero] = basis @ (basis.T @ dy[i, :zero])
+    return out
 
 
 def perturbed_dual(sign: int, tau: float, rho: float, solution: BatchSolution,

@@ -10,7 +10,9 @@ import diffcp
 import numpy as np
 import pytest
 import scipy.sparse as sp
+import torch
 
+import cvxlpgd
 from cvxlpgd.cones import ConeDims
 from cvxlpgd.exact import adjoint_at_solution
 from cvxlpgd.lpgd import (
@@ -276,3 +278,46 @@ def test_batched_lpgd_equals_a_loop_over_elements(mode, rho):
                                mode=mode).gradient
         for ours, reference in zip(grad.parts()[:3], single.parts()[:3]):
             np.testing.assert_allclose(ours[i], reference[0], rtol=1e-12, atol=1e-12)
+
+
+def transport_layer():
+    """A transport LP: its balance rows are rank-deficient (supplies and demands sum to
+    the same total), so their duals are unique only up to a shift."""
+    cost = cp.Parameter((2, 3), name="cost")
+    flow = cp.Variable((2, 3), name="flow")
+    supply, demand = flow.sum(axis=1) == np.array([2.0, 1.0]), \
+        flow.sum(axis=0) == np.array([1.0, 1.0, 1.0])
+    problem = cp.Problem(cp.Minimize(cp.sum(cp.multiply(cost, flow))),
+                         [supply, demand, flow >= 0])
+    return cvxlpgd.CvxpyLayer(problem, [cost], [flow, supply, demand], tau=0.5), supply, demand
+
+
+def test_a_loss_on_non_unique_equality_duals_does_not_break_lpgd():
+    """dy on the balance rows has a component (+1 on supplies, −1 on demands) along which
+    the duals are not identified; b − τdy along it is infeasible at every τ. LPGD uses
+    the identifiable part only: the gradient does not depend on that component."""
+    layer, _, _ = transport_layer()
+    cost = torch.tensor([[1.0, 2.0, 3.0], [2.0, 1.0, 4.0]], requires_grad=True)
+    w_flow = torch.tensor([[0.5, -1.0, 0.2], [0.3, 0.1, -0.4]])
+    w_supply, w_demand = torch.tensor([1.0, -2.0]), torch.tensor([0.5, 0.0, 1.5])
+
+    def gradient(shift):
+        cost.grad = None
+        flow, y_supply, y_demand = layer(cost)
+        loss = ((w_flow * flow).sum() + ((w_supply + shift) * y_supply).sum()
+                + ((w_demand - shift) * y_demand).sum())
+        loss.backward()
+        return cost.grad.clone()
+
+    base = gradient(0.0)
+    assert torch.isfinite(base).all() and float(base.abs().max()) > 0.1
+    torch.testing.assert_close(gradient(3.0), base, atol=1e-6, rtol=0)
+    # The identifiable part is untouched: a dual loss only along it moves the gradient.
+    assert not torch.allclose(gradient(0.0), gradient_of_flow_only(layer, cost, w_flow))
+
+
+def gradient_of_flow_only(layer, cost, w_flow):
+    cost.grad = None
+    flow, _, _ = layer(cost)
+    (w_flow * flow).sum().backward()
+    return cost.grad.clone()
