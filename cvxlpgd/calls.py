@@ -125,7 +125,7 @@ def _release_workspaces(layer, state) -> None:
 def _exact_backend(layer, options, needs_grad: bool) -> str | None:
     """The exact derivative a call prepares (None: LPGD or no gradient)."""
     if needs_grad and options.gradient == "exact":
-        return layer.exact_backend_for(options.exact_backend)
+        return layer.exact_backend_for(options.exact_backend, options.solver_args)
     return None
 
 

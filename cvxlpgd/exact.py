@@ -66,31 +66,37 @@ def validate_exact_options(mode: str, backend: str) -> None:
         raise ValueError(f"exact_backend must be one of {EXACT_BACKENDS}, got {backend!r}")
 
 
-def choose_exact_backend(structure: ProgramStructure, moreau_usable: bool) -> str:
+def choose_exact_backend(template, moreau_usable: bool, settings_elsewhere: bool = False
+                         ) -> str:
     """The exact derivative ``exact_backend="auto"`` computes.
 
-    Moreau's, when Moreau can solve the call and the problem has a quadratic objective
-    or power cones: diffcp differentiates the conic-only form, which has neither P nor
-    power cones — a parametrized P cannot be compiled to it, power cones are not
-    covered, and a QP rewritten with second-order cones is solved less accurately
-    (measured: 3e-5 against 5e-9 for Moreau's interior point on the QP itself, on a
-    projection whose solution sits at the cone's apex). diffcp's otherwise (LPs,
-    SOCPs, SDPs, exponential cones), at the solution of any solver.
+    Moreau's, when Moreau can solve the call and diffcp cannot differentiate the
+    problem: a parametrized P (the conic-only form cannot hold it) or power cones
+    (diffcp has no derivative for them). Moreau's too for a quadratic objective with a
+    constant P — diffcp would differentiate its rewrite with second-order cones, which
+    interior-point methods solve less accurately (measured: 3e-5 against 1e-7 on a
+    projection whose solution sits at the cone's apex) — unless the call's flat
+    settings belong to another solver (cvxpylayers' ``{"eps": 1e-10}`` for SCS). diffcp's
+    otherwise (LPs, SOCPs, SDPs, exponential cones), at the solution of any solver.
 
     Parameters
     ----------
-    structure : ProgramStructure
-        The structure of the problem's form with P kept.
+    template : ConeTemplate
+        The problem compiled with P kept.
     moreau_usable : bool
         Whether Moreau is installed and the layer's solver is ``"auto"`` or Moreau.
+    settings_elsewhere : bool, default False
+        Whether the call's settings route it to another solver than Moreau.
 
     Returns
     -------
     str
         ``"moreau"`` or ``"diffcp"``.
     """
+    structure = template.structure
     quadratic = structure.P_pattern is not None and structure.P_pattern.nnz > 0
-    if moreau_usable and (quadratic or structure.cones.power):
+    needed = structure.cones.power or (quadratic and template.parametrized_matrices()[1])
+    if moreau_usable and (needed or (quadratic and not settings_elsewhere)):
         return "moreau"
     return "diffcp"
 

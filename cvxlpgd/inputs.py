@@ -160,6 +160,10 @@ def check_inputs(specs, tensors) -> Inputs:
         if not np.all(np.isfinite(value)):
             raise ValueError(f"parameter {spec.label} has non-finite values (nan or inf)")
         _check_attributes(spec, value, batched)
+        if any(a in spec.attributes for a in ("symmetric", "PSD", "NSD")):
+            # The compiled problem reads one triangle; its symmetrized gradient is the
+            # derivative of this map, so that the forward and backward passes agree.
+            value = 0.5 * (value + np.swapaxes(value, -1, -2))
         values.append(value)
     return Inputs(**vars(arguments), values=values)
 

@@ -22,10 +22,11 @@ from cvxlpgd.errors import warn_user
 from cvxlpgd.exact import choose_exact_backend
 from cvxlpgd.geometric import LogTransform
 from cvxlpgd.inputs import check_arguments, parameter_specs
-from cvxlpgd.naming import leaf_label, shape_text, short_label
+from cvxlpgd.naming import layer_signature, leaf_label, shape_text, short_label
 from cvxlpgd.options import CallOptions, validate_solver
 from cvxlpgd.parallel import WarmStartMemory
 from cvxlpgd.persistence import RebuildsRuntime
+from cvxlpgd.solver_args import routes_elsewhere
 from cvxlpgd.solvers import supports_quadratic
 from cvxlpgd.solvers.moreau_backend import moreau_available, moreau_devices
 from cvxlpgd.state import SolverStats
@@ -166,6 +167,7 @@ class CvxpyLayer(RebuildsRuntime, torch.nn.Module):
         self.fallback = fallback
         self.warm_start = warm_start
         self._specs = parameter_specs(self.parameters_)
+        self._signature = layer_signature(problem, self.parameters_, self.variables_, gp)
         self._output_labels = tuple(_output_label(item, i)
                                     for i, item in enumerate(self.variables_))
         self._templates: dict[bool, ConeTemplate] = {}
@@ -226,17 +228,22 @@ class CvxpyLayer(RebuildsRuntime, torch.nn.Module):
             return False  # diffcp differentiates the conic form only
         return self.solver == "AUTO" or supports_quadratic(self.solver)
 
-    def exact_backend_for(self, backend: str) -> str:
+    def exact_backend_for(self, backend: str, solver_args: dict | None = None) -> str:
         """The exact derivative ``backend`` stands for on this layer.
 
-        ``"auto"`` picks Moreau's derivative for quadratic objectives and power cones
-        when Moreau is installed and the layer's solver is ``"auto"`` or Moreau, and
-        diffcp's otherwise (:func:`cvxlpgd.exact.choose_exact_backend`).
+        ``"auto"`` picks Moreau's derivative where diffcp cannot differentiate the
+        problem (a parametrized P, power cones) or a QP would be solved less accurately
+        in its conic-only form, when Moreau is installed and the layer's solver is
+        ``"auto"`` or Moreau; diffcp's otherwise
+        (:func:`cvxlpgd.exact.choose_exact_backend`).
 
         Parameters
         ----------
         backend : str
             ``"auto"``, ``"diffcp"`` or ``"moreau"``.
+        solver_args : dict, optional
+            The call's settings (default: the layer's): flat settings of another solver
+            (e.g. SCS's ``eps``) keep a QP with a constant P on diffcp's derivative.
 
         Returns
         -------
@@ -248,7 +255,9 @@ class CvxpyLayer(RebuildsRuntime, torch.nn.Module):
         usable = self.solver in ("AUTO", "MOREAU") and moreau_available()
         if not usable:
             return "diffcp"
-        return choose_exact_backend(self._template(quadratic=True).structure, usable)
+        args = self.options.solver_args if solver_args is None else solver_args
+        return choose_exact_backend(self._template(quadratic=True), usable,
+                                    self.solver == "AUTO" and routes_elsewhere(args, "MOREAU"))
 
     def _template(self, quadratic: bool) -> ConeTemplate:
         if quadratic not in self._templates:
@@ -367,11 +376,14 @@ class CvxpyLayer(RebuildsRuntime, torch.nn.Module):
     def _call_key(self, needs_grad: bool, **overrides) -> str:
         """A string naming a call's options (what the custom operators receive).
 
-        The layer's own options are ``"layer"`` (``"layer+grad"`` when the call needs a
-        gradient): ``torch.compile`` traces that as a constant.
+        The layer's own options are ``"layer@<signature>"`` (``"layer+grad@…"`` when the
+        call needs a gradient): ``torch.compile`` traces that as a constant. The
+        signature (:func:`cvxlpgd.naming.layer_signature`) keeps a graph that
+        ``torch.compile`` cached on disk for another layer, which a later process
+        registered under the same handle, from being reused for this one.
         """
         if all(value is None for value in overrides.values()):
-            return "layer+grad" if needs_grad else "layer"
+            return f"layer+grad@{self._signature}" if needs_grad else f"layer@{self._signature}"
         return self._override_key(needs_grad, overrides)
 
     @torch.compiler.disable
@@ -384,9 +396,9 @@ class CvxpyLayer(RebuildsRuntime, torch.nn.Module):
         """
         overrides = {k: v for k, v in overrides.items() if v is not None}
         try:
-            key = json.dumps([needs_grad, overrides], sort_keys=True)
+            key = self._signature + json.dumps([needs_grad, overrides], sort_keys=True)
         except TypeError:
-            key = f"#{overrides!r}:{needs_grad}"
+            key = f"#{self._signature}{overrides!r}:{needs_grad}"
             if key not in self._calls:
                 self._calls[key] = (self.options.override(self.solver, **overrides),
                                     needs_grad)
@@ -401,10 +413,10 @@ class CvxpyLayer(RebuildsRuntime, torch.nn.Module):
     def _call_options(self, key: str) -> tuple[CallOptions, bool]:
         """The options and the needs-gradient flag a call key stands for."""
         if key.startswith("layer"):
-            return self.options, key == "layer+grad"
+            return self.options, key.startswith("layer+grad")
         entry = self._calls.get(key)
         if entry is None:  # a JSON key decoded before the cache was emptied or copied
-            needs_grad, overrides = json.loads(key)
+            needs_grad, overrides = json.loads(key[len(self._signature):])
             entry = self._calls[key] = (self.options.override(self.solver, **overrides),
                                         needs_grad)
         return entry

@@ -8,6 +8,8 @@ with that name *and* their shape and position in the list the user passed, e.g.
 
 from __future__ import annotations
 
+import hashlib
+
 #: CVXPY's prefix of automatic names, by the list a leaf is passed in.
 _AUTOMATIC_PREFIX = {"parameters": "param", "variables": "var"}
 
@@ -85,3 +87,25 @@ def short_label(leaf, position: int, kind: str = "parameters") -> str:
     """
     text = f"{leaf.name()} {shape_text(leaf.shape)}"
     return text + (f" [unnamed {kind}[{position}]]" if is_unnamed(leaf) else "")
+
+
+def layer_signature(problem, parameters, outputs, gp: bool) -> str:
+    """16 hex digits that differ between layers of different problems or outputs.
+
+    A hash of the problem's text, the parameters' names and shapes, the outputs and
+    ``gp``: what fixes the shapes a call returns.
+
+    Parameters
+    ----------
+    problem : cvxpy.Problem
+    parameters : sequence of cvxpy.Parameter
+    outputs : sequence of cvxpy.Variable or cvxpy.Constraint
+    gp : bool
+
+    Returns
+    -------
+    str
+    """
+    text = repr((str(problem), [(p.name(), p.shape) for p in parameters],
+                 [(str(o), getattr(o, "shape", None)) for o in outputs], gp))
+    return hashlib.sha1(text.encode()).hexdigest()[:16]

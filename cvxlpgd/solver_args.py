@@ -137,6 +137,30 @@ def route(settings: dict, choice: str, accepted: tuple[str, ...]) -> tuple[str, 
                      "solver=... or a dictionary per solver ({'SCS': {...}, 'MOREAU': {...}})")
 
 
+def routes_elsewhere(settings: dict, name: str) -> bool:
+    """Whether flat ``settings`` send a call to another solver than ``name``.
+
+    Parameters
+    ----------
+    settings : dict
+        A call's settings.
+    name : str
+        The solver auto would use.
+
+    Returns
+    -------
+    bool
+        True when ``solve_method`` names another solver, or a setting is one ``name``
+        does not know.
+    """
+    if not settings or is_per_solver(settings):
+        return False
+    method = settings.get("solve_method")
+    if method is not None:
+        return SOLVE_METHODS.get(str(method).upper()) != name
+    return not (set(settings) - SHARED_SETTINGS) <= setting_names(name)
+
+
 def settings_for(name: str, settings: dict, primary: bool) -> dict:
     """The settings solver ``name`` gets from a call's ``settings``.
 

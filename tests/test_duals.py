@@ -174,3 +174,17 @@ def test_foreign_dual_variable_is_refused():
     other = cp.SOC(cp.Constant(1.0), x)
     with pytest.raises(ValueError, match="nor is it a dual variable"):
         cvxlpgd.CvxpyLayer(problem, [b], [other.dual_variables[1]])
+
+
+def test_gradcheck_through_a_symmetric_parameter():
+    """gradcheck perturbs one entry of a symmetric parameter at a time (within the
+    symmetry check's tolerance): the layer reads (C + Cᵀ)/2, whose derivative is the
+    symmetrized gradient it returns."""
+    X = cp.Variable((2, 2), symmetric=True)
+    C = cp.Parameter((2, 2), symmetric=True)
+    psd = X >> 0
+    problem = cp.Problem(cp.Minimize(cp.trace(C @ X)), [psd, cp.trace(X) == 1])
+    layer = cvxlpgd.CvxpyLayer(problem, [C], [X, psd.dual_variables[0]], gradient="exact")
+    value = torch.tensor([[1.0, 0.5], [0.5, 2.0]], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda c: layer(c)[1].sum(), (value,), atol=1e-4,
+                                    rtol=1e-3)

@@ -212,3 +212,22 @@ def test_a_broken_process_pool_can_be_replaced():
     pool.shutdown()
     with pytest.raises(TypeError, match="executor must be a concurrent.futures.Executor"):
         layer.executor = "threads"
+
+
+def test_exact_gradient_with_scs_settings_differentiates_what_scs_solved():
+    """cvxpylayers' solver_args={"eps": ...} with gradient="exact": the settings send
+    the call to SCS, so the derivative is diffcp's (not Moreau's, whose solver would
+    reject eps), and it matches the closed form of the projection onto the simplex."""
+    layer = small_qp_layer(gradient="exact", solver_args={"eps": 1e-10})
+    assert layer.exact_backend_for("auto") == "diffcp"
+    z = torch.tensor([0.6, 0.5, -3.0], dtype=torch.float64, requires_grad=True)
+    (out,) = layer(z)
+    w = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
+    (w * out).sum().backward()
+    assert layer.solver_stats.solver == "SCS" and layer.solver_stats.exact_backend == "diffcp"
+    # x = (0.55, 0.45, 0); on the free coordinates ∂x/∂z = I − 11ᵀ/2, so the gradient is
+    # w minus its mean there, and 0 on the third.
+    np.testing.assert_allclose(out.detach().numpy(), [0.55, 0.45, 0.0], atol=1e-7)
+    np.testing.assert_allclose(z.grad.numpy(), [1.5, -1.5, 0.0], atol=1e-5)
+    layer = small_qp_layer(gradient="exact")
+    assert layer.exact_backend_for("auto") == "moreau"

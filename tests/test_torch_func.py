@@ -143,3 +143,25 @@ def test_vmap_with_two_outputs_and_a_dual():
     # Active bound x_i = 1 has dual -c_i - 2.
     torch.testing.assert_close(duals[0], torch.tensor([2.0, 0.0], dtype=torch.float64),
                                atol=1e-5, rtol=0)
+
+
+def test_call_keys_name_the_layer_so_cached_compiled_graphs_are_not_shared():
+    """torch.compile caches graphs on disk across processes, keyed on the graph's
+    constants: the operators' key must differ between layers of different problems
+    (the handle alone can repeat in a new process), and agree for a copy."""
+    import copy
+
+    x = cp.Variable(3, name="x")
+    z = cp.Parameter(3, name="z")
+    first = cvxlpgd.CvxpyLayer(cp.Problem(cp.Minimize(cp.sum_squares(x - z))), [z], [x])
+    y = cp.Variable(4, name="x")
+    w = cp.Parameter(4, name="z")
+    second = cvxlpgd.CvxpyLayer(cp.Problem(cp.Minimize(cp.sum_squares(y - w))), [w], [y])
+    for needs_grad in (False, True):
+        assert first._call_key(needs_grad) != second._call_key(needs_grad)
+        assert first._call_key(needs_grad, tau=0.5) != second._call_key(needs_grad, tau=0.5)
+        assert copy.deepcopy(first)._call_key(needs_grad) == first._call_key(needs_grad)
+    key = first._call_key(True, tau=0.5)
+    first._calls.clear()  # decoded again from the key alone
+    options, needs_grad = first._call_options(key)
+    assert needs_grad and options.tau == 0.5
