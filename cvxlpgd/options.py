@@ -12,18 +12,25 @@ from cvxlpgd.status import validate_inaccurate_policy
 GRADIENTS = ("lpgd", "exact")
 #: Solver names a layer accepts: ``"auto"`` (see :mod:`cvxlpgd.selection`) or a solver.
 SOLVER_CHOICES = ("AUTO", *SOLVERS)
+#: cvxpylayers' solver names that are not solvers here: diffcp solves with SCS.
+SOLVER_ALIASES = {"DIFFCP": "SCS"}
 DEFAULT_TAU = 0.1
 DEFAULT_SOLVER = "auto"
 
 
 def validate_solver(solver) -> str:
-    """The solver name in upper case.
+    """The solver name in upper case (None, cvxpylayers' default, is ``"AUTO"``;
+    cvxpylayers' ``"DIFFCP"`` is SCS, which diffcp solves with).
 
     Raises
     ------
     ValueError
         For a name that is not ``"auto"`` or one of :data:`cvxlpgd.solvers.SOLVERS`.
     """
+    if solver is None:  # cvxpylayers' default
+        return "AUTO"
+    if isinstance(solver, str) and solver.upper() in SOLVER_ALIASES:
+        return SOLVER_ALIASES[solver.upper()]
     if not isinstance(solver, str) or solver.upper() not in SOLVER_CHOICES:
         valid = ("auto", *SOLVERS)
         raise ValueError(f"solver must be one of {valid}, got {solver!r}")

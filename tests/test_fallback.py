@@ -231,3 +231,11 @@ def test_exact_gradient_with_scs_settings_differentiates_what_scs_solved():
     np.testing.assert_allclose(z.grad.numpy(), [1.5, -1.5, 0.0], atol=1e-5)
     layer = small_qp_layer(gradient="exact")
     assert layer.exact_backend_for("auto") == "moreau"
+
+
+def test_cvxpylayers_solver_names():
+    assert small_qp_layer(solver=None).solver == "AUTO"
+    layer = small_qp_layer(solver="DIFFCP", gradient="exact")
+    assert layer.solver == "SCS" and layer.exact_backend_for("auto") == "diffcp"
+    with pytest.raises(ValueError, match="solver must be one of"):
+        small_qp_layer(solver="GUROBI")
