@@ -22,7 +22,7 @@ from cvxlpgd.errors import warn_user
 from cvxlpgd.exact import choose_exact_backend
 from cvxlpgd.geometric import LogTransform
 from cvxlpgd.inputs import check_arguments, parameter_specs
-from cvxlpgd.naming import layer_signature, leaf_label, shape_text, short_label
+from cvxlpgd.naming import describe_layer, layer_signature, leaf_label
 from cvxlpgd.options import CallOptions, validate_solver
 from cvxlpgd.parallel import WarmStartMemory
 from cvxlpgd.persistence import RebuildsRuntime
@@ -301,31 +301,7 @@ class CvxpyLayer(RebuildsRuntime, torch.nn.Module):
             ``"auto"`` chose in the last call, ``solver_args``, ``workers``: ``auto``
             for all cores, or the executor's class; and ``warm_start=True`` when set).
         """
-        params = ", ".join(short_label(p, i) for i, p in enumerate(self.parameters_)) or "none"
-        outputs = self._template(self._solves_quadratic(None)).outputs
-        outs = []
-        for i, (item, slot) in enumerate(zip(self.variables_, outputs)):
-            if isinstance(item, cp.Variable):
-                outs.append(short_label(item, i, "variables"))
-            else:  # a dual: labelled with the constraint's text, which may span lines
-                outs.append(f"{' '.join(slot.name.split())} {shape_text(slot.shape)}")
-        o = self.options
-        executor = getattr(self, "executor", None)
-        workers = getattr(self, "workers", None)
-        workers = (type(executor).__name__ if executor is not None
-                   else "auto" if workers is None else workers)
-        solver = self.solver.lower() if self.solver == "AUTO" else self.solver
-        if self.solver == "AUTO" and self._stats is not None:
-            solver += f" (last call: {self._stats.solver})"
-        return (f"parameters: {params}\noutputs: {', '.join(outs)}\n"
-                f"gradient={o.gradient!r}, tau={o.tau:g}, rho={o.rho:g}, "
-                f"lpgd_mode={o.lpgd_mode!r}, exact_mode={o.exact_mode!r}, "
-                f"exact_backend={o.exact_backend!r}"
-                + (f" ({self.exact_backend_for('auto')})" if o.exact_backend == "auto" else "")
-                + "\n"
-                f"solver={solver!r}, solver_args={o.solver_args!r}, workers={workers}"
-                + (", warm_start=True" if getattr(self, "warm_start", False) else "")
-                + (", gp=True" if getattr(self, "gp", False) else ""))
+        return describe_layer(self)
 
     # ---- call ----------------------------------------------------------------------------
 

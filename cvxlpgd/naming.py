@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 
+import cvxpy as cp
+
 #: CVXPY's prefix of automatic names, by the list a leaf is passed in.
 _AUTOMATIC_PREFIX = {"parameters": "param", "variables": "var"}
 
@@ -109,3 +111,44 @@ def layer_signature(problem, parameters, outputs, gp: bool) -> str:
     text = repr((str(problem), [(p.name(), p.shape) for p in parameters],
                  [(str(o), getattr(o, "shape", None)) for o in outputs], gp))
     return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def describe_layer(layer) -> str:
+    """What ``print(layer)`` shows inside ``CvxpyLayer(...)``: see
+    :meth:`cvxlpgd.CvxpyLayer.extra_repr`.
+
+    Parameters
+    ----------
+    layer : cvxlpgd.CvxpyLayer
+
+    Returns
+    -------
+    str
+    """
+    params = ", ".join(short_label(p, i) for i, p in enumerate(layer.parameters_)) or "none"
+    outputs = layer._template(layer._solves_quadratic(None)).outputs
+    outs = []
+    for i, (item, slot) in enumerate(zip(layer.variables_, outputs)):
+        if isinstance(item, cp.Variable):
+            outs.append(short_label(item, i, "variables"))
+        else:  # a dual: labelled with the constraint's text, which may span lines
+            outs.append(f"{' '.join(slot.name.split())} {shape_text(slot.shape)}")
+    o = layer.options
+    executor = getattr(layer, "executor", None)
+    workers = getattr(layer, "workers", None)
+    workers = (type(executor).__name__ if executor is not None
+               else "auto" if workers is None else workers)
+    solver = layer.solver.lower() if layer.solver == "AUTO" else layer.solver
+    if layer.solver == "AUTO" and layer._stats is not None:
+        solver += f" (last call: {layer._stats.solver})"
+    return (f"parameters: {params}\noutputs: {', '.join(outs)}\n"
+            f"gradient={o.gradient!r}, tau={o.tau:g}, rho={o.rho:g}, "
+            f"lpgd_mode={o.lpgd_mode!r}, exact_mode={o.exact_mode!r}, "
+            f"exact_backend={o.exact_backend!r}"
+            + (f" ({layer.exact_backend_for('auto')})" if o.exact_backend == "auto" else "")
+            + "\n"
+            f"solver={solver!r}, solver_args={o.solver_args!r}, workers={workers}"
+            + (", warm_start=True" if getattr(layer, "warm_start", False) else "")
+            + (", gp=True" if getattr(layer, "gp", False) else "")
+            + (f", fallback={layer.fallback}" if getattr(layer, "fallback", None) is not None
+               else ""))
