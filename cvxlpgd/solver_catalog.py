@@ -89,7 +89,7 @@ class SolverCatalog:
         -------
         dict
         """
-        return {**call_tolerances(name, lpgd_tau, exact_backend, cones),
+        return {**call_tolerances(name, lpgd_tau, exact_backend, cones, fallback=not primary),
                 **settings_for(name, settings, primary)}
 
     def tolerance(self, template, name: str, settings: dict) -> float:

@@ -55,9 +55,13 @@ ACTIVE_SET_MIN_TAU = 1e-2
 
 
 def call_tolerances(solver: str, lpgd_tau: float | None, exact_backend: str | None,
-                    cones: ConeDims | None = None) -> dict:
+                    cones: ConeDims | None = None, fallback: bool = False) -> dict:
     """Settings a call's solver gets under the user's.
 
+    * Moreau's interior-point method on LPs and QPs gets :data:`POLYHEDRAL_TOLERANCES`
+      (its default 1e-8 left LP vertices and QP duals up to 1.4e-4 from a 1e-12
+      Clarabel solve on the differential campaign's polyhedral families; 1e-10 within
+      5e-7);
     * Moreau on problems with curved cones gets :data:`CURVED_CONE_TOLERANCES` on
       every path: where the solution lies on a curved boundary and the objective is
       linear along it, an objective error ε moves the solution by about √ε (measured
@@ -80,16 +84,26 @@ def call_tolerances(solver: str, lpgd_tau: float | None, exact_backend: str | No
         The exact derivative to come, or None.
     cones : ConeDims, optional
         The problem's cones.
+    fallback : bool, default False
+        Whether ``solver`` takes over elements another solver failed on: Clarabel then
+        gets :data:`FALLBACK_CURVED_CONE_TOLERANCES` on curved cones (its defaults left
+        a fallback element's power-cone duals 1e-4 off; where it stalls at the tighter
+        ones, the checks judge its last iterate and SCS tries next).
 
     Returns
     -------
     dict
     """
     settings = {} if lpgd_tau is None else lpgd_tolerances(solver, lpgd_tau)
+    if solver == "MOREAU" and cones is not None and not has_curved_cones(cones):
+        for key, value in POLYHEDRAL_TOLERANCES.items():
+            settings[key] = min(settings.get(key, value), value)
     if solver == "MOREAU" and cones is not None and has_curved_cones(cones):
         settings.update(CURVED_CONE_TOLERANCES)
         if not (cones.soc or cones.psd):
             settings.update(EXP_POWER_REDUCED_TOLERANCES)
+    if fallback and solver == "CLARABEL" and cones is not None and has_curved_cones(cones):
+        settings.update(FALLBACK_CURVED_CONE_TOLERANCES)
     if exact_backend == "moreau" and solver == "MOREAU":
         settings["solver"] = "ipm"
     return settings
@@ -124,3 +138,10 @@ CURVED_CONE_TOLERANCES = {
 #: (exponential-cone families: x within 1.2e-5 either way).
 EXP_POWER_REDUCED_TOLERANCES = {
     "reduced_tol_gap_abs": 1e-12, "reduced_tol_gap_rel": 1e-12, "reduced_tol_feas": 1e-12}
+
+#: Moreau's interior-point tolerances on LPs and QPs.
+POLYHEDRAL_TOLERANCES = {"tol_gap_abs": 1e-10, "tol_gap_rel": 1e-10, "tol_feas": 1e-10}
+
+#: Clarabel's tolerances on curved cones when it takes over from Moreau.
+FALLBACK_CURVED_CONE_TOLERANCES = {"tol_gap_abs": 1e-10, "tol_gap_rel": 1e-10,
+                                   "tol_feas": 1e-10}
