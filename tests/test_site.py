@@ -84,3 +84,14 @@ def test_nothing_refers_to_files_outside_the_repository():
     offenders = [f"{path.relative_to(ROOT)}: {match.group(0)}" for path in files
                  for match in [outside.search(path.read_text(encoding="utf-8"))] if match]
     assert not offenders
+
+
+def test_the_campaign_table_on_the_benchmarks_page_is_the_stored_one():
+    """Every row and the verdict of the differential campaign shown in the docs come from
+    benchmarks/results/differential.txt, verbatim."""
+    stored = (ROOT / "benchmarks" / "results" / "differential.txt").read_text().splitlines()
+    page = (ROOT / "docs" / "benchmarks.md").read_text()
+    section = page.split("{ #differential }", 1)[1].split("\n## ", 1)[0].splitlines()
+    rows = [line for line in stored if line.startswith("|") or line.startswith("Verdict")]
+    shown = [line for line in section if line.startswith("|") or line.startswith("Verdict")]
+    assert rows and shown == rows
