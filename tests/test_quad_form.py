@@ -60,11 +60,11 @@ def form_values(rng):
             "q": rng.standard_normal(N)}
 
 
-@pytest.mark.parametrize("form", list(forms()))
-@pytest.mark.parametrize("solver, gradient, options", PATHS)
-def test_values_and_gradients_match_the_closed_form(form, solver, gradient, options):
+def closed_form(form, seed):
+    """The problem of ``form``, random values, a loss ℓ = wᵀx* and, in closed form, x* and
+    ℓ's gradient per parameter name."""
     problem, x, params, P_of, P_adjoint = forms()[form]
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     values = form_values(rng)
     w = rng.standard_normal(N)
     # x* = −P⁻¹q; for ℓ = wᵀx*: ∂ℓ/∂q = −P⁻¹w and, within symmetric matrices,
@@ -73,7 +73,13 @@ def test_values_and_gradients_match_the_closed_form(form, solver, gradient, opti
     x_star = -np.linalg.solve(P, values["q"])
     g = np.linalg.solve(P, w)
     expected = {"q": -g, **P_adjoint(-0.5 * (np.outer(g, x_star) + np.outer(x_star, g)))}
+    return problem, x, params, values, w, x_star, expected
 
+
+@pytest.mark.parametrize("form", list(forms()))
+@pytest.mark.parametrize("solver, gradient, options", PATHS)
+def test_values_and_gradients_match_the_closed_form(form, solver, gradient, options):
+    problem, x, params, values, w, x_star, expected = closed_form(form, 0)
     layer = cvxlpgd.CvxpyLayer(problem, params, [x], solver=solver, gradient=gradient,
                                solver_args=TIGHT[solver], **options)
     tensors = [torch.tensor(values[p.name()], requires_grad=True) for p in params]
@@ -210,14 +216,7 @@ def test_a_value_that_is_not_psd_is_refused():
 def test_exact_gradient_with_every_default(form):
     """gradient="exact" and nothing else: exact_backend="auto" takes the derivative that
     covers a parametrized P (Moreau's), without the user naming it."""
-    problem, x, params, P_of, P_adjoint = forms()[form]
-    rng = np.random.default_rng(1)
-    values = form_values(rng)
-    w = rng.standard_normal(N)
-    P = P_of(values)
-    x_star = -np.linalg.solve(P, values["q"])
-    g = np.linalg.solve(P, w)
-    expected = {"q": -g, **P_adjoint(-0.5 * (np.outer(g, x_star) + np.outer(x_star, g)))}
+    problem, x, params, values, w, x_star, expected = closed_form(form, 1)
     layer = cvxlpgd.CvxpyLayer(problem, params, [x], gradient="exact")
     assert "exact_backend='auto' (moreau)" in repr(layer)
     tensors = [torch.tensor(values[p.name()], requires_grad=True) for p in params]
