@@ -318,11 +318,11 @@ def targets(rows: list[tuple[Case, dict[str, Timing]]], previous_mib: float) -> 
 def auto_sweep(sizes, repeats: int) -> str:
     """Lasso problems of growing size, alone and in a batch: Moreau against SCS.
 
-    The measurements behind ``solver="auto"``'s size rule (:mod:`cvxlpgd.selection`):
+    The measurements behind ``solver="auto"``'s size rule (:mod:`cvxlpgd.engine.selection`):
     the stored entries of A and P at which SCS overtakes Moreau when one factorization
     serves the batch.
     """
-    from cvxlpgd.selection import LARGE_PROBLEM_NONZEROS
+    from cvxlpgd.engine.selection import LARGE_PROBLEM_NONZEROS
 
     lines = ["| lasso n × m, B | stored entries of A, P | Moreau ms | SCS ms | Moreau / SCS | "
              "auto picks |", "|---|---:|---:|---:|---:|---|"]

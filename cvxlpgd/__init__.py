@@ -15,21 +15,45 @@ Public API::
     SolverStats          per-element solver statistics (``layer.solver_stats``)
 """
 
-from cvxlpgd.autograd import FirstOrderOnlyError
-from cvxlpgd.diagnostics import (
-    GradientComparison,
-    TauScan,
-    ZeroGradientWarning,
-    compare_gradients,
-    tau_scan,
-)
+import importlib
+from typing import TYPE_CHECKING
+
+from cvxlpgd.engine.fallback import SolverFallbackWarning
+from cvxlpgd.engine.state import SolveRecord, SolverStats
+from cvxlpgd.engine.status import InaccurateSolutionWarning
 from cvxlpgd.errors import SolverError
-from cvxlpgd.fallback import SolverFallbackWarning
-from cvxlpgd.layer import CvxpyLayer
-from cvxlpgd.lpgd_batch import LPGDFallbackWarning
+from cvxlpgd.lpgd.backward import LPGDFallbackWarning
+from cvxlpgd.lpgd.zero_gradient import ZeroGradientWarning
 from cvxlpgd.solvers import SOLVERS
-from cvxlpgd.state import SolveRecord, SolverStats
-from cvxlpgd.status import InaccurateSolutionWarning
+
+if TYPE_CHECKING:  # what the lazy names below are, for type checkers and the API docs
+    from cvxlpgd.diagnostics import GradientComparison, TauScan, compare_gradients, tau_scan
+    from cvxlpgd.torch.layer import CvxpyLayer
+    from cvxlpgd.torch.operators import FirstOrderOnlyError
+
+#: Names that need PyTorch, loaded on first use: ``import cvxlpgd`` (and the core,
+#: ``cvxlpgd.engine`` and below) imports no deep-learning framework.
+_TORCH_NAMES = {
+    "CvxpyLayer": "cvxlpgd.torch.layer",
+    "FirstOrderOnlyError": "cvxlpgd.torch.operators",
+    "compare_gradients": "cvxlpgd.diagnostics",
+    "tau_scan": "cvxlpgd.diagnostics",
+    "GradientComparison": "cvxlpgd.diagnostics",
+    "TauScan": "cvxlpgd.diagnostics",
+}
+
+
+def __getattr__(name: str):
+    if name in _TORCH_NAMES:
+        value = getattr(importlib.import_module(_TORCH_NAMES[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'cvxlpgd' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_TORCH_NAMES))
+
 
 __all__ = [
     "CvxpyLayer", "SolverError", "FirstOrderOnlyError", "InaccurateSolutionWarning",

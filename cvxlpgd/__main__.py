@@ -139,7 +139,7 @@ def solver_check(solver: str) -> tuple[bool, str]:
     import numpy as np
     import scipy.sparse as sp
 
-    from cvxlpgd.cones import ConeDims
+    from cvxlpgd.problem.cones import ConeDims
     from cvxlpgd.solvers import solve_cone_program
 
     # SCS form Ax + s = b, s ≥ 0:  −x₁ − x₂ + s = −1,  −x + s = 0.

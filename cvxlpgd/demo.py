@@ -18,7 +18,7 @@ import cvxpy as cp
 import numpy as np
 import torch
 
-from cvxlpgd.layer import CvxpyLayer
+from cvxlpgd.torch.layer import CvxpyLayer
 
 
 @dataclass
@@ -37,7 +37,7 @@ class TrainingRun:
         Wall time of the whole run.
     solver : dict
         Solver work summed over the training steps: the keys of
-        :meth:`cvxlpgd.engine.SolverStats.summary` (``forward_solves``,
+        :meth:`cvxlpgd.engine.batch.SolverStats.summary` (``forward_solves``,
         ``forward_iterations``, ``forward_seconds``, ``backward_solves``,
         ``backward_iterations``, ``backward_seconds``).
     """

@@ -91,13 +91,13 @@ def test_no_grad_calls_keep_no_state_and_solve_the_lpgd_form(monkeypatch):
     layer = cvxlpgd.CvxpyLayer(problem, params, [x], solver="SCS", gradient="exact")
     tensors = [torch.tensor(values[p.name()], requires_grad=True) for p in params]
     calls = []
-    original = cvxlpgd.engine.BatchEngine.forward
+    original = cvxlpgd.engine.batch.BatchEngine.forward
 
     def spy(self, template, batch, **kwargs):
         calls.append((template.quadratic, kwargs.get("exact_backend")))
         return original(self, template, batch, **kwargs)
 
-    monkeypatch.setattr(cvxlpgd.engine.BatchEngine, "forward", spy)
+    monkeypatch.setattr(cvxlpgd.engine.batch.BatchEngine, "forward", spy)
     with torch.no_grad():
         (out,) = layer(*tensors)
     assert out.grad_fn is None

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import cvxlpgd
-from cvxlpgd.engine import BatchEngine
+from cvxlpgd.engine.batch import BatchEngine
 
 
 def smooth_qp(gradient, **options):

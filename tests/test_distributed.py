@@ -1,8 +1,8 @@
 """A batch through a real dask.distributed cluster gives the thread pool's results.
 
 The cluster's workers are separate processes: they receive the engine's tasks as
-pickled plain data (module-level functions, :class:`cvxlpgd.engine.Structure`,
-:class:`cvxlpgd.engine.Columns`), set up their own solver workspaces, and the
+pickled plain data (module-level functions, :class:`cvxlpgd.engine.batch.Structure`,
+:class:`cvxlpgd.engine.batch.Columns`), set up their own solver workspaces, and the
 backward pass re-solves warm-started from the forward solution.
 """
 

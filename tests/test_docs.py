@@ -121,7 +121,7 @@ DOCTEST_MODULES = [name for name in package_modules() if doctests_of(name)]
 
 
 def test_the_documented_examples_are_found():
-    assert {"cvxlpgd.layer", "cvxlpgd.diagnostics.compare"} <= set(DOCTEST_MODULES)
+    assert {"cvxlpgd.torch.layer", "cvxlpgd.diagnostics.compare"} <= set(DOCTEST_MODULES)
 
 
 @pytest.mark.parametrize("name", DOCTEST_MODULES)
@@ -136,12 +136,13 @@ def test_docstring_examples(name):
 # ---- numpydoc sections -------------------------------------------------------------------
 
 PUBLIC_MODULES = [
-    "cvxlpgd", "cvxlpgd.layer", "cvxlpgd.diagnostics", "cvxlpgd.errors", "cvxlpgd.engine",
-    "cvxlpgd.parallel", "cvxlpgd.lpgd", "cvxlpgd.exact", "cvxlpgd.compile", "cvxlpgd.cones",
+    "cvxlpgd", "cvxlpgd.torch.layer", "cvxlpgd.diagnostics", "cvxlpgd.errors",
+    "cvxlpgd.engine.batch", "cvxlpgd.solvers.parallel", "cvxlpgd.lpgd.formulas",
+    "cvxlpgd.engine.exact", "cvxlpgd.problem.compile", "cvxlpgd.problem.cones",
     "cvxlpgd.solvers", "cvxlpgd.solvers.base", "cvxlpgd.solvers.scs_backend",
     "cvxlpgd.solvers.clarabel_backend", "cvxlpgd.solvers.ecos_backend", "cvxlpgd.demo",
-    "cvxlpgd.__main__", "cvxlpgd.fallback", "cvxlpgd.solver_args", "cvxlpgd.tolerances",
-    "cvxlpgd.solver_catalog", "cvxlpgd.persistence",
+    "cvxlpgd.__main__", "cvxlpgd.engine.fallback", "cvxlpgd.engine.solver_args",
+    "cvxlpgd.engine.tolerances", "cvxlpgd.engine.catalog", "cvxlpgd.torch.persistence",
 ]
 _SECTION = re.compile(r"^[ \t]*([A-Z]\w*(?: \w+)?)[ \t]*\n[ \t]*-{3,}[ \t]*$", re.M)
 

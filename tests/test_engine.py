@@ -14,10 +14,10 @@ import pytest
 import torch
 
 import cvxlpgd
-from cvxlpgd.compile import compile_problem
-from cvxlpgd.engine import BatchEngine
-from cvxlpgd.parallel import WarmStartMemory, split
+from cvxlpgd.engine.batch import BatchEngine
+from cvxlpgd.problem.compile import compile_problem
 from cvxlpgd.solvers import PooledSolver, get_backend
+from cvxlpgd.solvers.parallel import WarmStartMemory, split
 from cvxlpgd.solvers.scs_backend import ScsBackend
 from tests import problems
 

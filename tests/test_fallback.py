@@ -1,5 +1,5 @@
-"""Defaults that never fail where an installed solver answers (cvxlpgd.fallback), flat
-cvxpylayers-style solver_args under solver="auto" (cvxlpgd.solver_args), the exact
+"""Defaults that never fail where an installed solver answers (cvxlpgd.engine.fallback), flat
+cvxpylayers-style solver_args under solver="auto" (cvxlpgd.engine.solver_args), the exact
 backend "auto" chooses, and executors that can be replaced."""
 
 import os

@@ -13,17 +13,17 @@ import scipy.sparse as sp
 import torch
 
 import cvxlpgd
-from cvxlpgd.cones import ConeDims
-from cvxlpgd.exact import adjoint_at_solution
-from cvxlpgd.lpgd import (
+from cvxlpgd.engine.exact import adjoint_at_solution
+from cvxlpgd.lpgd.backward import lpgd_backward
+from cvxlpgd.lpgd.formulas import (
     lagrangian_data_gradient,
     perturbed_costs,
     perturbed_dual,
     proximal_batch,
     proximal_structure,
 )
-from cvxlpgd.lpgd_batch import lpgd_backward
-from cvxlpgd.program import ProgramBatch, ProgramStructure, SparsePattern
+from cvxlpgd.problem.cones import ConeDims
+from cvxlpgd.problem.program import ProgramBatch, ProgramStructure, SparsePattern
 from cvxlpgd.solvers import BatchSolution, solve_cone_program
 
 SCS_TIGHT = {"eps_abs": 1e-11, "eps_rel": 1e-11, "max_iters": 1_000_000}

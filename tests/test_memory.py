@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import cvxlpgd
-from cvxlpgd.calls import KEEP_WORKSPACE_NUMBERS
+from cvxlpgd.torch.calls import KEEP_WORKSPACE_NUMBERS
 
 N, M = 10, 15
 

@@ -7,11 +7,11 @@ import pytest
 import torch
 
 import cvxlpgd
-import cvxlpgd.selection
-from cvxlpgd.compile import compile_problem
-from cvxlpgd.selection import LARGE_PROBLEM_NONZEROS, choose_solver
+import cvxlpgd.engine.selection
+from cvxlpgd.engine.selection import LARGE_PROBLEM_NONZEROS, choose_solver
+from cvxlpgd.engine.status import verify
+from cvxlpgd.problem.compile import compile_problem
 from cvxlpgd.solvers import batch_solver, solve_cone_program
-from cvxlpgd.status import verify
 from tests import problems
 from tests.reference import relative_error
 
@@ -86,7 +86,7 @@ def test_auto_chooses_moreau_for_batches_and_scs_for_one_large_problem(monkeypat
     assert choose_solver(large, 8)[0] == "SCS"  # one factorization serves the batch
     assert choose_solver(large, 8, shared_matrices=False)[0] == "MOREAU"
     assert choose_solver(structure, 64, executor=True)[0] == "SCS"
-    monkeypatch.setattr(cvxlpgd.selection, "moreau_available", lambda: False)
+    monkeypatch.setattr(cvxlpgd.engine.selection, "moreau_available", lambda: False)
     assert choose_solver(structure, 64) == ("SCS", "Moreau is not installed")
 
 
@@ -125,11 +125,11 @@ def test_unknown_moreau_setting_is_named():
 
 
 def test_cuda_inputs_without_a_cuda_solver_fall_back_to_the_cpu_once(monkeypatch):
-    import cvxlpgd.layer
+    import cvxlpgd.torch.layer
 
     problem, params, x, _ = problems.scaled_qp()
     layer = cvxlpgd.CvxpyLayer(problem, params, [x])
-    monkeypatch.setattr(cvxlpgd.layer, "moreau_devices", lambda: ["cpu"])
+    monkeypatch.setattr(cvxlpgd.torch.layer, "moreau_devices", lambda: ["cpu"])
     with pytest.warns(RuntimeWarning, match="solved on the CPU"):
         engine = layer._engine(torch.device("cuda", 0))
     assert engine.device == "cpu"
@@ -138,7 +138,7 @@ def test_cuda_inputs_without_a_cuda_solver_fall_back_to_the_cpu_once(monkeypatch
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert layer._engine(torch.device("cuda", 0)) is engine  # said once
-    monkeypatch.setattr(cvxlpgd.layer, "moreau_devices", lambda: ["cpu", "cuda"])
+    monkeypatch.setattr(cvxlpgd.torch.layer, "moreau_devices", lambda: ["cpu", "cuda"])
     assert layer._engine(torch.device("cuda", 0)).device == "cuda"
     scs = cvxlpgd.CvxpyLayer(problem, params, [x], solver="SCS")
     with pytest.warns(RuntimeWarning, match="SCS has no CUDA backend"):

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 import cvxlpgd
-from cvxlpgd.diagnostics import compare, zero_gradient
-from cvxlpgd.options import DEFAULT_SOLVER, DEFAULT_TAU
+from cvxlpgd.diagnostics import compare
+from cvxlpgd.engine.options import DEFAULT_SOLVER, DEFAULT_TAU
+from cvxlpgd.lpgd import zero_gradient
 
 ROOT = Path(__file__).resolve().parent.parent
 

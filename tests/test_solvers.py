@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from cvxlpgd.cones import (
+from cvxlpgd.problem.cones import (
     SQRT2,
     ConeDims,
     svec_lower_indices,

@@ -7,7 +7,7 @@ import torch
 from torch.func import grad, jacrev, vjp, vmap
 
 import cvxlpgd
-from cvxlpgd.engine import BatchEngine
+from cvxlpgd.engine.batch import BatchEngine
 
 TIGHT = {"SCS": {"eps_abs": 1e-10, "eps_rel": 1e-10}}
 

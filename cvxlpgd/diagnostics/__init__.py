@@ -9,12 +9,12 @@ Three tools, all plain NumPy on the inside (plotting is optional):
 * :class:`ZeroGradientWarning` — raised (once per layer) by the backward pass when
   every LPGD perturbed solve returned the unperturbed solution, so that the LPGD
   gradient is zero because τ is too small for the problem's scale
-  (:mod:`cvxlpgd.diagnostics.zero_gradient`).
+  (:mod:`cvxlpgd.lpgd.zero_gradient`).
 """
 
 from cvxlpgd.diagnostics.compare import GradientComparison, compare_gradients
 from cvxlpgd.diagnostics.scan import TauScan, tau_scan
-from cvxlpgd.diagnostics.zero_gradient import (
+from cvxlpgd.lpgd.zero_gradient import (
     ZeroGradientReport,
     ZeroGradientWarning,
     probe_larger_tau,

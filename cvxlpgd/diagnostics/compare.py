@@ -8,9 +8,9 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from cvxlpgd.diagnostics.zero_gradient import diagnosing
 from cvxlpgd.errors import SolverError
-from cvxlpgd.inputs import check_arguments
+from cvxlpgd.lpgd.zero_gradient import diagnosing
+from cvxlpgd.torch.inputs import check_arguments
 
 #: Default τ values of :func:`compare_gradients`.
 DEFAULT_TAUS = (1e-3, 1e-2, 1e-1, 1.0)

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from cvxlpgd.diagnostics.compare import _cosine, _layer_gradient, _prepare, _relative_error
-from cvxlpgd.diagnostics.zero_gradient import last_report
+from cvxlpgd.lpgd.zero_gradient import last_report
 
 
 class TauScan(dict):

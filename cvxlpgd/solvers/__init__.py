@@ -13,6 +13,9 @@ convention and returns ``(x, y, s)`` in that convention:
   exponential and dual power cones, no warm start.
 * ``"ECOS"`` — interior point; linear objective, zero / nonnegative / second-order /
   exponential cones, no warm start.
+
+:mod:`cvxlpgd.solvers.pooled` runs the per-element solvers on a thread pool or an
+executor (:mod:`cvxlpgd.solvers.parallel`).
 """
 
 from __future__ import annotations
@@ -20,8 +23,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from cvxlpgd.cones import ConeDims
-from cvxlpgd.program import ProgramBatch, ProgramStructure, SparsePattern
+from cvxlpgd.problem.cones import ConeDims
+from cvxlpgd.problem.program import ProgramBatch, ProgramStructure, SparsePattern
 from cvxlpgd.solvers._common import as_vector, check_shapes, check_warm_start
 from cvxlpgd.solvers.base import (
     FAILED,
@@ -135,7 +138,7 @@ def batch_solver(name: str, structure, settings: dict | None = None, *, executor
     ----------
     name : str
         One of :data:`SOLVERS` (case-insensitive).
-    structure : cvxlpgd.program.ProgramStructure
+    structure : cvxlpgd.problem.program.ProgramStructure
         Cones and patterns of A and P.
     settings : dict, optional
         Solver settings.
@@ -236,7 +239,7 @@ def solver_tolerance(solver: str, settings: dict | None = None, structure=None) 
     settings : dict, optional
         The user's solver settings (merged over the backend's defaults, as the
         backends do).
-    structure : cvxlpgd.program.ProgramStructure, optional
+    structure : cvxlpgd.problem.program.ProgramStructure, optional
         The problem's structure: Moreau's active-set method, which it picks for small
         QPs, has an accuracy of its own (:data:`ACTIVE_SET_ACCURACY`).
 

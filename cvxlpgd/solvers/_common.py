@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from cvxlpgd.cones import ConeDims, svec_size
+from cvxlpgd.problem.cones import ConeDims, svec_size
 
 
 def as_csc(matrix, name: str) -> sp.csc_matrix:

@@ -13,7 +13,7 @@ Two levels:
   where the solver factorizes — and then solves for any number of (b, c) right-hand
   sides, optionally warm-started. SCS, Clarabel and ECOS implement it.
 * A :class:`BatchSolver` is built for one *structure* (cones and the patterns of A
-  and P) and solves a whole :class:`~cvxlpgd.program.ProgramBatch` per call,
+  and P) and solves a whole :class:`~cvxlpgd.problem.program.ProgramBatch` per call,
   returning a :class:`BatchSolution` with one row per element. Moreau implements it
   natively; the per-element solvers through :mod:`cvxlpgd.solvers.pooled`.
 """
@@ -26,8 +26,8 @@ from typing import Protocol
 import numpy as np
 import scipy.sparse as sp
 
-from cvxlpgd.cones import ConeDims
-from cvxlpgd.program import ProgramBatch
+from cvxlpgd.problem.cones import ConeDims
+from cvxlpgd.problem.program import ProgramBatch
 
 #: Normalized statuses. ``OK_STATUSES`` carry a usable solution.
 OPTIMAL = "optimal"
@@ -44,7 +44,7 @@ INACCURATE_STATUSES = frozenset({OPTIMAL_INACCURATE})
 #: The interior-point solvers' status names (Clarabel's, which Moreau shares) →
 #: normalized status. A solver that stopped early (iteration or time limit, no more
 #: progress) returns its last iterate: "inaccurate", for the checks of
-#: :mod:`cvxlpgd.status` to judge (used as optimal if accurate at the default
+#: :mod:`cvxlpgd.engine.status` to judge (used as optimal if accurate at the default
 #: tolerance, failed if it violates the constraints); anything else (numerical error)
 #: is FAILED.
 INTERIOR_POINT_STATUS = {
@@ -136,7 +136,7 @@ class BatchSolution:
         The solver that was asked first.
     answered_by : list of str, optional
         Per element, the solver whose answer this row holds (another solver's after a
-        fallback: :mod:`cvxlpgd.fallback`); None when ``solver`` answered them all.
+        fallback: :mod:`cvxlpgd.engine.fallback`); None when ``solver`` answered them all.
     """
 
     x: np.ndarray

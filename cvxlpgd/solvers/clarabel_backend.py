@@ -17,7 +17,7 @@ import clarabel
 import numpy as np
 import scipy.sparse as sp
 
-from cvxlpgd.cones import ConeDims
+from cvxlpgd.problem.cones import ConeDims
 from cvxlpgd.solvers._common import (
     INTERIOR_POINT_ALIASES,
     as_csc,

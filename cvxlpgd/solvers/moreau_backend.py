@@ -27,8 +27,8 @@ import warnings
 
 import numpy as np
 
-from cvxlpgd.cones import ConeDims
-from cvxlpgd.program import ProgramBatch, ProgramStructure
+from cvxlpgd.problem.cones import ConeDims
+from cvxlpgd.problem.program import ProgramBatch, ProgramStructure
 from cvxlpgd.solvers._common import (
     INTERIOR_POINT_ALIASES,
     inverse_permutation,

@@ -26,9 +26,9 @@ from __future__ import annotations
 from concurrent.futures import Executor
 from dataclasses import dataclass
 
-from cvxlpgd.parallel import default_workers, run_tasks, shares_memory, split, thread_pool
-from cvxlpgd.program import ProgramBatch, ProgramStructure
+from cvxlpgd.problem.program import ProgramBatch, ProgramStructure
 from cvxlpgd.solvers.base import BatchPoint, BatchSolution, Solution, SolverBackend
+from cvxlpgd.solvers.parallel import default_workers, run_tasks, shares_memory, split, thread_pool
 
 #: Elements per partition are solved in order on one workspace when the matrices are
 #: shared; otherwise every element has its own workspace and the layout changes no

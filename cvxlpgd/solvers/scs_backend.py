@@ -24,7 +24,7 @@ import numpy as np
 import scipy.sparse as sp
 import scs
 
-from cvxlpgd.cones import ConeDims
+from cvxlpgd.problem.cones import ConeDims
 from cvxlpgd.solvers._common import (
     as_csc,
     as_vector,

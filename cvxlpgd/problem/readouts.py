@@ -28,8 +28,8 @@ import scipy.sparse as sp
 from cvxpy.constraints import PSD, SOC, ExpCone, NonNeg, PowCone3D, Zero
 from cvxpy.reductions.cvx_attr2constr import recover_value_for_leaf
 
-from cvxlpgd.cones import svec_size, svec_unpack_matrix
-from cvxlpgd.template import OutputSlot
+from cvxlpgd.problem.cones import svec_size, svec_unpack_matrix
+from cvxlpgd.problem.template import OutputSlot
 
 try:  # CVXPY ≥ 1.4 lowers PSD constraints to SvecPSD
     from cvxpy.constraints.psd import SvecPSD

@@ -1,12 +1,12 @@
 """Forward solves and backward passes (LPGD and exact) of batches of a compiled problem.
 
 Plain NumPy/SciPy: the torch layer converts tensors and calls :class:`BatchEngine`.
-The engine picks the solver (``"auto"``: :mod:`cvxlpgd.selection`), keeps one batch
+The engine picks the solver (``"auto"``: :mod:`cvxlpgd.engine.selection`), keeps one batch
 solver per compiled structure and settings (Moreau's compiled solvers live there),
 and runs:
 
 * **forward** — one batched solve; every element's status is checked.
-* **LPGD backward** — the perturbed problems of :mod:`cvxlpgd.lpgd` as one batched
+* **LPGD backward** — the perturbed problems of :mod:`cvxlpgd.lpgd.formulas` as one batched
   solve per side, warm-started from the forward solution. With ρ = 0 they have the
   forward matrices, so the forward solver's factorizations serve them (a repeated
   backward pass with SCS, whose workspaces carry state from one solve to the next,
@@ -22,23 +22,28 @@ from concurrent.futures import Executor
 
 import numpy as np
 
-from cvxlpgd.exact import check_diffcp_cones, diffcp_gradient
-from cvxlpgd.fallback import (
+from cvxlpgd.engine.catalog import SolverCatalog
+from cvxlpgd.engine.exact import check_diffcp_cones, diffcp_gradient
+from cvxlpgd.engine.fallback import (
     ChainResult,
     chain_failure,
     fallback_chain,
     solve_chain,
     warn_solver_fallbacks,
 )
-from cvxlpgd.lpgd import SIDE_NAMES, DataGradient, identifiable_dual_gradient, proximal_batch
-from cvxlpgd.lpgd_batch import LPGDResult, lpgd_backward, warn_fallbacks
-from cvxlpgd.parallel import WarmStartMemory
-from cvxlpgd.program import ProgramBatch
-from cvxlpgd.solver_catalog import SolverCatalog
+from cvxlpgd.engine.state import ForwardState, SolveRecord
+from cvxlpgd.engine.status import inaccurate_rows, report_inaccurate, verify
+from cvxlpgd.lpgd.backward import LPGDResult, lpgd_backward, warn_fallbacks
+from cvxlpgd.lpgd.formulas import (
+    SIDE_NAMES,
+    DataGradient,
+    identifiable_dual_gradient,
+    proximal_batch,
+)
+from cvxlpgd.problem.program import ProgramBatch
 from cvxlpgd.solvers import SOLVERS
 from cvxlpgd.solvers.base import INACCURATE_STATUSES, BatchSolution
-from cvxlpgd.state import ForwardState, SolveRecord
-from cvxlpgd.status import inaccurate_rows, report_inaccurate, verify
+from cvxlpgd.solvers.parallel import WarmStartMemory
 
 __all__ = ["BatchEngine"]
 
@@ -68,7 +73,7 @@ class BatchEngine(SolverCatalog):
         Where Moreau solves.
     fallback : bool, optional
         Solve the elements the call's solver fails on with the next solvers of
-        :data:`cvxlpgd.fallback.FALLBACK_ORDER` (default: on for ``"AUTO"``, off for a
+        :data:`cvxlpgd.engine.fallback.FALLBACK_ORDER` (default: on for ``"AUTO"``, off for a
         named solver).
     """
 
@@ -114,7 +119,7 @@ class BatchEngine(SolverCatalog):
             An LPGD backward pass with this τ will follow: interior-point solvers get
             the tolerances of :func:`lpgd_tolerances` (settings the user gave win).
         inaccurate : {"warn", "raise"}
-            What inaccurate solutions get (see :mod:`cvxlpgd.status`).
+            What inaccurate solutions get (see :mod:`cvxlpgd.engine.status`).
 
         Returns
         -------
@@ -183,7 +188,7 @@ class BatchEngine(SolverCatalog):
     def backward_lpgd(self, state: ForwardState, dx: np.ndarray, dy: np.ndarray, *,
                       tau: float, rho: float, mode: str, ds: np.ndarray | None = None,
                       inaccurate: str = "warn") -> LPGDResult:
-        """LPGD data gradients of every element (see :mod:`cvxlpgd.lpgd_batch`).
+        """LPGD data gradients of every element (see :mod:`cvxlpgd.lpgd.backward`).
 
         Raises
         ------

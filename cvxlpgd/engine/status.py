@@ -25,7 +25,7 @@
   that asked for tighter tolerances and stopped between the two is still optimal).
 * **Failures raise.** Infeasible, unbounded and failed elements raise
   :class:`~cvxlpgd.SolverError` naming the status, the batch index and, for LPGD,
-  the side — after LPGD's fallbacks (:mod:`cvxlpgd.lpgd_batch`) had their chance.
+  the side — after LPGD's fallbacks (:mod:`cvxlpgd.lpgd.backward`) had their chance.
 * **Inaccurate solutions are never used silently**: by default one
   :class:`InaccurateSolutionWarning` per call names the elements and statuses, and
   ``solver_stats`` marks them; ``inaccurate="raise"`` makes them errors.
@@ -38,7 +38,7 @@ import dataclasses
 import numpy as np
 
 from cvxlpgd.errors import SolverError, warn_user
-from cvxlpgd.program import ProgramBatch, ProgramStructure
+from cvxlpgd.problem.program import ProgramBatch, ProgramStructure
 from cvxlpgd.solvers.base import (
     FAILED,
     INACCURATE_STATUSES,

@@ -2,7 +2,7 @@
 
 ``torch.ops.cvxlpgd.solve`` and ``torch.ops.cvxlpgd.backward`` (registered with
 :func:`torch.library.custom_op`) run a call's forward solve and its backward pass
-(:mod:`cvxlpgd.calls`). They take tensors, an int naming the layer (its entry in a
+(:mod:`cvxlpgd.torch.calls`). They take tensors, an int naming the layer (its entry in a
 registry of live layers) and a string naming the call's options, so that:
 
 * ``torch.compile`` sees two opaque operators with known output shapes (their fake
@@ -26,7 +26,7 @@ import weakref
 
 import torch
 
-from cvxlpgd.calls import backward_call, fake_gradients, fake_outputs, solve_call
+from cvxlpgd.torch.calls import backward_call, fake_gradients, fake_outputs, solve_call
 
 #: Extra outputs of the solve operator after the requested ones: x, y, s and the stamp.
 SOLUTION_OUTPUTS = 4

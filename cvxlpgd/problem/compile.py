@@ -1,4 +1,4 @@
-"""Compile a DPP CVXPY problem once into a :class:`~cvxlpgd.template.ConeTemplate`.
+"""Compile a DPP CVXPY problem once into a :class:`~cvxlpgd.problem.template.ConeTemplate`.
 
 CVXPY's ``ParamConeProg`` stores the problem data as affine functions of its own
 parameter vector; :func:`compile_problem` re-expresses them in the user's θ (the
@@ -16,12 +16,12 @@ from cvxpy.atoms.quad_form import QuadForm
 from cvxpy.reductions.cvx_attr2constr import lower_value
 from cvxpy.reductions.dgp2dcp.dgp2dcp import Dgp2Dcp
 
-from cvxlpgd.cones import ConeDims
-from cvxlpgd.geometric import check_geometric_program
-from cvxlpgd.naming import leaf_label
-from cvxlpgd.program import SparsePattern
-from cvxlpgd.readouts import dual_variable_owners, output_slots
-from cvxlpgd.template import ConeTemplate, ParameterSlot
+from cvxlpgd.problem.cones import ConeDims
+from cvxlpgd.problem.geometric import check_geometric_program
+from cvxlpgd.problem.naming import leaf_label
+from cvxlpgd.problem.program import SparsePattern
+from cvxlpgd.problem.readouts import dual_variable_owners, output_slots
+from cvxlpgd.problem.template import ConeTemplate, ParameterSlot
 
 _SYMMETRIC_ATTRIBUTES = ("symmetric", "PSD", "NSD")
 

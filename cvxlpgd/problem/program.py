@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import scipy.sparse as sp
 
-from cvxlpgd.cones import ConeDims
+from cvxlpgd.problem.cones import ConeDims
 
 
 @dataclass(frozen=True)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from cvxlpgd.exact import validate_exact_options
-from cvxlpgd.lpgd import validate_lpgd_options
+from cvxlpgd.engine.exact import validate_exact_options
+from cvxlpgd.engine.status import validate_inaccurate_policy
+from cvxlpgd.lpgd.formulas import validate_lpgd_options
 from cvxlpgd.solvers import SOLVERS, supports_quadratic
-from cvxlpgd.status import validate_inaccurate_policy
 
 GRADIENTS = ("lpgd", "exact")
-#: Solver names a layer accepts: ``"auto"`` (see :mod:`cvxlpgd.selection`) or a solver.
+#: Solver names a layer accepts: ``"auto"`` (see :mod:`cvxlpgd.engine.selection`) or a solver.
 SOLVER_CHOICES = ("AUTO", *SOLVERS)
 #: cvxpylayers' solver names that are not solvers here: diffcp solves with SCS.
 SOLVER_ALIASES = {"DIFFCP": "SCS"}

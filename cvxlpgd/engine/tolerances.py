@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cvxlpgd.cones import ConeDims
+from cvxlpgd.problem.cones import ConeDims
 
 
 def lpgd_tolerances(solver: str, tau: float) -> dict:
@@ -125,7 +125,7 @@ def has_curved_cones(cones: ConeDims) -> bool:
 
 #: Moreau's tolerances on problems with curved cones. It stops ``AlmostSolved`` when
 #: it reaches only the reduced ones (such solutions pass the checks of
-#: :mod:`cvxlpgd.status` as optimal). Measured on the differential campaign's SOCP,
+#: :mod:`cvxlpgd.engine.status` as optimal). Measured on the differential campaign's SOCP,
 #: SDP, exponential and power-cone families (deviation from a 1e-12 Clarabel solve):
 #: with second-order or PSD cones, reduced tolerances of 1e-11 or 1e-12 make Moreau
 #: stall on some problems (their elements then go to Clarabel, at its defaults 3e-4

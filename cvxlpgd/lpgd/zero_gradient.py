@@ -54,7 +54,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from cvxlpgd.errors import warn_user
-from cvxlpgd.lpgd import DataGradient, lagrangian_data_gradient, perturbed_costs
+from cvxlpgd.lpgd.formulas import DataGradient, lagrangian_data_gradient, perturbed_costs
 from cvxlpgd.solvers import batch_solver
 
 #: A perturbed solve counts as unmoved below this many times the solver's tolerance.
@@ -204,9 +204,9 @@ def zero_gradient_report(state, result, dx: np.ndarray, dy: np.ndarray, tau: flo
 
     Parameters
     ----------
-    state : cvxlpgd.state.ForwardState
+    state : cvxlpgd.engine.state.ForwardState
         The forward state (template, batch data, forward solutions).
-    result : cvxlpgd.lpgd_batch.LPGDResult
+    result : cvxlpgd.lpgd.backward.LPGDResult
         The LPGD backward result: perturbed solutions by side (rows of
         ``result.active``, the elements with a nonzero incoming gradient).
     dx, dy : numpy.ndarray
@@ -298,7 +298,7 @@ def probe_larger_tau(state, dx: np.ndarray, dy: np.ndarray, tau: float, *, sign:
 
     Parameters
     ----------
-    state : cvxlpgd.state.ForwardState
+    state : cvxlpgd.engine.state.ForwardState
         The forward state; the probe solves with the same solver and settings, on a
         solver of its own (a shared one may carry state into later solves).
     dx, dy : numpy.ndarray
@@ -355,7 +355,7 @@ def warn_if_zero_gradient(layer, state, result, dx: np.ndarray, dy: np.ndarray,
         The layer whose backward pass ran (the warning is issued once per layer).
     state, result, dx, dy :
         As for :func:`zero_gradient_report`.
-    options : cvxlpgd.layer.CallOptions
+    options : cvxlpgd.torch.layer.CallOptions
         The call's options (``tau``, ``lpgd_mode``, ``solver_args`` are read).
 
     Returns

@@ -33,7 +33,7 @@ The gradient replacement is
     central: (G(x₊, y₊) − G(x₋, y₋)) / (2τ).
 
 Everything here is array arithmetic on whole batches (row ``i`` is element ``i``);
-:mod:`cvxlpgd.lpgd_batch` runs the re-solves (one batched call per side) and the
+:mod:`cvxlpgd.lpgd.backward` runs the re-solves (one batched call per side) and the
 fallbacks.
 """
 
@@ -45,7 +45,7 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 
-from cvxlpgd.program import ProgramBatch, ProgramStructure, SparsePattern
+from cvxlpgd.problem.program import ProgramBatch, ProgramStructure, SparsePattern
 from cvxlpgd.solvers.base import BatchSolution
 
 LPGD_MODES = ("central", "upper", "lower")

@@ -1,19 +1,19 @@
 """Which solver a call uses, with which settings, and the solvers an engine keeps.
 
-:class:`SolverCatalog` is the part of :class:`cvxlpgd.engine.BatchEngine` that
-chooses (``"AUTO"``: :mod:`cvxlpgd.selection`, the call's flat settings:
-:mod:`cvxlpgd.solver_args`), builds and caches batch solvers per compiled structure
+:class:`SolverCatalog` is the part of :class:`cvxlpgd.engine.batch.BatchEngine` that
+chooses (``"AUTO"``: :mod:`cvxlpgd.engine.selection`, the call's flat settings:
+:mod:`cvxlpgd.engine.solver_args`), builds and caches batch solvers per compiled structure
 and settings (Moreau's compiled solvers live there), and their tolerances.
 """
 
 from __future__ import annotations
 
-from cvxlpgd.fallback import accepts
-from cvxlpgd.lpgd import proximal_structure
-from cvxlpgd.selection import choose_solver
-from cvxlpgd.solver_args import is_per_solver, route, settings_for
+from cvxlpgd.engine.fallback import accepts
+from cvxlpgd.engine.selection import choose_solver
+from cvxlpgd.engine.solver_args import is_per_solver, route, settings_for
+from cvxlpgd.engine.tolerances import call_tolerances
+from cvxlpgd.lpgd.formulas import proximal_structure
 from cvxlpgd.solvers import SOLVERS, batch_solver, solver_tolerance
-from cvxlpgd.tolerances import call_tolerances
 
 
 class SolverCatalog:
@@ -29,7 +29,7 @@ class SolverCatalog:
         """The call's solver and the settings it routes (before any tolerances).
 
         A named solver is used as given; ``"AUTO"`` decides by :func:`choose_solver`, by
-        the flat settings a call brings (:func:`cvxlpgd.solver_args.route`), and takes
+        the flat settings a call brings (:func:`cvxlpgd.engine.solver_args.route`), and takes
         Moreau for Moreau's derivative.
 
         Returns
@@ -67,8 +67,8 @@ class SolverCatalog:
                       exact_backend: str | None, cones=None, primary: bool = True) -> dict:
         """The settings solver ``name`` gets for a call.
 
-        The user's (:func:`cvxlpgd.solver_args.settings_for`) over
-        :func:`cvxlpgd.tolerances.call_tolerances`.
+        The user's (:func:`cvxlpgd.engine.solver_args.settings_for`) over
+        :func:`cvxlpgd.engine.tolerances.call_tolerances`.
 
         Parameters
         ----------

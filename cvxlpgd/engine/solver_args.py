@@ -11,7 +11,7 @@ settings (``{"eps": 1e-10}``, ``max_iters``, ``acceleration_lookback``) or
   does, else the first of :data:`ROUTING_ORDER` that does — and a name that no
   installed solver knows is a :class:`ValueError` naming it.
 
-Fallback solvers (:mod:`cvxlpgd.fallback`) get the settings they know, and their
+Fallback solvers (:mod:`cvxlpgd.engine.fallback`) get the settings they know, and their
 defaults for the rest. A dictionary keyed by solver names
 (``{"SCS": {...}, "MOREAU": {...}}``) gives each solver its own settings instead.
 """

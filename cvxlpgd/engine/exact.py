@@ -33,10 +33,10 @@ from diffcp import _diffcp
 from diffcp import cones as diffcp_cones
 from diffcp.cone_program import pi as project_embedding
 
-from cvxlpgd.cones import ConeDims
-from cvxlpgd.lpgd import DataGradient
-from cvxlpgd.parallel import default_workers, run_tasks, split, thread_pool
-from cvxlpgd.program import ProgramBatch, ProgramStructure
+from cvxlpgd.lpgd.formulas import DataGradient
+from cvxlpgd.problem.cones import ConeDims
+from cvxlpgd.problem.program import ProgramBatch, ProgramStructure
+from cvxlpgd.solvers.parallel import default_workers, run_tasks, split, thread_pool
 
 EXACT_MODES = ("lsqr", "dense", "lsmr")
 EXACT_BACKENDS = ("auto", "diffcp", "moreau")

@@ -1,6 +1,6 @@
-"""The PyTorch layer: a ``torch.nn.Module`` around :class:`cvxlpgd.engine.BatchEngine`.
+"""The PyTorch layer: a ``torch.nn.Module`` around :class:`cvxlpgd.engine.batch.BatchEngine`.
 
-A call goes through the layer's custom operators (:mod:`cvxlpgd.autograd`), which is
+A call goes through the layer's custom operators (:mod:`cvxlpgd.torch.operators`), which is
 what makes the layer work under ``torch.compile`` and ``torch.func``. Everything the
 layer caches (compiled templates, engines with their solvers, warm starts) is rebuilt
 on demand, so that a layer can be copied, pickled and saved (``__getstate__``).
@@ -15,22 +15,22 @@ import cvxpy as cp
 import numpy as np
 import torch
 
-from cvxlpgd.autograd import call_layer, register
-from cvxlpgd.compile import compile_problem, validate_problem
-from cvxlpgd.engine import BatchEngine
+from cvxlpgd.engine.batch import BatchEngine
+from cvxlpgd.engine.exact import choose_exact_backend
+from cvxlpgd.engine.options import CallOptions, validate_solver
+from cvxlpgd.engine.solver_args import routes_elsewhere
+from cvxlpgd.engine.state import SolverStats
 from cvxlpgd.errors import warn_user
-from cvxlpgd.exact import choose_exact_backend
-from cvxlpgd.geometric import LogTransform
-from cvxlpgd.inputs import check_arguments, parameter_specs
-from cvxlpgd.naming import describe_layer, layer_signature, leaf_label
-from cvxlpgd.options import CallOptions, validate_solver
-from cvxlpgd.parallel import WarmStartMemory
-from cvxlpgd.persistence import RebuildsRuntime
-from cvxlpgd.solver_args import routes_elsewhere
+from cvxlpgd.problem.compile import compile_problem, validate_problem
+from cvxlpgd.problem.naming import describe_layer, layer_signature, leaf_label
+from cvxlpgd.problem.template import ConeTemplate
 from cvxlpgd.solvers import supports_quadratic
 from cvxlpgd.solvers.moreau_backend import moreau_available, moreau_devices
-from cvxlpgd.state import SolverStats
-from cvxlpgd.template import ConeTemplate
+from cvxlpgd.solvers.parallel import WarmStartMemory
+from cvxlpgd.torch.inputs import check_arguments, parameter_specs
+from cvxlpgd.torch.log_transform import LogTransform
+from cvxlpgd.torch.operators import call_layer, register
+from cvxlpgd.torch.persistence import RebuildsRuntime
 
 #: Decoded per-call option keys a layer caches (see ``CvxpyLayer._override_key``).
 _MAX_DECODED_KEYS = 256
@@ -185,7 +185,7 @@ class CvxpyLayer(RebuildsRuntime, torch.nn.Module):
         """The members a layer rebuilds instead of copying (see ``_RUNTIME``)."""
         self._warm_starts = WarmStartMemory()
         self._engines: dict[str, BatchEngine] = {}
-        #: Stamp → forward state of calls whose graph is alive (see cvxlpgd.calls).
+        #: Stamp → forward state of calls whose graph is alive (see cvxlpgd.torch.calls).
         self._live_calls: dict = {}
         #: (call key, device) → (solver, settings) of the last forward of that kind.
         self._recipes: dict = {}
@@ -235,7 +235,7 @@ class CvxpyLayer(RebuildsRuntime, torch.nn.Module):
         problem (a parametrized P, power cones) or a QP would be solved less accurately
         in its conic-only form, when Moreau is installed and the layer's solver is
         ``"auto"`` or Moreau; diffcp's otherwise
-        (:func:`cvxlpgd.exact.choose_exact_backend`).
+        (:func:`cvxlpgd.engine.exact.choose_exact_backend`).
 
         Parameters
         ----------
@@ -354,7 +354,7 @@ class CvxpyLayer(RebuildsRuntime, torch.nn.Module):
 
         The layer's own options are ``"layer@<signature>"`` (``"layer+grad@…"`` when the
         call needs a gradient): ``torch.compile`` traces that as a constant. The
-        signature (:func:`cvxlpgd.naming.layer_signature`) keeps a graph that
+        signature (:func:`cvxlpgd.problem.naming.layer_signature`) keeps a graph that
         ``torch.compile`` cached on disk for another layer, which a later process
         registered under the same handle, from being reused for this one.
         """

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cvxlpgd.program import ProgramBatch
+from cvxlpgd.problem.program import ProgramBatch
 from cvxlpgd.solvers.base import INACCURATE_STATUSES, BatchSolution
 
 
@@ -27,7 +27,7 @@ class SolveRecord:
         a fallback, of every solver that tried.
     solver : str
         The solver whose answer was used (another than ``SolverStats.solver`` after a
-        fallback: :mod:`cvxlpgd.fallback`).
+        fallback: :mod:`cvxlpgd.engine.fallback`).
     """
 
     status: str
@@ -154,7 +154,7 @@ class ForwardState:
     lpgd_tau : float or None
         τ the forward solve prepared for.
     chain : tuple of str
-        The solvers the call may use, in order (:func:`cvxlpgd.fallback.fallback_chain`).
+        The solvers the call may use, in order (:func:`cvxlpgd.engine.fallback.fallback_chain`).
     """
 
     template: object

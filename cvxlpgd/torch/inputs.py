@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from cvxlpgd.naming import leaf_label
+from cvxlpgd.problem.naming import leaf_label
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,7 @@ class ParameterSpec:
     Attributes
     ----------
     label : str
-        The parameter as errors name it (see :func:`cvxlpgd.naming.leaf_label`).
+        The parameter as errors name it (see :func:`cvxlpgd.problem.naming.leaf_label`).
     shape : tuple of int
         Its shape.
     attributes : tuple of str

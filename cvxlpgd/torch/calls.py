@@ -1,7 +1,7 @@
 """One call of a layer in NumPy terms: the forward solve and the backward pass.
 
 These functions are the bodies of the layer's custom operators
-(:mod:`cvxlpgd.autograd`). They take and return plain tensors, so that the operators
+(:mod:`cvxlpgd.torch.operators`). They take and return plain tensors, so that the operators
 are opaque to ``torch.compile`` and to ``torch.func``:
 
 * :func:`solve_call` returns the requested outputs and, as extra tensors, the
@@ -27,11 +27,11 @@ import weakref
 import numpy as np
 import torch
 
-from cvxlpgd.diagnostics import warn_if_zero_gradient
-from cvxlpgd.fallback import fallback_chain
-from cvxlpgd.inputs import check_arguments, check_inputs
+from cvxlpgd.engine.fallback import fallback_chain
+from cvxlpgd.engine.state import ForwardState
+from cvxlpgd.lpgd.zero_gradient import warn_if_zero_gradient
 from cvxlpgd.solvers.base import BatchSolution
-from cvxlpgd.state import ForwardState
+from cvxlpgd.torch.inputs import check_arguments, check_inputs
 
 #: Stamps of calls whose state is kept for their backward pass (-1: none kept).
 _STAMPS = itertools.count(1)

@@ -9,7 +9,7 @@ workspace per element otherwise. Tasks run on an executor:
   and workspaces stay in memory for the backward pass;
 * any other :class:`concurrent.futures.Executor` — a process pool, a
   ``dask.distributed`` ``Client.get_executor()`` — receives only plain, picklable
-  data and module-level functions (see :mod:`cvxlpgd.engine`); nothing that lives in
+  data and module-level functions (see :mod:`cvxlpgd.engine.batch`); nothing that lives in
   solver memory comes back.
 
 The number of partitions, ``min(B, partitions)`` with ``partitions`` the number of

@@ -1,6 +1,6 @@
 """The LPGD backward pass over a batch: batched re-solves, differences, and fallbacks.
 
-With the formulas of :mod:`cvxlpgd.lpgd`, :func:`lpgd_backward` builds the perturbed
+With the formulas of :mod:`cvxlpgd.lpgd.formulas`, :func:`lpgd_backward` builds the perturbed
 problems of every element with a nonzero incoming gradient, solves each side as one
 batched call, and forms the finite differences. Elements whose incoming gradient is
 zero get an exact zero and no re-solve.
@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cvxlpgd.errors import SolverError, warn_user
-from cvxlpgd.lpgd import SIDE_NAMES, SIDES, DataGradient, perturbed_costs, perturbed_dual
-from cvxlpgd.program import ProgramBatch, ProgramStructure
+from cvxlpgd.lpgd.formulas import SIDE_NAMES, SIDES, DataGradient, perturbed_costs, perturbed_dual
+from cvxlpgd.problem.program import ProgramBatch, ProgramStructure
 from cvxlpgd.solvers.base import BatchSolution
 
 #: Elements per block when forming G: bounds the transient memory of the products
@@ -37,7 +37,7 @@ _BLOCK = 64
 TAU_REDUCTIONS = 3
 
 class LPGDFallbackWarning(UserWarning):
-    """Some elements' LPGD gradients were formed by a fallback (see :mod:`cvxlpgd.lpgd_batch`).
+    """Some elements' LPGD gradients were formed by a fallback (see :mod:`cvxlpgd.lpgd.backward`).
 
     Issued once per backward pass, naming the batch indices and the difference and τ
     used for each; ``solver_stats.fallbacks`` records them too.
@@ -183,7 +183,7 @@ def lpgd_backward(solve_sides: SolveSides, batch: ProgramBatch, structure: Progr
         returns one verified :class:`BatchSolution` per request, in order.
     batch : ProgramBatch
         The forward problems (P already widened to P' when ρ > 0:
-        :func:`cvxlpgd.lpgd.proximal_batch`; c and b are the forward ones).
+        :func:`cvxlpgd.lpgd.formulas.proximal_batch`; c and b are the forward ones).
     structure : ProgramStructure
         The forward problems' structure (patterns of the gradient).
     forward : BatchSolution

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-from cvxlpgd.cones import ConeDims
-from cvxlpgd.program import ProgramBatch, ProgramStructure, SparsePattern
+from cvxlpgd.problem.cones import ConeDims
+from cvxlpgd.problem.program import ProgramBatch, ProgramStructure, SparsePattern
 
 
 @dataclass(frozen=True)

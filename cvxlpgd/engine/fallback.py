@@ -6,7 +6,7 @@ installed or do not accept the problem's cones. After each solver, the elements
 that still need an answer are solved again by the next one:
 
 * an element without a usable solution — any status other than optimal, or a
-  solution that failed verification (:func:`cvxlpgd.status.verify`) — takes the
+  solution that failed verification (:func:`cvxlpgd.engine.status.verify`) — takes the
   next solver's answer if that one is usable;
 * an inaccurate solution (``"optimal_inaccurate"``) is replaced when the next
   solver's answer is accurate, and kept otherwise.
@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from cvxlpgd.errors import SolverError, warn_user
-from cvxlpgd.program import ProgramBatch, ProgramStructure
+from cvxlpgd.problem.program import ProgramBatch, ProgramStructure
 from cvxlpgd.solvers.base import (
     INACCURATE_STATUSES,
     INFEASIBLE,

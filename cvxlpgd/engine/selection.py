@@ -20,7 +20,7 @@ The rule, from the benchmark (``docs/benchmarks.md``):
 
 from __future__ import annotations
 
-from cvxlpgd.program import ProgramStructure
+from cvxlpgd.problem.program import ProgramStructure
 from cvxlpgd.solvers.moreau_backend import moreau_available
 
 #: Stored entries of A and P from which a problem goes to SCS (see the rule).
