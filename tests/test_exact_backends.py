@@ -129,3 +129,16 @@ def test_lpgd_tightens_interior_point_tolerances_for_small_tau(solver, tau):
     assert error() < 5e-3
     loose = {"tol_gap_abs": 1e-8, "tol_gap_rel": 1e-8, "tol_feas": 1e-8}
     assert error(solver_args=loose) > 5e-2
+
+
+def test_diffcp_internals_are_where_the_exact_path_uses_them(monkeypatch):
+    """A diffcp release that moves one of them fails here, naming it, not deep in a
+    backward pass."""
+    from diffcp import _diffcp
+
+    from cvxlpgd.engine import diffcp_internals
+
+    diffcp_internals.check()
+    monkeypatch.delattr(_diffcp, "M_operator")
+    with pytest.raises(ImportError, match=r"lacks .*_diffcp.M_operator"):
+        diffcp_internals.check()

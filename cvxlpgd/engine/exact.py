@@ -29,10 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
-from diffcp import _diffcp
-from diffcp import cones as diffcp_cones
-from diffcp.cone_program import pi as project_embedding
 
+from cvxlpgd.engine import diffcp_internals as internals
 from cvxlpgd.lpgd.formulas import DataGradient
 from cvxlpgd.problem.cones import ConeDims
 from cvxlpgd.problem.program import ProgramBatch, ProgramStructure
@@ -146,19 +144,15 @@ def adjoint_at_solution(A: sp.csc_matrix, b: np.ndarray, c: np.ndarray, cones: C
         ``adjoint(dx, dy, ds) → (dA_data, db, dc)``.
     """
     m, n = A.shape
-    cone_list = diffcp_cones.parse_cone_dict(cones.to_scs())
-    parsed = diffcp_cones.parse_cone_dict_cpp(cone_list)
+    cone_list, parsed = internals.parse_cones(cones.to_scs())
     u, v, w = x, y - s, np.array([1.0])
     b_col, c_col = b[:, None], c[:, None]
     Q = sp.csc_matrix(sp.bmat([[None, A.T, c_col], [-A, None, b_col],
                                [-c_col.T, -b_col.T, None]]))
-    dual_projection = _diffcp.dprojection(v, parsed, True)
-    if mode == "dense":
-        M = _diffcp.M_dense(Q.todense(), parsed, u, v, w[0])
-        MT = M.T
-    else:
-        MT = _diffcp.M_operator(Q, parsed, u, v, w[0]).transpose()
-    pi_z = project_embedding((u, v, w), cone_list)
+    dual_projection = internals.dual_projection_derivative(v, parsed)
+    M = internals.residual_derivative(Q, parsed, u, v, w[0], dense=mode == "dense")
+    MT = M.T if mode == "dense" else M.transpose()
+    pi_z = internals.project_embedding((u, v, w), cone_list)
     if A_pattern is None:
         A = sp.csc_matrix(A)
         rows, cols = A.indices, np.repeat(np.arange(n), np.diff(A.indptr))
@@ -171,9 +165,9 @@ def adjoint_at_solution(A: sp.csc_matrix, b: np.ndarray, c: np.ndarray, cones: C
         if not np.any(dz):
             r = np.zeros(dz.size)
         elif mode == "dense":
-            r = _diffcp._solve_adjoint_derivative_dense(M, MT, dz)
+            r = internals.solve_adjoint_dense(M, MT, dz)
         elif mode == "lsqr":
-            r = _diffcp.lsqr(MT, dz).solution
+            r = internals.solve_adjoint_lsqr(MT, dz)
         else:
             operator = spla.LinearOperator((dz.size, dz.size), matvec=MT.matvec,
                                            rmatvec=MT.rmatvec)

@@ -10,9 +10,7 @@ The rule, from the benchmark (``docs/benchmarks.md``):
   problem or shares its matrices: an interior-point method refactorizes its KKT
   matrix at every iteration of every element, while SCS factorizes once and its LPGD
   re-solves, warm-started from the forward solution, reuse that factorization.
-  (Measured on a lasso with a dense data block: SCS 3.9× faster at 25 000 entries
-  and 5.8× at 124 000, for one problem; 4.7× for a shared batch of 16 at 25 000.
-  Moreau 1.8× faster on the 7 500-entry benchmark QP as one problem; 2.6× for 8.)
+  (The sweep behind the threshold is in docs/benchmarks.md, ``solver="auto"``.)
 * **SCS** without Moreau (or for the dual exponential cone, which Moreau lacks), and
   when the layer was given an executor (a process pool, a dask cluster): Moreau
   parallelizes inside its own call and would leave the executor idle.

@@ -108,10 +108,6 @@ class DataGradient:
         return DataGradient(*(None if a is None or b is None else a - b
                               for a, b in zip(self.parts(), other.parts())))
 
-    def scaled(self, factor: float) -> DataGradient:
-        """Every part multiplied by ``factor`` (a new object)."""
-        return DataGradient(*(None if a is None else factor * a for a in self.parts()))
-
 
 def lagrangian_data_gradient(x: np.ndarray, y: np.ndarray, A_pattern: SparsePattern,
                              P_pattern: SparsePattern | None = None) -> DataGradient:

@@ -87,11 +87,6 @@ class ConeDims:
             "p": list(self.power),
         }
 
-    @property
-    def has_only_polyhedral(self) -> bool:
-        """True when K is a product of zero and nonnegative cones (an LP/QP)."""
-        return self.size == self.zero + self.nonneg
-
 
 def svec_size(n: int) -> int:
     """Number of rows ``n(n+1)/2`` of a PSD block of order ``n``.

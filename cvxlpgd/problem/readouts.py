@@ -26,15 +26,11 @@ import cvxpy as cp
 import numpy as np
 import scipy.sparse as sp
 from cvxpy.constraints import PSD, SOC, ExpCone, NonNeg, PowCone3D, Zero
+from cvxpy.constraints.psd import SvecPSD
 from cvxpy.reductions.cvx_attr2constr import recover_value_for_leaf
 
 from cvxlpgd.problem.cones import svec_size, svec_unpack_matrix
 from cvxlpgd.problem.template import OutputSlot
-
-try:  # CVXPY ≥ 1.4 lowers PSD constraints to SvecPSD
-    from cvxpy.constraints.psd import SvecPSD
-except ImportError:  # pragma: no cover - depends on the CVXPY version
-    SvecPSD = PSD
 
 # Order of the cones in the solver's y vector (SCS convention).
 _CONE_ORDER = (Zero, NonNeg, SOC, PSD, SvecPSD, ExpCone, PowCone3D)

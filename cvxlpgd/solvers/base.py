@@ -20,7 +20,7 @@ Two levels:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -82,7 +82,6 @@ class Solution:
     status: str
     iterations: int = 0
     solve_time: float = 0.0
-    info: dict = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:

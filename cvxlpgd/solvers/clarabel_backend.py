@@ -197,9 +197,6 @@ class ClarabelWorkspace:
             status=INTERIOR_POINT_STATUS.get(status, FAILED),
             iterations=int(result.iterations),
             solve_time=elapsed,
-            info={"solver": "CLARABEL", "status": status, "obj_val": result.obj_val,
-                  "obj_val_dual": result.obj_val_dual, "r_prim": result.r_prim,
-                  "r_dual": result.r_dual, "solver_time": result.solve_time},
         )
 
 

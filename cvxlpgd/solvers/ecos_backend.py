@@ -185,7 +185,6 @@ class EcosWorkspace:
             status=_STATUS.get(int(info["exitFlag"]), FAILED),
             iterations=int(info["iter"]),
             solve_time=elapsed,
-            info={"solver": "ECOS", **info},
         )
 
 

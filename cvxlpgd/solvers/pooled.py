@@ -164,7 +164,7 @@ class PooledSolver:
         if shared and self.name == "SCS" and max(len(part) for part in layout) > 1:
             # SCS adapts its step scale during a solve and keeps it for the next solve
             # on the same workspace; a scale tuned at the end of one element's solve is
-            # a poor start for another element's cold solve (measured: 3.5x the
+            # a poor start for another element's cold solve (several times the
             # iterations on the benchmark QP and LP). The user's choice wins.
             settings.setdefault("adaptive_scale", False)
         return settings

@@ -199,7 +199,6 @@ class ScsWorkspace:
             status=_STATUS.get(int(info["status_val"]), FAILED),
             iterations=int(info["iter"]),
             solve_time=elapsed,
-            info={"solver": "SCS", **info},
         )
 
 

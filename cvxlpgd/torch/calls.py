@@ -100,9 +100,9 @@ def _forget(layer_ref, stamp: int) -> None:
 #: A batch of at most this many numbers (B·(n + m) plus the stored entries of A and P
 #: per distinct matrix) leaves its solver workspaces cached for the next call of the
 #: same size; a larger one releases them when its call ends. Moreau's compiled solver
-#: holds 10-100 times the batch's data (measured: 0.8 GiB for B = 20000 of a 10-variable
-#: conic program); rebuilding it costs little next to a solve of a large batch, but
-#: about a third of a call of 64 small problems, which therefore keep theirs.
+#: holds many times the batch's data; rebuilding it costs little next to a solve of a
+#: large batch but a sizeable part of a call of small problems, which therefore keep
+#: theirs (measurements: docs/pytorch.md, memory).
 KEEP_WORKSPACE_NUMBERS = 2 ** 16
 
 
