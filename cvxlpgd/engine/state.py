@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cvxlpgd.problem.program import ProgramBatch
-from cvxlpgd.solvers.base import INACCURATE_STATUSES, BatchSolution
+from cvxlpgd.solvers.base import INACCURATE_STATUSES, BatchSolution, BatchSolver
 
 
 @dataclass(frozen=True)
@@ -160,7 +160,7 @@ class ForwardState:
     template: object
     batch: ProgramBatch
     solution: BatchSolution
-    solver: object
+    solver: BatchSolver
     settings: dict
     reuse: dict = field(default_factory=dict)
     exact_backend: str | None = None

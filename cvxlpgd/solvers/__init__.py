@@ -37,6 +37,7 @@ from cvxlpgd.solvers.base import (
     UNBOUNDED_INACCURATE,
     BatchSolution,
     BatchSolver,
+    DifferentiableBatchSolver,
     Solution,
     SolverBackend,
     Workspace,
@@ -59,18 +60,16 @@ SOLVERS = ("MOREAU", "SCS", "CLARABEL", "ECOS")
 #: Solvers that solve one program at a time (batched through :class:`PooledSolver`).
 _BACKENDS = {"SCS": ScsBackend, "CLARABEL": ClarabelBackend, "ECOS": EcosBackend}
 
-#: What each solver accepts: a quadratic objective, warm starts.
+#: What each solver accepts — a quadratic objective, warm starts — as its class declares.
 CAPABILITIES = {
-    "MOREAU": {"quadratic": True, "warm_start": True},
-    "SCS": {"quadratic": True, "warm_start": True},
-    "CLARABEL": {"quadratic": True, "warm_start": False},
-    "ECOS": {"quadratic": False, "warm_start": False},
-}
+    name: {"quadratic": cls.supports_quadratic, "warm_start": cls.supports_warm_start}
+    for name, cls in {"MOREAU": MoreauSolver, **_BACKENDS}.items()}
 
 __all__ = [
     "SOLVERS", "CAPABILITIES", "get_backend", "batch_solver", "solve_cone_program",
     "supports_quadratic", "moreau_available", "solver_tolerance",
     "Solution", "Workspace", "SolverBackend", "BatchSolution", "BatchSolver",
+    "DifferentiableBatchSolver",
     "ScsBackend", "ClarabelBackend", "EcosBackend", "MoreauSolver", "PooledSolver",
     "OPTIMAL", "OPTIMAL_INACCURATE", "INFEASIBLE", "UNBOUNDED",
     "INFEASIBLE_INACCURATE", "UNBOUNDED_INACCURATE", "FAILED", "OK_STATUSES",

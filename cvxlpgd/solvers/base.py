@@ -197,10 +197,23 @@ class BatchSolution:
 
 
 class BatchSolver(Protocol):
-    """Solves batches of programs of one structure (cones, patterns of A and P)."""
+    """Solves batches of programs of one structure (cones, patterns of A and P).
+
+    Attributes
+    ----------
+    name : str
+        The solver's name (one of :data:`cvxlpgd.solvers.SOLVERS`).
+    supports_warm_start : bool
+        Whether ``solve`` uses a warm start.
+    solves_independently : bool
+        Whether a solve depends on its inputs only. SCS's workspaces carry state (its
+        adaptive scale, acceleration memory) from one solve to the next, so a repeated
+        backward pass replays the forward solves on fresh workspaces first.
+    """
 
     name: str
     supports_warm_start: bool
+    solves_independently: bool
 
     def solve(self, batch: ProgramBatch, warm_start: BatchPoint | None = None,
               reuse: dict | None = None) -> BatchSolution:
@@ -212,4 +225,22 @@ class BatchSolver(Protocol):
         and find it again in a later call on a batch with the same ``A_data`` and
         ``P_data`` arrays; it lives as long as the caller keeps it.
         """
+        ...
+
+
+class DifferentiableBatchSolver(BatchSolver, Protocol):
+    """A batch solver with its own derivative of its last solve (Moreau's).
+
+    Attributes
+    ----------
+    solve_count : dict
+        Solves so far per batch size: the derivative belongs to the last one.
+    """
+
+    solve_count: dict[int, int]
+
+    def backward(self, batch_size: int, dx: np.ndarray, dy: np.ndarray,
+                 ds: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Data gradients ``dc``, ``db``, ``dA_data``, ``dP_data`` of the last solve of
+        ``batch_size`` elements for incoming ``dx``, ``dy`` (and ``ds``)."""
         ...

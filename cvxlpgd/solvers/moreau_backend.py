@@ -207,6 +207,7 @@ class MoreauSolver:
     """
 
     name = "MOREAU"
+    supports_quadratic = True
     supports_warm_start = True
     #: A solve depends on its inputs only (no state carried from earlier solves).
     solves_independently = True
