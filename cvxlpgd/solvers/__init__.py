@@ -42,17 +42,11 @@ from cvxlpgd.solvers.base import (
     SolverBackend,
     Workspace,
 )
-from cvxlpgd.solvers.clarabel_backend import ClarabelBackend, clarabel_settings
-from cvxlpgd.solvers.ecos_backend import EcosBackend, ecos_settings
-from cvxlpgd.solvers.moreau_backend import (
-    ACTIVE_SET_ACCURACY,
-    MoreauSolver,
-    moreau_available,
-    moreau_settings,
-    uses_active_set,
-)
+from cvxlpgd.solvers.clarabel_backend import ClarabelBackend
+from cvxlpgd.solvers.ecos_backend import EcosBackend
+from cvxlpgd.solvers.moreau_backend import MoreauSolver, moreau_available
 from cvxlpgd.solvers.pooled import PooledSolver
-from cvxlpgd.solvers.scs_backend import ScsBackend, scs_settings
+from cvxlpgd.solvers.scs_backend import ScsBackend
 
 #: Valid solver names, upper case.
 SOLVERS = ("MOREAU", "SCS", "CLARABEL", "ECOS")
@@ -254,20 +248,5 @@ def solver_tolerance(solver: str, settings: dict | None = None, structure=None) 
     ValueError
         For an unknown solver name or invalid settings.
     """
-    name = solver.upper() if isinstance(solver, str) else solver
-    if name == "SCS":
-        merged = scs_settings(settings)
-        return float(max(merged["eps_abs"], merged["eps_rel"]))
-    if name == "CLARABEL":
-        merged = clarabel_settings(settings)
-        return float(max(merged.tol_gap_abs, merged.tol_gap_rel, merged.tol_feas))
-    if name == "MOREAU":
-        ipm = moreau_settings(settings).ipm_settings
-        if ipm is None or (structure is not None and uses_active_set(structure, settings)):
-            return ACTIVE_SET_ACCURACY
-        return float(max(ipm.tol_gap_abs, ipm.tol_gap_rel, ipm.tol_feas))
-    if name == "ECOS":
-        merged = ecos_settings(settings)
-        # ECOS's own defaults (1e-8) apply to the keys the user leaves out.
-        return float(max(merged.get(k, 1e-8) for k in ("feastol", "abstol", "reltol")))
-    raise ValueError(f"unknown solver {solver!r}; valid solvers: {', '.join(SOLVERS)}")
+    cls = MoreauSolver if _key(solver) == "MOREAU" else _BACKENDS[_key(solver)]
+    return cls.tolerance(settings, structure)

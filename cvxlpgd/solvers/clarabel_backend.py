@@ -209,6 +209,25 @@ class ClarabelBackend:
     #: A solve depends on its inputs and the setup only, not on earlier solves.
     solves_independently = True
 
+    @staticmethod
+    def tolerance(settings: dict | None, structure=None) -> float:
+        """The relative accuracy these settings ask for:
+        ``max(tol_gap_abs, tol_gap_rel, tol_feas)``.
+
+        Parameters
+        ----------
+        settings : dict or None
+            The user's settings (over the backend's defaults).
+        structure : ProgramStructure, optional
+            The problem's structure (unused).
+
+        Returns
+        -------
+        float
+        """
+        merged = clarabel_settings(settings)
+        return float(max(merged.tol_gap_abs, merged.tol_gap_rel, merged.tol_feas))
+
     def setup(self, A: sp.csc_matrix, P: sp.csc_matrix | None, cones: ConeDims,
               settings: dict | None) -> ClarabelWorkspace:
         """Translate (P, A, K) to Clarabel's form and validate the settings.

@@ -197,6 +197,25 @@ class EcosBackend:
     #: A solve depends on its inputs and the setup only, not on earlier solves.
     solves_independently = True
 
+    @staticmethod
+    def tolerance(settings: dict | None, structure=None) -> float:
+        """The relative accuracy these settings ask for: ``max(feastol, abstol, reltol)``,
+        ECOS's own 1e-8 for those not given.
+
+        Parameters
+        ----------
+        settings : dict or None
+            The user's settings (over the backend's defaults).
+        structure : ProgramStructure, optional
+            The problem's structure (unused).
+
+        Returns
+        -------
+        float
+        """
+        merged = ecos_settings(settings)
+        return float(max(merged.get(k, 1e-8) for k in ("feastol", "abstol", "reltol")))
+
     def setup(self, A: sp.csc_matrix, P: sp.csc_matrix | None, cones: ConeDims,
               settings: dict | None) -> EcosWorkspace:
         """Split A into ECOS's equality and cone blocks and validate the settings.

@@ -212,6 +212,28 @@ class MoreauSolver:
     #: A solve depends on its inputs only (no state carried from earlier solves).
     solves_independently = True
 
+    @staticmethod
+    def tolerance(settings: dict | None, structure=None) -> float:
+        """The relative accuracy these settings ask for: ``max(tol_gap_abs, tol_gap_rel,
+        tol_feas)`` of its interior-point method, or :data:`ACTIVE_SET_ACCURACY` where its
+        active-set method solves.
+
+        Parameters
+        ----------
+        settings : dict or None
+            The user's settings (over the backend's defaults).
+        structure : ProgramStructure, optional
+            The problem's structure: whether the active-set method solves it.
+
+        Returns
+        -------
+        float
+        """
+        ipm = moreau_settings(settings).ipm_settings
+        if ipm is None or (structure is not None and uses_active_set(structure, settings)):
+            return ACTIVE_SET_ACCURACY
+        return float(max(ipm.tol_gap_abs, ipm.tol_gap_rel, ipm.tol_feas))
+
     def __init__(self, structure: ProgramStructure, settings: dict | None = None, *,
                  device: str = "cpu", enable_grad: bool = False):
         self.structure = structure

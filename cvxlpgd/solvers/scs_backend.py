@@ -212,6 +212,24 @@ class ScsBackend:
     #: so a result depends on the solves before it.
     solves_independently = False
 
+    @staticmethod
+    def tolerance(settings: dict | None, structure=None) -> float:
+        """The relative accuracy these settings ask for: ``max(eps_abs, eps_rel)``.
+
+        Parameters
+        ----------
+        settings : dict or None
+            The user's settings (over the backend's defaults).
+        structure : ProgramStructure, optional
+            The problem's structure (unused).
+
+        Returns
+        -------
+        float
+        """
+        merged = scs_settings(settings)
+        return float(max(merged["eps_abs"], merged["eps_rel"]))
+
     def setup(self, A: sp.csc_matrix, P: sp.csc_matrix | None, cones: ConeDims,
               settings: dict | None) -> ScsWorkspace:
         """Factorize for fixed (P, A, K).
