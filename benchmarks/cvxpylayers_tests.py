@@ -25,7 +25,9 @@ module level). Raw pytest output and the junit xml go to
 Run it as::
 
     python benchmarks/cvxpylayers_tests.py --checkout /tmp/cvxpylayers-src \\
-        --mode cvxpylayers exact lpgd
+        --mode cvxpylayers exact lpgd                 # the PyTorch files
+    python benchmarks/cvxpylayers_tests.py --checkout /tmp/cvxpylayers-src \\
+        --front jax --mode cvxpylayers exact lpgd     # test_jax.py, test_dual_variables_jax.py
 """
 
 from __future__ import annotations
@@ -39,19 +41,23 @@ import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-FILES = ("test_torch.py", "test_dual_variables.py", "test_readme_examples.py",
-         "test_moreau.py", "test_moreau_dual_variables.py")
+#: Per front end: the test files, and the module the layer is imported from there.
+FRONTS = {
+    "torch": (("test_torch.py", "test_dual_variables.py", "test_readme_examples.py",
+               "test_moreau.py", "test_moreau_dual_variables.py"), "cvxlpgd"),
+    "jax": (("test_jax.py", "test_dual_variables_jax.py"), "cvxlpgd.jax"),
+}
 MODES = {"cvxpylayers": None, "exact": {"gradient": "exact"},
          "lpgd": {"gradient": "lpgd", "tau": 1e-5}}
 RESULTS = Path(__file__).resolve().parent / "results"
 
-SHIM = '''"""cvxlpgd.CvxpyLayer with the gradient options of this run injected."""
-import cvxlpgd
+SHIM = '''"""cvxlpgd's CvxpyLayer with the gradient options of this run injected."""
+import {module} as front
 
 OPTIONS = {options!r}
 
 
-class CvxpyLayer(cvxlpgd.CvxpyLayer):
+class CvxpyLayer(front.CvxpyLayer):
     def __init__(self, problem, parameters, variables, *args, **kwargs):
         super().__init__(problem, parameters, variables, *args, **{{**OPTIONS, **kwargs}})
 '''
@@ -75,7 +81,7 @@ class Lazy:
         return getattr(module, attr)
 '''
 REWRITES = (  # (pattern, replacement, applies in cvxpylayers mode too)
-    (r"^(\s*)from cvxpylayers\.torch import CvxpyLayer\b",
+    (r"^(\s*)from cvxpylayers\.(?:torch|jax) import CvxpyLayer\b",
      r"\1from _cvxlpgd_shim import CvxpyLayer", False),
     (r'^(\w+) = pytest\.importorskip\("((?:jax|mlx)[\w.]*)"\)',
      r'\1 = __import__("_lazy").Lazy("\2")', True),
@@ -86,10 +92,10 @@ REWRITES = (  # (pattern, replacement, applies in cvxpylayers mode too)
 )
 
 
-def locate(checkout: Path) -> list[Path]:
+def locate(checkout: Path, names: tuple[str, ...]) -> list[Path]:
     """The test files in the checkout, preferring those under a ``tests`` folder."""
     found = []
-    for name in FILES:
+    for name in names:
         hits = sorted(checkout.rglob(name), key=lambda p: ("tests" not in p.parts, len(p.parts)))
         if not hits:
             sys.exit(f"{name} not found under {checkout}")
@@ -97,7 +103,7 @@ def locate(checkout: Path) -> list[Path]:
     return found
 
 
-def prepare(files: list[Path], mode: str, folder: Path) -> None:
+def prepare(files: list[Path], mode: str, folder: Path, module: str) -> None:
     """Write the rewritten copies, the shim and a pytest.ini into ``folder``."""
     for path in files:
         text = path.read_text()
@@ -105,17 +111,22 @@ def prepare(files: list[Path], mode: str, folder: Path) -> None:
             if always or MODES[mode] is not None:
                 text = re.sub(pattern, replacement, text, flags=re.M)
         (folder / path.name).write_text(text)
-    (folder / "_cvxlpgd_shim.py").write_text(SHIM.format(options=MODES[mode]))
+    (folder / "_cvxlpgd_shim.py").write_text(SHIM.format(options=MODES[mode], module=module))
     (folder / "_lazy.py").write_text(LAZY)
     (folder / "pytest.ini").write_text("[pytest]\n")
 
 
-def run(files: list[Path], mode: str, timeout: float) -> Path:
+def result_stem(front: str, mode: str) -> str:
+    """``cvxpylayers_tests_<mode>`` (torch) or ``cvxpylayers_tests_jax_<mode>``."""
+    return f"cvxpylayers_tests_{'' if front == 'torch' else front + '_'}{mode}"
+
+
+def run(files: list[Path], mode: str, timeout: float, front: str = "torch") -> Path:
     """Run pytest on the rewritten copies; return the junit xml's path."""
     RESULTS.mkdir(exist_ok=True)
-    xml, txt = (RESULTS / f"cvxpylayers_tests_{mode}.{ext}" for ext in ("xml", "txt"))
-    with tempfile.TemporaryDirectory(prefix=f"cvxpylayers_tests_{mode}_") as tmp:
-        prepare(files, mode, Path(tmp))
+    xml, txt = (RESULTS / f"{result_stem(front, mode)}.{ext}" for ext in ("xml", "txt"))
+    with tempfile.TemporaryDirectory(prefix=f"{result_stem(front, mode)}_") as tmp:
+        prepare(files, mode, Path(tmp), FRONTS[front][1])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([tmp, os.environ.get("PYTHONPATH", "")])}
         cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfE",
                f"--junitxml={xml}", "-o", "junit_family=xunit1", *(p.name for p in files)]
@@ -158,10 +169,12 @@ def main() -> None:
     parser.add_argument("--checkout", type=Path, required=True,
                         help="a cvxpylayers source tree (e.g. a work tree of its git repository)")
     parser.add_argument("--mode", nargs="+", choices=list(MODES), default=list(MODES))
+    parser.add_argument("--front", choices=list(FRONTS), default="torch",
+                        help="which layer's tests: cvxpylayers' PyTorch or JAX files")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per pytest run")
     args = parser.parse_args()
-    files = locate(args.checkout.resolve())
-    results = {mode: parse(run(files, mode, args.timeout)) for mode in args.mode}
+    files = locate(args.checkout.resolve(), FRONTS[args.front][0])
+    results = {mode: parse(run(files, mode, args.timeout, args.front)) for mode in args.mode}
     print(f"\n{'mode':<12} {'file':<32} {'collected':>9} {'passed':>7} {'failed':>7} "
           f"{'errors':>7} {'skipped':>8}")
     for mode, (counts, _, _) in results.items():
@@ -169,7 +182,7 @@ def main() -> None:
         for name, row in [*counts.items(), ("total", total)]:
             print(f"{mode:<12} {name:<32} " + " ".join(f"{n:>{w}}" for n, w in
                                                        zip(row, (9, 7, 7, 7, 8))))
-    stored = RESULTS / "cvxpylayers_tests_cvxpylayers.xml"
+    stored = RESULTS / f"{result_stem(args.front, 'cvxpylayers')}.xml"
     reference = results.get("cvxpylayers") or (parse(stored) if stored.exists() else None)
     for mode, (_, failing, _) in results.items():
         print(f"\n[{mode}] failing tests ({len(failing)}):")
