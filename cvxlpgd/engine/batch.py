@@ -40,6 +40,7 @@ from cvxlpgd.lpgd.formulas import (
     identifiable_dual_gradient,
     proximal_batch,
 )
+from cvxlpgd.lpgd.zero_gradient import warn_if_zero_gradient
 from cvxlpgd.problem.program import ProgramBatch
 from cvxlpgd.solvers import SOLVERS
 from cvxlpgd.solvers.base import INACCURATE_STATUSES, BatchSolution
@@ -269,6 +270,34 @@ class BatchEngine(SolverCatalog):
         fresh: dict = {}
         solver.solve(state.batch, state.warm_start, fresh)
         return fresh
+
+    def backward(self, state: ForwardState, dx: np.ndarray, dy: np.ndarray, options,
+                 owner) -> DataGradient:
+        """The data gradients a call asked for: the exact derivative when the forward
+        prepared one, else LPGD's with the call's τ, ρ and mode (and the zero-gradient
+        check of :func:`cvxlpgd.lpgd.zero_gradient.warn_if_zero_gradient`).
+
+        Parameters
+        ----------
+        state : ForwardState
+            The forward pass.
+        dx, dy : numpy.ndarray
+            Incoming gradients (B, n), (B, m).
+        options : CallOptions
+            The call's options.
+        owner : object
+            The layer (the zero-gradient check warns once per layer).
+
+        Returns
+        -------
+        DataGradient
+        """
+        if state.exact_backend is not None:
+            return self.backward_exact(state, dx, dy)
+        result = self.backward_lpgd(state, dx, dy, tau=options.tau, rho=options.rho,
+                                    mode=options.lpgd_mode, inaccurate=options.inaccurate)
+        warn_if_zero_gradient(owner, state, result, dx, dy, options)
+        return result.gradient
 
     def backward_exact(self, state: ForwardState, dx: np.ndarray, dy: np.ndarray
                        ) -> DataGradient:

@@ -29,7 +29,6 @@ import torch
 
 from cvxlpgd.engine.fallback import fallback_chain
 from cvxlpgd.engine.state import ForwardState
-from cvxlpgd.lpgd.zero_gradient import warn_if_zero_gradient
 from cvxlpgd.solvers.base import BatchSolution
 from cvxlpgd.torch.inputs import check_arguments, check_inputs
 
@@ -203,15 +202,7 @@ def backward_call(layer, key: str, tensors: list[torch.Tensor], solution: list[t
         state = _rebuild_state(layer, key, tensors, solution)
     template = state.template
     dx, dy = template.output_adjoint(incoming, batch_size)
-    engine = layer._engine(arguments.device)
-    if state.exact_backend is not None:
-        data_grad = engine.backward_exact(state, dx, dy)
-    else:
-        result = engine.backward_lpgd(state, dx, dy, tau=options.tau, rho=options.rho,
-                                      mode=options.lpgd_mode, inaccurate=options.inaccurate)
-        data_grad = result.gradient
-        # ZeroGradientWarning (once per layer) when τ moved no perturbed solution.
-        warn_if_zero_gradient(layer, state, result, dx, dy, options)
+    data_grad = layer._engine(arguments.device).backward(state, dx, dy, options, layer)
     param_grads = template.parameter_gradient(*data_grad.parts())
     if rebuilt:  # no graph holds this state: its call ends here
         _release_workspaces(layer, state)

@@ -13,46 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from cvxlpgd.problem.naming import leaf_label
-
-
-@dataclass(frozen=True)
-class ParameterSpec:
-    """What a call needs to know of one parameter, as plain data.
-
-    Attributes
-    ----------
-    label : str
-        The parameter as errors name it (see :func:`cvxlpgd.problem.naming.leaf_label`).
-    shape : tuple of int
-        Its shape.
-    attributes : tuple of str
-        The declared attributes a value must respect (``"nonneg"``, ``"nonpos"``,
-        ``"symmetric"``, ``"PSD"``, ``"NSD"``).
-    """
-
-    label: str
-    shape: tuple[int, ...]
-    attributes: tuple[str, ...]
-
-
-_CHECKED_ATTRIBUTES = ("nonneg", "nonpos", "symmetric", "PSD", "NSD")
-
-
-def parameter_specs(parameters) -> tuple[ParameterSpec, ...]:
-    """The specs of ``parameters`` (cvxpy.Parameter objects, in the layer's order).
-
-    Parameters
-    ----------
-    parameters : sequence of cvxpy.Parameter
-
-    Returns
-    -------
-    tuple of ParameterSpec
-    """
-    return tuple(ParameterSpec(leaf_label(p, i), tuple(int(d) for d in p.shape),
-                               tuple(a for a in _CHECKED_ATTRIBUTES if p.attributes.get(a)))
-                 for i, p in enumerate(parameters))
+from cvxlpgd.problem.parameters import batch_layout, check_count, checked_values
 
 
 @dataclass
@@ -91,11 +52,7 @@ def check_arguments(specs, tensors) -> Arguments:
     TypeError, ValueError
         Naming the parameter and what was expected.
     """
-    if len(tensors) != len(specs):
-        names = ", ".join(spec.label for spec in specs) or "none"
-        raise ValueError(f"A tensor must be provided for each CVXPY parameter: expected "
-                         f"{len(specs)} tensors (for {names}), got {len(tensors)}")
-    batch_sizes, batched = {}, []
+    check_count(specs, tensors, "tensor")
     for spec, tensor in zip(specs, tensors):
         if not isinstance(tensor, torch.Tensor):
             raise TypeError(f"parameter {spec.label} must be a torch.Tensor, "
@@ -107,25 +64,7 @@ def check_arguments(specs, tensors) -> Arguments:
             raise ValueError(f"parameter {spec.label} is a meta tensor (a shape without "
                              "values); the layer solves for values, so pass a tensor on "
                              "the CPU or a GPU")
-        got = tuple(tensor.shape)
-        if got == spec.shape:
-            batched.append(False)
-        elif len(got) == len(spec.shape) + 1 and got[1:] == spec.shape:
-            batched.append(True)
-            batch_sizes[spec.label] = got[0]
-        else:
-            what = ("Invalid parameter dimensionality" if len(got) > len(spec.shape) + 1
-                    else "Invalid parameter shape")
-            raise ValueError(f"{what}: parameter {spec.label} must have shape {spec.shape} or "
-                             f"(batch, {', '.join(map(str, spec.shape))}), got {got}")
-    sizes = list(batch_sizes.values())
-    # Compared pairwise, not as a set: under torch.compile the sizes may be symbolic.
-    if any(size != sizes[0] for size in sizes[1:]):
-        detail = ", ".join(f"{k}: {v}" for k, v in batch_sizes.items())
-        raise ValueError(f"Inconsistent batch sizes ({detail})")
-    batch_size = sizes[0] if sizes else 1
-    if batch_size == 0:
-        raise ValueError("batch size is 0: nothing to solve")
+    batched, batch_size = batch_layout(specs, [tuple(t.shape) for t in tensors])
     if not tensors:
         return Arguments(batched, 1, torch.float64, torch.device("cpu"))
     devices = {t.device for t in tensors}
@@ -154,32 +93,6 @@ def check_inputs(specs, tensors) -> Inputs:
         finiteness, declared sign or symmetry, one device).
     """
     arguments = check_arguments(specs, tensors)
-    values = []
-    for spec, tensor, batched in zip(specs, tensors, arguments.batched):
-        value = tensor.detach().to(device="cpu", dtype=torch.float64).numpy()
-        if not np.all(np.isfinite(value)):
-            raise ValueError(f"parameter {spec.label} has non-finite values (nan or inf)")
-        _check_attributes(spec, value, batched)
-        if any(a in spec.attributes for a in ("symmetric", "PSD", "NSD")):
-            # The compiled problem reads one triangle; its symmetrized gradient is the
-            # derivative of this map, so that the forward and backward passes agree.
-            value = 0.5 * (value + np.swapaxes(value, -1, -2))
-        values.append(value)
+    values = checked_values(specs, [t.detach().to(device="cpu", dtype=torch.float64).numpy()
+                                    for t in tensors], arguments.batched)
     return Inputs(**vars(arguments), values=values)
-
-
-def _check_attributes(spec: ParameterSpec, value: np.ndarray, batched: bool) -> None:
-    """Values must respect the parameter's declared sign/symmetry (DPP relies on them)."""
-    name, attrs = spec.label, spec.attributes
-    if "nonneg" in attrs and np.any(value < 0):
-        raise ValueError(f"parameter {name} is declared nonneg but has negative values")
-    if "nonpos" in attrs and np.any(value > 0):
-        raise ValueError(f"parameter {name} is declared nonpos but has positive values")
-    if any(a in attrs for a in ("symmetric", "PSD", "NSD")):
-        matrices = value if batched else value[None]
-        if not np.allclose(matrices, np.swapaxes(matrices, -1, -2), atol=1e-8):
-            raise ValueError(f"parameter {name} is declared symmetric but its value is not")
-        if "PSD" in attrs and np.min(np.linalg.eigvalsh(matrices)) < -1e-8:
-            raise ValueError(f"parameter {name} is declared PSD but has a negative eigenvalue")
-        if "NSD" in attrs and np.max(np.linalg.eigvalsh(matrices)) > 1e-8:
-            raise ValueError(f"parameter {name} is declared NSD but has a positive eigenvalue")

@@ -11,23 +11,17 @@ from __future__ import annotations
 import json
 from concurrent.futures import Executor
 
-import cvxpy as cp
-import numpy as np
 import torch
 
 from cvxlpgd.engine.batch import BatchEngine
-from cvxlpgd.engine.exact import choose_exact_backend
-from cvxlpgd.engine.options import CallOptions, validate_solver
-from cvxlpgd.engine.solver_args import routes_elsewhere
+from cvxlpgd.engine.compiled import CompiledProblem
+from cvxlpgd.engine.options import CallOptions
 from cvxlpgd.engine.state import SolverStats
 from cvxlpgd.errors import warn_user
-from cvxlpgd.problem.compile import compile_problem, validate_problem
-from cvxlpgd.problem.naming import describe_layer, layer_signature, leaf_label
-from cvxlpgd.problem.template import ConeTemplate
-from cvxlpgd.solvers import supports_quadratic
-from cvxlpgd.solvers.moreau_backend import moreau_available, moreau_devices
+from cvxlpgd.problem.naming import describe_layer, layer_signature
+from cvxlpgd.solvers.moreau_backend import moreau_devices
 from cvxlpgd.solvers.parallel import WarmStartMemory
-from cvxlpgd.torch.inputs import check_arguments, parameter_specs
+from cvxlpgd.torch.inputs import check_arguments
 from cvxlpgd.torch.log_transform import LogTransform
 from cvxlpgd.torch.operators import call_layer, register
 from cvxlpgd.torch.persistence import RebuildsRuntime
@@ -36,7 +30,7 @@ from cvxlpgd.torch.persistence import RebuildsRuntime
 _MAX_DECODED_KEYS = 256
 
 
-class CvxpyLayer(RebuildsRuntime, torch.nn.Module):
+class CvxpyLayer(RebuildsRuntime, CompiledProblem, torch.nn.Module):
     r"""A parametrized CVXPY problem as a differentiable PyTorch layer.
 
     The problem is compiled once, here, into a parametrized cone program. Calling the
@@ -143,40 +137,14 @@ class CvxpyLayer(RebuildsRuntime, torch.nn.Module):
                  workers: int | None = None, executor=None, warm_start: bool = False,
                  inaccurate: str = "warn", gp: bool = False, fallback: bool | None = None):
         super().__init__()
-        solver = validate_solver(solver)
-        self.options = CallOptions(gradient=gradient, tau=float(tau), rho=float(rho),
-                                   lpgd_mode=lpgd_mode, exact_mode=exact_mode,
-                                   exact_backend=exact_backend,
-                                   solver_args=dict(solver_args or {}),
-                                   inaccurate=inaccurate).validated(solver)
-        if workers is not None and (isinstance(workers, bool) or not isinstance(
-                workers, (int, np.integer)) or workers < 1):
-            raise ValueError(f"workers must be a positive integer, got {workers!r}")
-        if fallback is not None and not isinstance(fallback, bool):
-            raise TypeError(f"fallback must be True, False or None, got {fallback!r}")
-        if not isinstance(warm_start, bool):
-            raise TypeError(f"warm_start must be True or False, got {warm_start!r}")
-        if not isinstance(gp, bool):
-            raise TypeError(f"gp must be True or False, got {gp!r}")
-        self.gp = gp
-        self.solver = solver
-        self.problem = problem
-        self.parameters_, self.variables_ = validate_problem(problem, parameters, variables,
-                                                             gp=gp)
-        self.workers = None if workers is None else int(workers)
-        self.fallback = fallback
-        self.warm_start = warm_start
-        self._specs = parameter_specs(self.parameters_)
+        template = self._configure(
+            problem, parameters, variables, gradient=gradient, tau=tau, rho=rho,
+            lpgd_mode=lpgd_mode, exact_mode=exact_mode, exact_backend=exact_backend,
+            solver=solver, solver_args=solver_args, workers=workers, warm_start=warm_start,
+            inaccurate=inaccurate, gp=gp, fallback=fallback)
         self._signature = layer_signature(problem, self.parameters_, self.variables_, gp)
-        self._output_labels = tuple(_output_label(item, i)
-                                    for i, item in enumerate(self.variables_))
-        self._templates: dict[bool, ConeTemplate] = {}
         self._start_runtime()
         self.executor = executor
-        template = self._template(quadratic=self._solves_quadratic(None))
-        if self.options.gradient == "exact":  # a form it cannot compile fails here, not later
-            self._template(quadratic=self._solves_quadratic(
-                self.exact_backend_for(self.options.exact_backend)))
         self._log_transform = LogTransform(template) if gp else None
         self._stats: SolverStats | None = None
         self._warned_device = False
@@ -218,55 +186,6 @@ class CvxpyLayer(RebuildsRuntime, torch.nn.Module):
         return self._stats
 
     # ---- configuration -----------------------------------------------------------------
-
-    def _solves_quadratic(self, exact_backend: str | None) -> bool:
-        """Whether a call solves the QP form (P kept) or the conic one.
-
-        ``exact_backend`` is the exact derivative the call prepares (None: LPGD or none).
-        """
-        if exact_backend == "diffcp":
-            return False  # diffcp differentiates the conic form only
-        return self.solver == "AUTO" or supports_quadratic(self.solver)
-
-    def exact_backend_for(self, backend: str, solver_args: dict | None = None) -> str:
-        """The exact derivative ``backend`` stands for on this layer.
-
-        ``"auto"`` picks Moreau's derivative where diffcp cannot differentiate the
-        problem (a parametrized P, power cones) or a QP would be solved less accurately
-        in its conic-only form, when Moreau is installed and the layer's solver is
-        ``"auto"`` or Moreau; diffcp's otherwise
-        (:func:`cvxlpgd.engine.exact.choose_exact_backend`).
-
-        Parameters
-        ----------
-        backend : str
-            ``"auto"``, ``"diffcp"`` or ``"moreau"``.
-        solver_args : dict, optional
-            The call's settings (default: the layer's): flat settings of another solver
-            (e.g. SCS's ``eps``) keep a QP with a constant P on diffcp's derivative.
-
-        Returns
-        -------
-        str
-            ``"diffcp"`` or ``"moreau"``.
-        """
-        if backend != "auto":
-            return backend
-        usable = self.solver in ("AUTO", "MOREAU") and moreau_available()
-        if not usable:
-            return "diffcp"
-        args = self.options.solver_args if solver_args is None else solver_args
-        return choose_exact_backend(self._template(quadratic=True), usable,
-                                    self.solver == "AUTO" and routes_elsewhere(args, "MOREAU"))
-
-    def _template(self, quadratic: bool) -> ConeTemplate:
-        if quadratic not in self._templates:
-            template = compile_problem(self.problem, self.parameters_, self.variables_,
-                                       quadratic=quadratic, gp=self.gp)
-            if quadratic and not template.quadratic:  # no quadratic term: one form serves both
-                self._templates[False] = template
-            self._templates[quadratic] = template
-        return self._templates[quadratic]
 
     def _engine(self, device: torch.device) -> BatchEngine:
         """The engine for inputs on ``device`` (Moreau solves on CUDA when it can)."""
@@ -396,10 +315,3 @@ class CvxpyLayer(RebuildsRuntime, torch.nn.Module):
             entry = self._calls[key] = (self.options.override(self.solver, **overrides),
                                         needs_grad)
         return entry
-
-
-def _output_label(item, position: int) -> str:
-    """An output as errors name it: a variable's label, or the dual of a constraint."""
-    if isinstance(item, cp.Variable):
-        return leaf_label(item, position, "variables")
-    return f"dual({' '.join(str(item).split())}) (variables[{position}])"

@@ -1,0 +1,248 @@
+r"""The JAX layer: a ``jax.custom_vjp`` around host callbacks into the batch engine.
+
+A call is one ``jax.pure_callback`` (``vmap_method="expand_dims"``) that solves the
+batch on the host with :class:`cvxlpgd.engine.batch.BatchEngine`; its VJP is a
+second callback that computes the LPGD gradient or the exact derivative
+(:mod:`cvxlpgd.jax.host`). The callbacks are opaque to JAX, so the layer works under
+``jax.jit``, ``jax.grad``, ``jax.vjp``, ``jax.jacrev`` and ``jax.vmap`` (one batched
+solve); forward-mode differentiation (``jax.jvp``, ``jacfwd``) is not defined.
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import Executor
+
+import numpy as np
+
+from cvxlpgd.engine.batch import BatchEngine
+from cvxlpgd.engine.compiled import CompiledProblem
+from cvxlpgd.engine.state import SolverStats
+from cvxlpgd.jax.host import HostCall
+from cvxlpgd.jax.inputs import check_shapes
+from cvxlpgd.problem.parameters import checked_values
+from cvxlpgd.solvers.parallel import WarmStartMemory
+
+try:  # the module imports without JAX (the docs' module walk); the layer needs it
+    import jax
+    import jax.numpy as jnp
+except ImportError:  # pragma: no cover - exercised only where JAX is missing
+    jax = jnp = None
+
+#: Compiled call functions a layer keeps (one per options and argument shapes).
+_MAX_FUNCTIONS = 256
+
+
+class CvxpyLayer(CompiledProblem):
+    """A parametrized CVXPY problem as a differentiable JAX function.
+
+    The constructor's arguments and their meaning are those of the PyTorch layer
+    (:class:`cvxlpgd.CvxpyLayer`): the problem is compiled once into a parametrized
+    cone program, minimize c(θ)ᵀx + ½ xᵀP(θ)x subject to
+    A(θ)x + s = b(θ), s ∈ K; a call solves it for a batch
+    of parameter values, and its VJP is the LPGD gradient replacement
+    (``gradient="lpgd"``) or the exact derivative (``gradient="exact"``).
+
+    Parameters
+    ----------
+    problem : cvxpy.Problem
+        A DCP problem that follows the DPP rules, or a DGP problem with ``gp=True``.
+    parameters : sequence of cvxpy.Parameter
+        All parameters of ``problem``, in the order the layer receives arrays.
+    variables : sequence of cvxpy.Variable or cvxpy.Constraint
+        The outputs: a variable yields its optimal value, a constraint its dual.
+    gradient : {"lpgd", "exact"}, default "lpgd"
+        Which VJP to use.
+    tau : float, default 0.1
+        LPGD perturbation strength τ > 0.
+    rho : float, default 0.0
+        LPGD proximal weight ρ ≥ 0.
+    lpgd_mode : {"central", "upper", "lower"}, default "central"
+        Finite difference used by LPGD.
+    exact_mode : {"lsqr", "dense", "lsmr"}, default "lsqr"
+        diffcp's mode for ``gradient="exact"``.
+    exact_backend : {"auto", "diffcp", "moreau"}, default "auto"
+        Which exact derivative ``gradient="exact"`` computes.
+    solver : {"auto", "MOREAU", "SCS", "CLARABEL", "ECOS"}, default "auto"
+        Conic solver.
+    solver_args : dict, optional
+        Solver settings.
+    workers : int, optional
+        Threads of the built-in pool that solve a batch in parallel.
+    executor : concurrent.futures.Executor, optional
+        Run the batch on this executor instead of the built-in thread pool.
+    warm_start : bool, default False
+        Warm-start each forward solve from the previous call's solution.
+    inaccurate : {"warn", "raise"}, default "warn"
+        What inaccurate solutions get.
+    gp : bool, default False
+        ``problem`` is a geometric program: ``log`` of the positive parameters in,
+        ``exp`` of the variables out (JAX differentiates both).
+    fallback : bool, optional
+        Solve failed elements again with the next installed solver (default: on for
+        ``solver="auto"``).
+
+    Raises
+    ------
+    ImportError
+        When JAX is not installed.
+    TypeError, ValueError
+        For a problem that is not DCP/DPP, parameters or outputs that do not match it,
+        and invalid options.
+
+    Notes
+    -----
+    Solves run on the host's CPU whatever device the arrays are on. Outputs have a
+    leading batch dimension iff an input had one; their dtype is float64 if an input
+    is float64 (``jax_enable_x64``), else the inputs' float dtype; without inputs,
+    float64 under ``jax_enable_x64`` and float32 otherwise.
+    """
+
+    def __init__(self, problem, parameters, variables, *, gradient: str = "lpgd",
+                 tau: float = 0.1, rho: float = 0.0, lpgd_mode: str = "central",
+                 exact_mode: str = "lsqr", exact_backend: str = "auto",
+                 solver: str = "auto", solver_args: dict | None = None,
+                 workers: int | None = None, executor: Executor | None = None,
+                 warm_start: bool = False, inaccurate: str = "warn", gp: bool = False,
+                 fallback: bool | None = None):
+        if jax is None:
+            raise ImportError("cvxlpgd.jax.CvxpyLayer needs JAX: pip install 'cvxlpgd[jax]' "
+                              "(or pip install 'jax[cpu]')")
+        template = self._configure(
+            problem, parameters, variables, gradient=gradient, tau=tau, rho=rho,
+            lpgd_mode=lpgd_mode, exact_mode=exact_mode, exact_backend=exact_backend,
+            solver=solver, solver_args=solver_args, workers=workers, warm_start=warm_start,
+            inaccurate=inaccurate, gp=gp, fallback=fallback)
+        if executor is not None and not isinstance(executor, Executor):
+            raise TypeError("executor must be a concurrent.futures.Executor or None, got "
+                            f"{type(executor).__name__}")
+        self.executor = executor
+        self._engines: dict[str, BatchEngine] = {}
+        self._warm_starts = WarmStartMemory()
+        #: (call key, N) → (solver, settings, routed args) of the last forward of that kind.
+        self._recipes: dict = {}
+        self._functions: dict = {}
+        self._stats: SolverStats | None = None
+        self._logged = [slot.log_space for slot in template.parameters] if gp else None
+        self._primal = [slot.source == "primal" for slot in template.outputs]
+
+    @property
+    def solver_stats(self) -> SolverStats | None:
+        """Per-element status, iterations and solve time of the last forward solve, and
+        which solver ran; None before the first call."""
+        return self._stats
+
+    # ---- configuration (as the PyTorch layer's) ------------------------------------------
+
+    def _engine(self) -> BatchEngine:
+        """The engine (CPU: the callbacks receive host arrays)."""
+        engine = self._engines.get("cpu")
+        if engine is None:
+            engine = self._engines["cpu"] = BatchEngine(
+                self.solver, executor=self.executor, workers=self.workers,
+                fallback=self.fallback,
+                warm_starts=self._warm_starts if self.warm_start else None)
+        return engine
+
+    # ---- call ----------------------------------------------------------------------------
+
+    def __call__(self, *params, gradient: str | None = None, tau: float | None = None,
+                 rho: float | None = None, lpgd_mode: str | None = None,
+                 solver_args: dict | None = None) -> tuple:
+        """Solve the problem for the given parameter values.
+
+        The arguments are those of :meth:`cvxlpgd.CvxpyLayer.forward`, with JAX arrays
+        (or array-likes) for tensors; outputs are JAX arrays, one per output in the
+        order of ``variables``, with a leading batch dimension iff an input had one.
+
+        Raises
+        ------
+        TypeError, ValueError
+            For wrong counts, dtypes, shapes or batch sizes (at trace time), and for
+            non-finite values or values against a parameter's declared attributes
+            (eagerly for concrete arrays; inside the callback, as a JAX runtime error,
+            under transformations).
+        cvxlpgd.SolverError
+            When a problem of the batch is not solved.
+        """
+        arrays = [p if isinstance(p, jax.Array) else jnp.asarray(p) for p in params]
+        default = np.float64 if jax.config.jax_enable_x64 else np.float32
+        shape = check_shapes(self._specs, arrays, default)
+        if self._logged is not None:
+            arrays = self._log_inputs(arrays)
+        if not any(isinstance(a, jax.core.Tracer) for a in arrays):  # named errors, eagerly
+            checked_values(self._specs, [np.asarray(a) for a in arrays], shape.batched)
+        overrides = {k: v for k, v in dict(gradient=gradient, tau=tau, rho=rho,
+                                           lpgd_mode=lpgd_mode, solver_args=solver_args
+                                           ).items() if v is not None}
+        function = self._function(overrides, shape, arrays)
+        outputs = function(*arrays)
+        if self._logged is not None:
+            outputs = [jnp.exp(o) if primal else o for primal, o in zip(self._primal, outputs)]
+        return tuple(outputs)
+
+    def _log_inputs(self, arrays) -> list:
+        """``log p`` for the parameters a geometric program takes in log space."""
+        out = []
+        for spec, logged, array in zip(self._specs, self._logged, arrays):
+            if logged:
+                if not isinstance(array, jax.core.Tracer) and not bool(jnp.all(array > 0)):
+                    raise ValueError(f"parameter {spec.label} must be positive (gp=True: a "
+                                     "geometric program's parameters enter through their "
+                                     f"logarithm), got min {float(jnp.min(array)):g}")
+                array = jnp.log(array)
+            out.append(array)
+        return out
+
+    def _function(self, overrides: dict, shape, arrays):
+        """The custom-VJP function of a call's options and argument shapes (cached)."""
+        try:
+            key = json.dumps(overrides, sort_keys=True)
+        except TypeError:
+            key = repr(sorted(overrides.items()))
+        x64 = bool(jax.config.jax_enable_x64)
+        signature = (key, x64, tuple((tuple(a.shape), np.dtype(a.dtype)) for a in arrays))
+        function = self._functions.get(signature)
+        if function is None:
+            options = self.options.override(self.solver, **overrides) if overrides else \
+                self.options
+            host = HostCall(self, key, options, shape, np.float64 if x64 else np.float32)
+            function = _build(host, shape, arrays)
+            if len(self._functions) >= _MAX_FUNCTIONS:
+                self._functions.pop(next(iter(self._functions)))
+            self._functions[signature] = function
+        return function
+
+
+def _build(host: HostCall, shape, arrays):
+    """``jax.custom_vjp`` of the host's forward, with its backward as the VJP."""
+    lead = (shape.batch_size,) if shape.any_batched else ()
+    outputs = [jax.ShapeDtypeStruct((*lead, *slot.shape), shape.dtype)
+               for slot in host.primal_template.outputs]
+    template = host.grad_template
+    solution = [jax.ShapeDtypeStruct((shape.batch_size, size), host.solution_dtype)
+                for size in (template.n, template.m, template.m) for _ in range(host.parts)]
+    grads = [jax.ShapeDtypeStruct(tuple(a.shape), a.dtype) for a in arrays]
+    k = len(outputs)
+
+    def callback(function, specs, *args):
+        return jax.pure_callback(function, specs, *args, vmap_method="expand_dims")
+
+    if not arrays:  # nothing to differentiate
+        return lambda: tuple(callback(host.primal, outputs))
+
+    @jax.custom_vjp
+    def call(*args):
+        return tuple(callback(host.primal, outputs, *args))
+
+    def forward(*args):
+        result = callback(host.forward, outputs + solution, *args)
+        return tuple(result[:k]), (args, tuple(result[k:]))
+
+    def backward(residuals, cotangents):
+        args, point = residuals
+        return tuple(callback(host.backward, grads, *args, *point, *cotangents))
+
+    call.defvjp(forward, backward)
+    return call
+
