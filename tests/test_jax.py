@@ -215,7 +215,7 @@ def test_argument_errors_name_the_parameter():
         jax.jit(layer)(jnp.ones(3), b)
     with pytest.raises(ValueError, match="Inconsistent batch sizes"):
         layer(jnp.ones((2, 4)), jnp.ones((3, 2)))
-    with pytest.raises(ValueError, match="expected 2 arrays"):
+    with pytest.raises(ValueError, match="expected 2 tensors"):
         layer(c)
     with pytest.raises(ValueError, match="parameter .b. has non-finite"):
         layer(c, jnp.asarray([1.0, jnp.nan]))
@@ -249,3 +249,16 @@ def test_import_does_not_load_the_torch_front_end_and_float32_works():
                             timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith("ok")
+
+
+def test_an_infeasible_problem_raises_the_solver_error_eagerly():
+    """An eager call re-raises the engine's SolverError (a diffcp.SolverError too), not
+    JAX's wrapper around it."""
+    x = cp.Variable(1)
+    lo = cp.Parameter(1)
+    layer = CvxpyLayer(cp.Problem(cp.Minimize(cp.sum(x)), [x >= lo, x <= 1]), [lo], [x])
+    with pytest.raises(cvxlpgd.SolverError, match="'infeasible' at batch index 1") as info:
+        layer(jnp.array([[0.0], [2.0]]))
+    assert info.value.batch_index == 1
+    with pytest.raises(ValueError, match="A tensor must be provided for each CVXPY parameter"):
+        layer()

@@ -59,7 +59,7 @@ def check_shapes(specs, arguments, default_dtype) -> CallShape:
     TypeError, ValueError
         Naming the parameter and what was expected.
     """
-    check_count(specs, arguments, "array")
+    check_count(specs, arguments, "tensor")
     for spec, argument in zip(specs, arguments):
         if not np.issubdtype(argument.dtype, np.floating):
             raise TypeError(f"parameter {spec.label} must be a floating-point array, "

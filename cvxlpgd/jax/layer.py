@@ -163,7 +163,8 @@ class CvxpyLayer(CompiledProblem):
             (eagerly for concrete arrays; inside the callback, as a JAX runtime error,
             under transformations).
         cvxlpgd.SolverError
-            When a problem of the batch is not solved.
+            When a problem of the batch is not solved (as it is for an eager call; under
+            a transformation, wrapped in a JAX runtime error).
         """
         arrays = [p if isinstance(p, jax.Array) else jnp.asarray(p) for p in params]
         default = np.float64 if jax.config.jax_enable_x64 else np.float32
@@ -176,7 +177,14 @@ class CvxpyLayer(CompiledProblem):
                                            lpgd_mode=lpgd_mode, solver_args=solver_args
                                            ).items() if v is not None}
         function = self._function(overrides, shape, arrays)
-        outputs = function(*arrays)
+        self._host_error = None
+        try:
+            outputs = function(*arrays)
+        except jax.errors.JaxRuntimeError as error:
+            original, self._host_error = self._host_error, None
+            if original is None:
+                raise
+            raise original from error
         if self._logged is not None:
             outputs = [jnp.exp(o) if primal else o for primal, o in zip(self._primal, outputs)]
         return tuple(outputs)
@@ -226,7 +234,13 @@ def _build(host: HostCall, shape, arrays):
     k = len(outputs)
 
     def callback(function, specs, *args):
-        return jax.pure_callback(function, specs, *args, vmap_method="expand_dims")
+        def remembered(*values):
+            try:
+                return function(*values)
+            except Exception as error:  # JAX wraps it; an eager call re-raises it as it is
+                host.layer._host_error = error
+                raise
+        return jax.pure_callback(remembered, specs, *args, vmap_method="expand_dims")
 
     if not arrays:  # nothing to differentiate
         return lambda: tuple(callback(host.primal, outputs))
