@@ -219,7 +219,8 @@ def run_demo(steps: int = 25, print_fn=print) -> list[TrainingRun]:
              "projection is a smooth QP, where both learn.")
     print_fn("Solves count batch elements (projection: 8 per call). LPGD's backward solves "
              "are warm-started re-solves; the exact path differentiates the forward "
-             "solution (diffcp's adjoint) without re-solving.")
+             "solution (diffcp's adjoint for the LP, Moreau's derivative for the QP) "
+             "without re-solving.")
     return runs
 
 
