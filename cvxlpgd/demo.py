@@ -12,6 +12,7 @@ Two small learning problems, the same initial model trained with both gradients:
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import cvxpy as cp
@@ -132,7 +133,8 @@ def projection_task(n: int = 6, m: int = 10, batch: int = 8, seed: int = 0):
 
 # Each task with its SGD step and LPGD τ. The LP needs τ of the order of the return gap
 # (≈ 1) for the perturbed solve to reach another vertex; the smooth QP uses a small τ.
-TASKS = {"portfolio": (portfolio_task, {"lr": 1.0, "tau": 2.0}),
+TASKS: dict[str, tuple[Callable, dict]] = {
+         "portfolio": (portfolio_task, {"lr": 1.0, "tau": 2.0}),
          "projection": (projection_task, {"lr": 0.5, "tau": 0.1})}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import types
 import warnings
 
 import diffcp
@@ -24,7 +25,8 @@ def warn_user(message: str, category: type[Warning]) -> None:
     category : type
         A Warning subclass.
     """
-    level, frame = 2, sys._getframe(1)  # stacklevel 2: warn_user's caller
+    level = 2  # stacklevel 2: warn_user's caller
+    frame: types.FrameType | None = sys._getframe(1)
     while frame is not None and frame.f_globals.get("__name__", "").split(".")[0] in _INTERNAL:
         frame = frame.f_back
         level += 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -122,9 +123,8 @@ def _finite_differences(layer, base, weights, batched, step: float) -> list[np.n
     #            element b, parameter values)
     grads = [np.zeros(tuple(t.shape)) for t in base]
     for k, (param, flag) in enumerate(zip(layer.parameters_, batched)):
-        elements = range(batch_size) if flag else [None]
-        for b in elements:
-            value = per_element[b if flag else 0][k]
+        for b in (range(batch_size) if flag else [0]):
+            value = per_element[b][k]
             for targets, direction, lo, hi, factor in _fd_directions(param, value, step):
                 scale = factor / (hi - lo)
                 prefix = (b,) if flag else ()
@@ -306,13 +306,14 @@ def compare_gradients(layer, *tensors: torch.Tensor,
             return flat(grads) if index == len(names) else grads[index]
 
         ref_fd, ref_exact = pick(fd), pick(exact)
-        methods = [("fd", None, ref_fd), ("exact", None, ref_exact)]
-        methods += [("lpgd", tau, pick(lpgd[tau])) for tau in taus if tau in lpgd]
-        for method, tau, grad in methods:
+        methods: list[tuple[str, float | None, Any]] = [("fd", None, ref_fd),
+                                                        ("exact", None, ref_exact)]
+        methods += [("lpgd", t, pick(lpgd[t])) for t in taus if t in lpgd]
+        for method, method_tau, grad in methods:
             if grad is None:
                 continue
             rows.append({
-                "parameter": name, "method": method, "tau": tau,
+                "parameter": name, "method": method, "tau": method_tau,
                 "norm": float(np.linalg.norm(grad)),
                 "cosine_fd": None if ref_fd is None or method == "fd"
                 else _cosine(grad, ref_fd),

@@ -19,6 +19,7 @@ and runs:
 from __future__ import annotations
 
 from concurrent.futures import Executor
+from typing import cast
 
 import numpy as np
 
@@ -43,7 +44,7 @@ from cvxlpgd.lpgd.formulas import (
 from cvxlpgd.lpgd.zero_gradient import warn_if_zero_gradient
 from cvxlpgd.problem.program import ProgramBatch
 from cvxlpgd.solvers import SOLVERS
-from cvxlpgd.solvers.base import INACCURATE_STATUSES, BatchSolution
+from cvxlpgd.solvers.base import INACCURATE_STATUSES, BatchSolution, DifferentiableBatchSolver
 from cvxlpgd.solvers.parallel import WarmStartMemory
 
 __all__ = ["BatchEngine"]
@@ -243,8 +244,10 @@ class BatchEngine(SolverCatalog):
         result = lpgd_backward(solve_sides, solve_batch, structure, state.solution, dx, dy, ds,
                                tau=tau, rho=rho, mode=mode,
                                matrices=template.parametrized_matrices())
-        state.stats.backward, entries = _backward_records(batch.batch_size, result)
-        state.stats.fallbacks = dict(result.fallbacks)
+        stats = state.stats
+        assert stats is not None  # set when the state was made
+        stats.backward, entries = _backward_records(batch.batch_size, result)
+        stats.fallbacks = dict(result.fallbacks)
         warn_solver_fallbacks(rescued)
         warn_fallbacks(result.fallbacks, tau, mode)
         report_inaccurate(entries, inaccurate)
@@ -315,7 +318,8 @@ class BatchEngine(SolverCatalog):
         no longer solves, are solved again by Moreau warm-started from their solution,
         as a batch of their own, and differentiated there.
         """
-        solver, batch, B = state.solver, state.batch, state.batch.batch_size
+        solver = cast(DifferentiableBatchSolver, state.solver)
+        batch, B = state.batch, state.batch.batch_size
         structure = state.template.structure
         others = {i for i, name in enumerate(state.solution.solvers) if name != "MOREAU"}
         if solver.solve_count.get(B) != state.moreau_solves:

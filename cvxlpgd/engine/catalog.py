@@ -8,6 +8,8 @@ and settings (Moreau's compiled solvers live there), and their tolerances.
 
 from __future__ import annotations
 
+from concurrent.futures import Executor
+
 from cvxlpgd.engine.fallback import accepts
 from cvxlpgd.engine.selection import choose_solver
 from cvxlpgd.engine.solver_args import is_per_solver, route, settings_for
@@ -22,6 +24,15 @@ class SolverCatalog:
     The engine sets ``solver``, ``settings``, ``executor``, ``workers``,
     ``partitions``, ``share_factorizations``, ``device`` and ``_solvers``.
     """
+
+    solver: str
+    settings: dict
+    executor: Executor | None
+    workers: int | None
+    partitions: int | None
+    share_factorizations: bool
+    device: str
+    _solvers: dict[tuple, tuple]
 
     def resolve(self, structure, batch_size: int, shared_matrices: bool = True,
                 settings: dict | None = None, exact_backend: str | None = None

@@ -223,6 +223,7 @@ def adjoint_partition(task: AdjointTask) -> DataGradient:
     out = DataGradient.zeros(ProgramStructure(structure.cones, structure.A_pattern, None),
                              batch.batch_size)
     X, Y, S = task.point
+    assert out.dA_data is not None
     for j in range(batch.batch_size):
         A, _ = batch.element_matrices(structure, j)
         adjoint = adjoint_at_solution(A, batch.b[j], batch.c[j], structure.cones, X[j], Y[j],
@@ -269,5 +270,6 @@ def diffcp_gradient(structure: ProgramStructure, batch: ProgramBatch, point: tup
         single = len(tasks) == 1 or workers == 1
         executor = None if single else thread_pool(workers or default_workers())
     blocks = run_tasks(adjoint_partition, tasks, executor)
-    return DataGradient(*(np.concatenate(parts) for parts in
-                          zip(*(block.parts()[:3] for block in blocks))), dP_data=None)
+    dc, db, dA = (np.concatenate(parts) for parts in
+                  zip(*(block.parts()[:3] for block in blocks)))
+    return DataGradient(dc, db, dA, dP_data=None)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cvxlpgd.problem.program import ProgramBatch
+from cvxlpgd.problem.template import ConeTemplate
 from cvxlpgd.solvers.base import INACCURATE_STATUSES, BatchSolution, BatchSolver
 
 
@@ -157,7 +158,7 @@ class ForwardState:
         The solvers the call may use, in order (:func:`cvxlpgd.engine.fallback.fallback_chain`).
     """
 
-    template: object
+    template: ConeTemplate
     batch: ProgramBatch
     solution: BatchSolution
     solver: BatchSolver

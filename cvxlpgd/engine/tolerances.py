@@ -41,7 +41,8 @@ def lpgd_tolerances(solver: str, tau: float) -> dict:
     if solver not in ("MOREAU", "CLARABEL"):
         return {}
     tol = float(np.clip(LPGD_TOLERANCE_PER_TAU_SQUARED * tau ** 2, 1e-12, 1e-8))
-    tighter = {"tol_gap_abs": tol, "tol_gap_rel": tol, "tol_feas": tol}
+    tighter: dict[str, float | str] = {"tol_gap_abs": tol, "tol_gap_rel": tol,
+                                       "tol_feas": tol}
     if solver == "MOREAU" and tau < ACTIVE_SET_MIN_TAU:
         tighter["solver"] = "ipm"
     return tighter

@@ -117,9 +117,9 @@ class HostCall:
         ValueError
             When a cotangent holds NaN or inf (the output is named).
         """
-        arrays = [np.asarray(a) for a in arrays]
+        host_arrays = [np.asarray(a) for a in arrays]
         p = len(self.shape.batched)
-        params, rest = arrays[:p], arrays[p:]
+        params, rest = host_arrays[:p], host_arrays[p:]
         solution, cotangents = rest[:3 * self.parts], rest[3 * self.parts:]
         template = self.grad_template
         lead = self._lead(params, solution, cotangents)

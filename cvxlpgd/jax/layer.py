@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import Executor
+from typing import Any
 
 import numpy as np
 
@@ -23,6 +24,8 @@ from cvxlpgd.jax.inputs import check_shapes
 from cvxlpgd.problem.parameters import checked_values
 from cvxlpgd.solvers.parallel import WarmStartMemory
 
+jax: Any
+jnp: Any
 try:  # the module imports without JAX (the docs' module walk); the layer needs it
     import jax
     import jax.numpy as jnp
@@ -167,7 +170,7 @@ class CvxpyLayer(CompiledProblem):
             a transformation, wrapped in a JAX runtime error).
         """
         arrays = [p if isinstance(p, jax.Array) else jnp.asarray(p) for p in params]
-        default = np.float64 if jax.config.jax_enable_x64 else np.float32
+        default = np.float64 if jax.config.read('jax_enable_x64') else np.float32
         shape = check_shapes(self._specs, arrays, default)
         if self._logged is not None:
             arrays = self._log_inputs(arrays)
@@ -192,7 +195,7 @@ class CvxpyLayer(CompiledProblem):
     def _log_inputs(self, arrays) -> list:
         """``log p`` for the parameters a geometric program takes in log space."""
         out = []
-        for spec, logged, array in zip(self._specs, self._logged, arrays):
+        for spec, logged, array in zip(self._specs, self._logged or (), arrays):
             if logged:
                 if not isinstance(array, jax.core.Tracer) and not bool(jnp.all(array > 0)):
                     raise ValueError(f"parameter {spec.label} must be positive (gp=True: a "
@@ -208,7 +211,7 @@ class CvxpyLayer(CompiledProblem):
             key = json.dumps(overrides, sort_keys=True)
         except TypeError:
             key = repr(sorted(overrides.items()))
-        x64 = bool(jax.config.jax_enable_x64)
+        x64 = bool(jax.config.read('jax_enable_x64'))
         signature = (key, x64, tuple((tuple(a.shape), np.dtype(a.dtype)) for a in arrays))
         function = self._functions.get(signature)
         if function is None:

@@ -110,7 +110,7 @@ def _write_difference(out: DataGradient, rows: np.ndarray, scale: float,
         if out.dA_data is not None:
             out.dA_data[target] = scale * (yp[:, A.rows] * xp[:, A.cols]
                                            - ym[:, A.rows] * xm[:, A.cols])
-        if out.dP_data is not None:
+        if out.dP_data is not None and P is not None:
             out.dP_data[target] = 0.5 * scale * (xp[:, P.rows] * xp[:, P.cols]
                                                  - xm[:, P.rows] * xm[:, P.cols])
 
@@ -260,10 +260,10 @@ def lpgd_backward(solve_sides: SolveSides, batch: ProgramBatch, structure: Progr
         sign = next(s for s in signs if not last[s][0].ok[0])
         status = last[sign][0].status[0]
         index = int(active[pending[0]])
-        side, other = SIDE_NAMES[sign], SIDE_NAMES[-sign]
+        side, other_side = SIDE_NAMES[sign], SIDE_NAMES[-sign]
         raise SolverError(
             f"LPGD {side} perturbed solve failed at batch index {index} with status "
-            f"{status!r}, also with lpgd_mode={other!r} and with tau down to "
+            f"{status!r}, also with lpgd_mode={other_side!r} and with tau down to "
             f"{tau / 10 ** TAU_REDUCTIONS:g}; try a smaller tau (now {tau}) or rho > 0",
             status=status, batch_index=index, side=side)
     return result

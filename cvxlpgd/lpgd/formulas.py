@@ -105,8 +105,10 @@ class DataGradient:
         return self.dc, self.db, self.dA_data, self.dP_data
 
     def __sub__(self, other: DataGradient) -> DataGradient:
-        return DataGradient(*(None if a is None or b is None else a - b
-                              for a, b in zip(self.parts(), other.parts())))
+        dc, db, dA, dP = (None if a is None or b is None else a - b
+                          for a, b in zip(self.parts(), other.parts()))
+        assert dc is not None and db is not None
+        return DataGradient(dc, db, dA, dP)
 
 
 def lagrangian_data_gradient(x: np.ndarray, y: np.ndarray, A_pattern: SparsePattern,
@@ -380,6 +382,7 @@ def proximal_batch(batch: ProgramBatch, rho: float, proximal: ProximalStructure,
         ``P_data`` is a broadcast view when A and P are shared by the batch.
     """
     pattern = proximal.structure.P_pattern
+    assert pattern is not None  # P' has at least the diagonal
     shared = batch.shared_matrices
     rows = 1 if shared else batch.batch_size
     data = np.zeros((rows, pattern.nnz))

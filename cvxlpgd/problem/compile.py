@@ -9,6 +9,8 @@ and keeps only the entries of A and P that can be nonzero (fixed patterns).
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import cvxpy as cp
 import numpy as np
 import scipy.sparse as sp
@@ -131,7 +133,7 @@ def needs_quadratic_form(problem: cp.Problem) -> bool:
     -------
     bool
     """
-    return not problem.is_dpp() and problem.is_dpp(quad_form_dpp="qp")
+    return not problem.is_dpp() and _is_qp_dpp(problem)
 
 
 _QUAD_FORM_HINT = ("quad_form(x, Q) with a parameter Q stays parametric only in the objective, "
@@ -241,7 +243,7 @@ def _check_dcp_dpp(problem) -> None:
                     "in a maximized objective)")
         raise ValueError("problem is not DCP (disciplined convex); cvxlpgd needs a convex "
                          "problem written by the DCP rules" + hint)
-    if problem.is_dpp() or problem.is_dpp(quad_form_dpp="qp"):
+    if problem.is_dpp() or _is_qp_dpp(problem):
         return
     in_constraints = [c for c in problem.constraints if any(_parametric_quad_forms(c))]
     if in_constraints:
@@ -329,8 +331,9 @@ def _parameter_lift(parameters, param_prob, chain, quadratic_parameters: bool):
     total = param_prob.total_param_size + 1
     rows.append(np.array([total - 1]))
     cols.append(np.array([offset]))
-    rows, cols = np.concatenate(rows), np.concatenate(cols)
-    lift = sp.csc_matrix((np.ones(rows.size), (rows, cols)), shape=(total, offset + 1))
+    row_index, col_index = np.concatenate(rows), np.concatenate(cols)
+    lift = sp.csc_matrix((np.ones(row_index.size), (row_index, col_index)),
+                         shape=(total, offset + 1))
     return tuple(slots), lift
 
 
@@ -351,3 +354,9 @@ def _pattern_and_map(entry_map: sp.csr_matrix, shape, sign: float = 1.0):
     pattern = SparsePattern(rows=rows.astype(np.int32), cols=cols.astype(np.int32),
                             indptr=indptr, shape=tuple(shape))
     return pattern, sp.csr_matrix(sign * entry_map[nonzero])
+
+
+def _is_qp_dpp(problem: cp.Problem) -> bool:
+    """DPP when ``quad_form(x, P)`` with a parameter P may stay in the objective (CVXPY's
+    ``is_dpp(quad_form_dpp="qp")``, which its type annotations do not declare)."""
+    return bool(cast(Any, problem).is_dpp(quad_form_dpp="qp"))

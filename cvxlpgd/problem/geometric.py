@@ -6,6 +6,8 @@ parameters); :mod:`cvxlpgd.torch.log_transform` is the front end's side of it.
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import cvxpy as cp
 
 
@@ -28,7 +30,7 @@ def check_geometric_program(problem: cp.Problem) -> None:
         raise ValueError("gp=True, but the problem is not a geometric program (DGP: "
                          "log-log convex, positive variables and parameters, monomial "
                          f"equalities, posynomial ≤ monomial inequalities){hint}")
-    if not problem.is_dpp("dgp"):
+    if not cast(Any, problem).is_dpp("dgp"):
         raise ValueError("gp=True, but the problem does not follow the DPP rules for "
                          "geometric programs: its parameters must enter log-log affinely; "
                          "see CVXPY's DGP and DPP documentation")

@@ -193,6 +193,8 @@ class ProgramBatch:
         compared (a batch whose matrix parameters happen to be equal shares too).
         """
         for data in (self.A_data, self.P_data):
+            if data is None:
+                continue
             if not _is_broadcast(data) and not np.array_equal(data, np.broadcast_to(
                     data[:1], data.shape)):
                 return False
@@ -234,7 +236,7 @@ class ProgramBatch:
         (scipy.sparse.csc_matrix, scipy.sparse.csc_matrix or None)
         """
         A = structure.A_pattern.matrix(self.A_data[index])
-        P = (None if structure.P_pattern is None
+        P = (None if structure.P_pattern is None or self.P_data is None
              else structure.P_pattern.matrix(self.P_data[index]))
         return A, P
 

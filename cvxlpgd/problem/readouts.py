@@ -22,6 +22,8 @@ flattened column-major as CVXPY stores values.
 
 from __future__ import annotations
 
+from typing import Any
+
 import cvxpy as cp
 import numpy as np
 import scipy.sparse as sp
@@ -84,6 +86,8 @@ def output_slots(items, problem, param_prob, chain, inverse_data) -> tuple[Outpu
         if isinstance(item, cp.Variable) and item.id not in owners:
             slots.append(_primal_slot(item, param_prob, chain, n))
             continue
+        con: Any
+        index: int | None
         con, index = owners[item.id] if isinstance(item, cp.Variable) else (item, None)
         parts = len(con.dual_variables)
         if index is None and parts != 1:
@@ -141,7 +145,7 @@ def _psd_readout(con, param_prob, chain, m: int) -> sp.csr_matrix:
                 offset += 3 * int(candidate.num_cones())
             else:
                 offset += int(candidate.size)
-    if not isinstance(canonical, (PSD, SvecPSD)):
+    if row is None or not isinstance(canonical, (PSD, SvecPSD)):
         raise ValueError(f"the dual of constraint {con!s:.60} is not available: CVXPY "
                          "eliminated or rewrote it")
     order = int(con.shape[0])

@@ -208,7 +208,8 @@ class ConeTemplate:
         -------
         (bool, bool)
         """
-        return tuple(bool(np.any(self.column_usage[name][:-1])) for name in ("A", "P"))
+        in_A, in_P = (bool(np.any(self.column_usage[name][:-1])) for name in ("A", "P"))
+        return in_A, in_P
 
     def depends_on(self, batched: list[bool]) -> dict[str, bool]:
         """Which of A, P, b, c vary with the parameters flagged in ``batched``.

@@ -20,6 +20,8 @@ executor (:mod:`cvxlpgd.solvers.parallel`).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -52,7 +54,8 @@ from cvxlpgd.solvers.scs_backend import ScsBackend
 SOLVERS = ("MOREAU", "SCS", "CLARABEL", "ECOS")
 
 #: Solvers that solve one program at a time (batched through :class:`PooledSolver`).
-_BACKENDS = {"SCS": ScsBackend, "CLARABEL": ClarabelBackend, "ECOS": EcosBackend}
+_BACKENDS: dict[str, Any] = {"SCS": ScsBackend, "CLARABEL": ClarabelBackend,
+                              "ECOS": EcosBackend}
 
 #: What each solver accepts — a quadratic objective, warm starts — as its class declares.
 CAPABILITIES = {
@@ -248,5 +251,5 @@ def solver_tolerance(solver: str, settings: dict | None = None, structure=None) 
     ValueError
         For an unknown solver name or invalid settings.
     """
-    cls = MoreauSolver if _key(solver) == "MOREAU" else _BACKENDS[_key(solver)]
+    cls: Any = MoreauSolver if _key(solver) == "MOREAU" else _BACKENDS[_key(solver)]
     return cls.tolerance(settings, structure)

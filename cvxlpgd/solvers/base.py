@@ -104,6 +104,7 @@ class SolverBackend(Protocol):
     name: str
     supports_quadratic: bool
     supports_warm_start: bool
+    solves_independently: bool
 
     def setup(self, A: sp.csc_matrix, P: sp.csc_matrix | None, cones: ConeDims,
               settings: dict) -> Workspace:
@@ -112,7 +113,7 @@ class SolverBackend(Protocol):
 
 
 #: A warm start for a batch: ``(X, Y, S)`` with one row per element.
-BatchPoint = tuple[np.ndarray, np.ndarray, np.ndarray]
+BatchPoint = tuple[np.ndarray, ...]
 
 
 @dataclass

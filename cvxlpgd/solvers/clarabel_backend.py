@@ -179,12 +179,13 @@ class ClarabelWorkspace:
             b = b[self._perm]
         with self._lock:
             tic = time.perf_counter()
-            if self._solver is not None and self._solver.is_data_update_allowed():
-                self._solver.update(q=c, b=b)
+            solver = self._solver
+            if solver is not None and solver.is_data_update_allowed():
+                solver.update(q=c, b=b)
             else:
-                self._solver = clarabel.DefaultSolver(
+                solver = self._solver = clarabel.DefaultSolver(
                     self._P, c, self._A, b, self._cones, clarabel_settings(self._user_settings))
-            result = self._solver.solve()
+            result = solver.solve()
             elapsed = time.perf_counter() - tic
         x = np.array(result.x, dtype=float)
         y = np.array(result.z, dtype=float)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import threading
 import warnings
+from typing import Any
 
 import numpy as np
 
@@ -257,7 +258,7 @@ class MoreauSolver:
             self._P_columns = np.zeros(0, dtype=np.int64)
         else:
             self._P_order, self._P_offsets, self._P_columns = structure.P_pattern.csr_order()
-        self._compiled: dict[int, object] = {}
+        self._compiled: dict[int, Any] = {}
         self._matrices: dict[int, tuple] = {}
         #: Moreau's active-set method (its "auto" choice for small QPs) can stop at its
         #: iteration limit where the interior-point method solves (a 260-variable lasso
@@ -372,7 +373,7 @@ class MoreauSolver:
             result.status[row] = again.status[k]
 
     def backward(self, batch_size: int, dx: np.ndarray, dy: np.ndarray,
-                 ds: np.ndarray | None = None) -> dict[str, np.ndarray]:
+                 ds: np.ndarray | None = None) -> dict[str, np.ndarray | None]:
         """Moreau's implicit derivative at its last solve of ``batch_size`` elements.
 
         Parameters

@@ -100,8 +100,10 @@ def solve_partition(task: PartitionTask, workspaces: list | None = None, keep: b
             A, P = batch.element_matrices(structure, 0)
             workspaces = [backend.setup(A, P, structure.cones, task.settings)]
         else:
-            workspaces = [backend.setup(*batch.element_matrices(structure, j), structure.cones,
-                                        task.settings) for j in range(batch.batch_size)]
+            workspaces = []
+            for j in range(batch.batch_size):
+                A, P = batch.element_matrices(structure, j)
+                workspaces.append(backend.setup(A, P, structure.cones, task.settings))
     solutions = []
     for j in range(batch.batch_size):
         workspace = workspaces[0] if task.shared else workspaces[j]
@@ -174,8 +176,9 @@ class PooledSolver:
         """Solve every element (see :meth:`BatchSolver.solve`)."""
         shared, layout = self.layout(batch)
         settings = self.task_settings(shared, layout)
-        keep = reuse is not None and self.local
-        kept = reuse.get("workspaces") if keep else None
+        store = reuse if reuse is not None and self.local else None
+        keep = store is not None
+        kept = store.get("workspaces") if store is not None else None
         if kept is not None and (kept[0] is not batch.A_data or kept[1] is not batch.P_data
                                  or kept[2] != layout):
             kept = None
@@ -191,9 +194,9 @@ class PooledSolver:
             single = len(tasks) == 1 or self.workers == 1
             executor = None if single else thread_pool(self.workers)
         results = run_tasks(solve_partition, tasks, executor)
-        if keep:
+        if store is not None:
             # The arrays are kept with the workspaces, so their ids stay theirs.
-            reuse["workspaces"] = (batch.A_data, batch.P_data, layout,
+            store["workspaces"] = (batch.A_data, batch.P_data, layout,
                                    [workspaces for _, workspaces in results])
         return BatchSolution.from_solutions([s for solutions, _ in results for s in solutions],
                                             self.name)

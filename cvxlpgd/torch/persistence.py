@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import copy
 import warnings
+from concurrent.futures import Executor
+from typing import Any, cast
 
 #: What a layer rebuilds on demand instead of copying or pickling it.
 RUNTIME = ("_engines", "_warm_starts", "_live_calls", "_recipes", "_calls", "_handle")
@@ -21,6 +23,16 @@ class RebuildsRuntime:
     :data:`RUNTIME`) and an ``executor`` property stored as ``_executor``.
     """
 
+    executor: Executor | None
+
+    def _start_runtime(self) -> None:
+        raise NotImplementedError
+
+    def _state(self) -> dict:
+        """``torch.nn.Module``'s state of the layer without the runtime members."""
+        module_state = cast(Any, super()).__getstate__()
+        return {k: v for k, v in module_state.items() if k not in RUNTIME}
+
     def __getstate__(self) -> dict:
         """The layer's state for pickling: no solvers, engines, warm starts or pools.
 
@@ -30,7 +42,7 @@ class RebuildsRuntime:
             A user ``executor`` is left out too (an executor cannot be pickled); the
             loaded layer uses the built-in thread pool, with a warning here.
         """
-        state = {k: v for k, v in super().__getstate__().items() if k not in RUNTIME}
+        state = self._state()
         if state.get("_executor") is not None:
             warnings.warn(f"the layer's executor ({type(self.executor).__name__}) is not "
                           "pickled; the loaded layer uses the built-in thread pool (set "
@@ -46,7 +58,7 @@ class RebuildsRuntime:
         state : dict
             What :meth:`__getstate__` returned.
         """
-        super().__setstate__(state)
+        cast(Any, super()).__setstate__(state)
         self._start_runtime()
 
     def __deepcopy__(self, memo: dict):
@@ -63,7 +75,7 @@ class RebuildsRuntime:
         """
         if self.executor is not None:
             memo[id(self.executor)] = self.executor
-        state = {k: v for k, v in super().__getstate__().items() if k not in RUNTIME}
+        state = self._state()
         new = type(self).__new__(type(self))
         memo[id(self)] = new
         new.__setstate__(copy.deepcopy(state, memo))
