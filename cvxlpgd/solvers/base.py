@@ -111,6 +111,25 @@ class SolverBackend(Protocol):
         """Create a workspace. ``P`` is full symmetric (both triangles) or None."""
         ...
 
+    @staticmethod
+    def tolerance(settings: dict | None, structure=None) -> float:
+        """The relative accuracy ``settings`` ask of the solver (Moreau's batch solver
+        declares it too): what verification holds its solutions to.
+
+        Parameters
+        ----------
+        settings : dict or None
+            The user's settings (over the backend's defaults).
+        structure : ProgramStructure, optional
+            The problem's structure, where the accuracy depends on it (Moreau's
+            active-set method for small QPs).
+
+        Returns
+        -------
+        float
+        """
+        ...
+
 
 #: A warm start for a batch: ``(X, Y, S)`` with one row per element.
 BatchPoint = tuple[np.ndarray, ...]

@@ -213,19 +213,8 @@ class ClarabelBackend:
     @staticmethod
     def tolerance(settings: dict | None, structure=None) -> float:
         """The relative accuracy these settings ask for:
-        ``max(tol_gap_abs, tol_gap_rel, tol_feas)``.
-
-        Parameters
-        ----------
-        settings : dict or None
-            The user's settings (over the backend's defaults).
-        structure : ProgramStructure, optional
-            The problem's structure (unused).
-
-        Returns
-        -------
-        float
-        """
+        ``max(tol_gap_abs, tol_gap_rel, tol_feas)``
+        (:meth:`cvxlpgd.solvers.base.SolverBackend.tolerance`)."""
         merged = clarabel_settings(settings)
         return float(max(merged.tol_gap_abs, merged.tol_gap_rel, merged.tol_feas))
 

@@ -200,19 +200,8 @@ class EcosBackend:
     @staticmethod
     def tolerance(settings: dict | None, structure=None) -> float:
         """The relative accuracy these settings ask for: ``max(feastol, abstol, reltol)``,
-        ECOS's own 1e-8 for those not given.
-
-        Parameters
-        ----------
-        settings : dict or None
-            The user's settings (over the backend's defaults).
-        structure : ProgramStructure, optional
-            The problem's structure (unused).
-
-        Returns
-        -------
-        float
-        """
+        ECOS's own 1e-8 for those not given
+        (:meth:`cvxlpgd.solvers.base.SolverBackend.tolerance`)."""
         merged = ecos_settings(settings)
         return float(max(merged.get(k, 1e-8) for k in ("feastol", "abstol", "reltol")))
 

@@ -217,19 +217,8 @@ class MoreauSolver:
     def tolerance(settings: dict | None, structure=None) -> float:
         """The relative accuracy these settings ask for: ``max(tol_gap_abs, tol_gap_rel,
         tol_feas)`` of its interior-point method, or :data:`ACTIVE_SET_ACCURACY` where its
-        active-set method solves.
-
-        Parameters
-        ----------
-        settings : dict or None
-            The user's settings (over the backend's defaults).
-        structure : ProgramStructure, optional
-            The problem's structure: whether the active-set method solves it.
-
-        Returns
-        -------
-        float
-        """
+        active-set method solves
+        (:meth:`cvxlpgd.solvers.base.SolverBackend.tolerance`)."""
         ipm = moreau_settings(settings).ipm_settings
         if ipm is None or (structure is not None and uses_active_set(structure, settings)):
             return ACTIVE_SET_ACCURACY

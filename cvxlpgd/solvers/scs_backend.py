@@ -214,19 +214,8 @@ class ScsBackend:
 
     @staticmethod
     def tolerance(settings: dict | None, structure=None) -> float:
-        """The relative accuracy these settings ask for: ``max(eps_abs, eps_rel)``.
-
-        Parameters
-        ----------
-        settings : dict or None
-            The user's settings (over the backend's defaults).
-        structure : ProgramStructure, optional
-            The problem's structure (unused).
-
-        Returns
-        -------
-        float
-        """
+        """The relative accuracy these settings ask for: ``max(eps_abs, eps_rel)``
+        (:meth:`cvxlpgd.solvers.base.SolverBackend.tolerance`)."""
         merged = scs_settings(settings)
         return float(max(merged["eps_abs"], merged["eps_rel"]))
 
