@@ -6,6 +6,7 @@ import re
 import shutil
 import subprocess
 import sys
+from importlib.util import module_from_spec, spec_from_file_location
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,53 @@ def test_mathematics_is_rendered_at_build_time(site):
     assert lpgd.count("<math") > 40
     assert "<mtable" in lpgd  # the aligned primal/dual block keeps its alignment
     assert "<mi>&amp;</mi>" not in lpgd and "<mi>&</mi>" not in lpgd
+
+
+#: TeX a reader would see as text: a command (``\\frac``), a spacing command (``\\,``,
+#: ``\\;``, ``\\!``, ``\\:``, ``\\ ``), math delimiters.
+_TEX_LEFT = re.compile(r"\\[a-zA-Z]+|\\[,;:! ]|\\\(|\\\[|\$\$")
+
+
+def test_no_tex_is_shown_as_text(site):
+    """Outside MathML, code and scripts no TeX command is left; inside MathML no token
+    shows a backslash (the converter prints TeX it does not understand literally, e.g.
+    a control space written as a backslash at the end of a line, as in the data
+    gradient G(x, y) on the LPGD page)."""
+    for page in sorted(site.rglob("*.html")):
+        html = page.read_text(encoding="utf-8")
+        outside = re.sub(r"<[^>]+>", "", visible_text(html))
+        assert not _TEX_LEFT.findall(outside), \
+            f"{page.relative_to(site)}: TeX outside math {_TEX_LEFT.findall(outside)[:5]}"
+        for math in re.findall(r"<math.*?</math>", html, flags=re.S):
+            tokens = re.findall(r"<m(?:i|o|n|text)\b[^>]*>([^<]*)</m", math)
+            shown = [token for token in tokens if "\\" in token]
+            assert not shown, f"{page.relative_to(site)}: a backslash shown in {shown[:3]}"
+    # The formula that showed it renders its four partial derivatives, no backslash.
+    lpgd = (site / "lpgd" / "index.html").read_text(encoding="utf-8")
+    gradient = next(m for m in re.findall(r'<div class="arithmatex">.*?</div>', lpgd, re.S)
+                    if "<mi>G</mi>" in m)
+    assert gradient.count("&#x02202;") == 8 and "\\" not in gradient  # ∂, 4 fractions
+
+
+def test_a_backslash_ending_a_line_of_tex_is_a_control_space():
+    spec = spec_from_file_location("docs_math_hook", ROOT / "docs" / "hooks" / "math.py")
+    hook = module_from_spec(spec)
+    spec.loader.exec_module(hook)
+    assert hook.normalize("a,\\\nb") == "a,\\ b"
+    assert hook.normalize("a,\\  \nb") == "a,\\ b"
+    assert hook.normalize("a\\\\\nb") == "a\\\\\nb"  # TeX's line break stays
+    assert hook.normalize("a\\\\\\\nb") == "a\\\\\\ b"  # a line break, then a control space
+    assert hook.normalize("\\begin{aligned}x\\end{aligned}") == "\\begin{split}x\\end{split}"
+
+
+def test_display_formulas_scroll_sideways_only(site):
+    """Chromium lays a MathML line out a few pixels taller than its box, which showed a
+    vertical scroll bar on display formulas under the theme's ``overflow: auto``."""
+    css = (site / "stylesheets" / "math.css").read_text(encoding="utf-8")
+    assert re.search(r"div\.arithmatex\s*\{[^}]*overflow-y:\s*hidden", css)
+    assert re.search(r"div\.arithmatex\s*\{[^}]*overflow-x:\s*auto", css)
+    for name in ("lpgd", "diagnostics"):
+        assert 'stylesheets/math.css' in (site / name / "index.html").read_text(encoding="utf-8")
 
 
 def test_the_site_loads_no_script_style_or_font_from_the_internet(site):
