@@ -44,7 +44,7 @@ def run(case, device: str, gradient: str):
     if device == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - tic
-    engine = layer._engines.get("cuda" if device == "cuda" else "cpu")
+    engine = layer._runtime.engines.get("cuda" if device == "cuda" else "cpu")
     return (x.detach().cpu(), [t.grad.cpu() for t in tensors], seconds,
             engine.device if engine else "?")
 

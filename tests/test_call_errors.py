@@ -157,7 +157,7 @@ def test_per_call_overrides_under_a_tau_schedule_keep_a_bounded_cache():
     first = layer(c, tau=0.05)[0]   # its graph lives while 600 other calls come and go
     for step in range(600):
         layer(c, tau=0.1 + 1e-3 * step)
-    assert len(layer._calls) <= 256
+    assert len(layer._runtime.kinds) <= 256
     first.sum().backward()          # its key decodes again: the right τ, the right gradient
     torch.testing.assert_close(c.grad, torch.full((3,), -0.5, dtype=torch.float64),
                                atol=1e-4, rtol=0)

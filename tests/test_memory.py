@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import cvxlpgd
-from cvxlpgd.torch.calls import KEEP_WORKSPACE_NUMBERS
+from cvxlpgd.engine.runtime import KEEP_WORKSPACE_NUMBERS
 
 N, M = 10, 15
 
@@ -34,7 +34,7 @@ def batch(B, seed=0):
 
 def live_solvers(layer):
     """Weak references to the solvers the layer's live calls use."""
-    return [weakref.ref(state.solver) for state in layer._live_calls.values()]
+    return [weakref.ref(live.state.solver) for live in layer._runtime.live.values()]
 
 
 @pytest.mark.parametrize("warm_start", [False, True])
@@ -47,14 +47,14 @@ def test_a_large_batch_is_released_with_its_graph(warm_start):
     tracemalloc.start()
     before = tracemalloc.take_snapshot()
     (x,) = layer(*tensors)
-    assert len(layer._live_calls) == 1       # the graph holds the forward state ...
+    assert len(layer._runtime.live) == 1       # the graph holds the forward state ...
     solvers = live_solvers(layer)
     x.sum().backward()
     del x, tensors                           # the caller's tensors and their .grad
     gc.collect()
     after = tracemalloc.take_snapshot()
     tracemalloc.stop()
-    assert layer._live_calls == {}           # ... and drops it with the graph
+    assert layer._runtime.live == {}           # ... and drops it with the graph
     # Moreau's compiled solver for B (C++ memory tracemalloc does not see) is gone too.
     assert all(ref() is None for ref in solvers)
     held = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
@@ -68,10 +68,10 @@ def test_a_large_batch_is_released_with_its_graph(warm_start):
 def test_a_call_whose_outputs_are_dropped_without_backward_is_forgotten():
     layer = batched_qp_layer(solver="SCS")
     (x,) = layer(*batch(3))
-    assert len(layer._live_calls) == 1
+    assert len(layer._runtime.live) == 1
     del x
     gc.collect()
-    assert layer._live_calls == {}
+    assert layer._runtime.live == {}
 
 
 def test_small_batches_keep_their_solver_for_the_next_call():
@@ -79,8 +79,8 @@ def test_small_batches_keep_their_solver_for_the_next_call():
     B = 8
     assert B * (N + M + M * N) <= KEEP_WORKSPACE_NUMBERS
     layer(*batch(B))[0].sum().backward()
-    (cached,) = [entry[-1] for entry in layer._engines["cpu"]._solvers.values()
+    (cached,) = [entry[-1] for entry in layer._runtime.engines["cpu"]._solvers.values()
                  if hasattr(entry[-1], "solve")]
     layer(*batch(B, seed=1))[0].sum().backward()
-    assert [entry[-1] for entry in layer._engines["cpu"]._solvers.values()
+    assert [entry[-1] for entry in layer._runtime.engines["cpu"]._solvers.values()
             if hasattr(entry[-1], "solve")] == [cached]

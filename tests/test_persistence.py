@@ -79,13 +79,13 @@ def test_a_copy_rebuilds_its_caches_and_shares_nothing_runtime():
     model = Model(solver="SCS")
     step(model, Z)
     copied = copy.deepcopy(model)
-    assert copied.layer._engines == {} and copied.layer._live_calls == {}
+    assert copied.layer._runtime.engines == {} and copied.layer._runtime.live == {}
     assert copied.layer._handle != model.layer._handle
     step(copied, Z)
-    assert copied.layer._engines["cpu"] is not model.layer._engines["cpu"]
+    assert copied.layer._runtime.engines["cpu"] is not model.layer._runtime.engines["cpu"]
     # The pickled state holds no engine, warm start memory or pool.
     state = model.layer.__getstate__()
-    for name in ("_engines", "_warm_starts", "_live_calls", "_handle"):
+    for name in ("_runtime", "_handle"):
         assert name not in state
 
 

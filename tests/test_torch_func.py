@@ -162,6 +162,6 @@ def test_call_keys_name_the_layer_so_cached_compiled_graphs_are_not_shared():
         assert first._call_key(needs_grad, tau=0.5) != second._call_key(needs_grad, tau=0.5)
         assert copy.deepcopy(first)._call_key(needs_grad) == first._call_key(needs_grad)
     key = first._call_key(True, tau=0.5)
-    first._calls.clear()  # decoded again from the key alone
-    options, needs_grad = first._call_options(key)
-    assert needs_grad and options.tau == 0.5
+    first._runtime.kinds.clear()  # decoded again from the key alone
+    kind = first._call_kind(key)
+    assert kind.needs_grad and kind.options.tau == 0.5

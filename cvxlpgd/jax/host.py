@@ -30,14 +30,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from cvxlpgd.engine.fallback import fallback_chain
-from cvxlpgd.engine.state import ForwardState
 from cvxlpgd.jax.inputs import CallShape
 from cvxlpgd.problem.parameters import checked_values
-from cvxlpgd.solvers.base import BatchSolution
-
-#: Recipes (solver, settings) of forward calls a layer keeps for their backward passes.
-_MAX_RECIPES = 256
 
 
 class HostCall:
@@ -63,13 +57,13 @@ class HostCall:
         self.shape = shape
         self.solution_dtype = np.dtype(solution_dtype)
         self.parts = 1 if self.solution_dtype == np.float64 else 2
-        exact = options.gradient == "exact"
-        #: The exact derivative a differentiated call prepares (None: LPGD).
-        self.exact_backend = (layer.exact_backend_for(options.exact_backend,
-                                                      options.solver_args) if exact else None)
-        self.grad_template = layer._template(quadratic=layer._solves_quadratic(
-            self.exact_backend))
-        self.primal_template = layer._template(quadratic=layer._solves_quadratic(None))
+        runtime = layer._runtime
+        #: The differentiated call (its key also names the forward recipes).
+        self.recipe_key = f"{key}:grad"
+        self.grad_kind = runtime.kind(self.recipe_key, options, True)
+        self.primal_kind = runtime.kind(f"{key}:primal", options, False)
+        self.grad_template = self.grad_kind.template
+        self.primal_template = self.primal_kind.template
 
     # ---- callbacks -----------------------------------------------------------------------
 
@@ -137,13 +131,12 @@ class HostCall:
                                  "the loss or an earlier backward step produced it, so "
                                  "nothing was solved")
             incoming.append(grad)
-        state = self._rebuild_state(values, batched, N, x, y, s)
-        dx, dy = template.output_adjoint(incoming, N)
-        data_grad = self.layer._engine().backward(state, dx, dy, self.options, self.layer)
+        runtime, kind = self.layer._runtime, self.grad_kind
+        state = runtime.rebuild(kind, self.recipe_key, values, batched, N, (x, y, s))
         grads = []
         B = self.shape.batch_size
         for grad, spec, was_batched, param in zip(
-                template.parameter_gradient(*data_grad.parts()), self.layer._specs,
+                runtime.gradients(kind, state, incoming), self.layer._specs,
                 self.shape.batched, params):
             grad = grad.reshape((*lead, B, *spec.shape))
             if not was_batched:
@@ -158,17 +151,10 @@ class HostCall:
         arrays = [np.asarray(a) for a in arrays]
         lead = self._lead(arrays)
         values, batched, N = self._elements(arrays, lead)
-        options, layer = self.options, self.layer
-        exact_backend = self.exact_backend if with_grad else None
-        lpgd_tau = options.tau if with_grad and exact_backend is None else None
-        template = self.grad_template if with_grad else self.primal_template
-        theta = template.stack_parameters(values, N)
-        batch = template.program_data(theta, batched)
-        engine = layer._engine()
-        state = engine.forward(template, batch, settings=options.solver_args,
-                               exact_backend=exact_backend, exact_mode=options.exact_mode,
-                               lpgd_tau=lpgd_tau, inaccurate=options.inaccurate)
-        layer._stats = state.stats
+        kind = self.grad_kind if with_grad else self.primal_kind
+        state = self.layer._runtime.solve(kind, self.recipe_key, values, batched, N)
+        self.layer._stats = state.stats
+        template = kind.template
         B = self.shape.batch_size
         out_lead = (*lead, B) if self.shape.any_batched else lead
         outputs = tuple(np.asarray(a.reshape((*out_lead, *slot.shape)), dtype=self.shape.dtype,
@@ -177,11 +163,6 @@ class HostCall:
                                            template.outputs))
         if not with_grad:
             return outputs, ()
-        recipes = layer._recipes
-        recipes.pop((self.key, N), None)
-        recipes[(self.key, N)] = (state.solver.name, state.settings, state.call_args)
-        while len(recipes) > _MAX_RECIPES:
-            recipes.pop(next(iter(recipes)))
         solution = []
         for array in (state.x, state.y, state.s):
             array = np.asarray(array, dtype=np.float64).reshape((*lead, B, array.shape[1]))
@@ -226,32 +207,3 @@ class HostCall:
             a = a.reshape((*a.shape[:k], 1, *core))
         full = (*lead, self.shape.batch_size, *core)
         return np.broadcast_to(a, full).reshape((-1, *core))
-
-    def _rebuild_state(self, values, batched, N, x, y, s) -> ForwardState:
-        """The forward state from the parameters and the forward solution (no solve)."""
-        layer, options, template = self.layer, self.options, self.grad_template
-        engine = layer._engine()
-        batch = template.program_data(template.stack_parameters(values, N), batched)
-        lpgd_tau = options.tau if self.exact_backend is None else None
-        recipe = layer._recipes.get((self.key, N))
-        if recipe is None:  # no forward of this size ran (vmap over the backward pass)
-            name, args = engine.resolve(template.structure, N, batch.shared_matrices,
-                                        options.solver_args, self.exact_backend)
-            recipe = (name, engine.call_settings(name, args, lpgd_tau, self.exact_backend,
-                                                 template.structure.cones), args)
-        name, settings, args = recipe
-        solver = engine.batch_solver(template, "forward", template.structure, name, settings,
-                                     enable_grad=self.exact_backend == "moreau")
-        point = BatchSolution(x=np.ascontiguousarray(x), y=np.ascontiguousarray(y),
-                              s=np.ascontiguousarray(s), status=["optimal"] * N,
-                              iterations=np.zeros(N, dtype=np.int64), solve_time=np.zeros(N),
-                              solver=name)
-        # As cvxlpgd.torch.calls._rebuild_state: Moreau's derivative belongs to another
-        # solve (moreau_solves=-1: re-solve first); a solver that keeps state between
-        # solves (SCS) replays the forward solves first.
-        return ForwardState(template, batch, point, solver, settings,
-                            reuse={"used_by_backward": True},
-                            exact_backend=self.exact_backend, exact_mode=options.exact_mode,
-                            moreau_solves=-1, tolerance=engine.tolerance(template, name, settings),
-                            call_args=args, lpgd_tau=lpgd_tau,
-                            chain=fallback_chain(name, template.structure, engine.fallback))

@@ -16,13 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from cvxlpgd.engine.batch import BatchEngine
 from cvxlpgd.engine.compiled import CompiledProblem
+from cvxlpgd.engine.runtime import LayerRuntime
 from cvxlpgd.engine.state import SolverStats
 from cvxlpgd.jax.host import HostCall
 from cvxlpgd.jax.inputs import check_shapes
 from cvxlpgd.problem.parameters import checked_values
-from cvxlpgd.solvers.parallel import WarmStartMemory
 
 jax: Any
 jnp: Any
@@ -120,10 +119,7 @@ class CvxpyLayer(CompiledProblem):
             raise TypeError("executor must be a concurrent.futures.Executor or None, got "
                             f"{type(executor).__name__}")
         self.executor = executor
-        self._engines: dict[str, BatchEngine] = {}
-        self._warm_starts = WarmStartMemory()
-        #: (call key, N) → (solver, settings, routed args) of the last forward of that kind.
-        self._recipes: dict = {}
+        self._runtime = LayerRuntime(self, executor)
         self._functions: dict = {}
         self._stats: SolverStats | None = None
         self._logged = [slot.log_space for slot in template.parameters] if gp else None
@@ -134,18 +130,6 @@ class CvxpyLayer(CompiledProblem):
         """Per-element status, iterations and solve time of the last forward solve, and
         which solver ran; None before the first call."""
         return self._stats
-
-    # ---- configuration (as the PyTorch layer's) ------------------------------------------
-
-    def _engine(self) -> BatchEngine:
-        """The engine (CPU: the callbacks receive host arrays)."""
-        engine = self._engines.get("cpu")
-        if engine is None:
-            engine = self._engines["cpu"] = BatchEngine(
-                self.solver, executor=self.executor, workers=self.workers,
-                fallback=self.fallback,
-                warm_starts=self._warm_starts if self.warm_start else None)
-        return engine
 
     # ---- call ----------------------------------------------------------------------------
 

@@ -15,19 +15,15 @@ import torch
 
 from cvxlpgd.engine.batch import BatchEngine
 from cvxlpgd.engine.compiled import CompiledProblem
-from cvxlpgd.engine.options import CallOptions
+from cvxlpgd.engine.runtime import CallKind, LayerRuntime
 from cvxlpgd.engine.state import SolverStats
 from cvxlpgd.errors import warn_user
 from cvxlpgd.problem.naming import describe_layer, layer_signature
 from cvxlpgd.solvers.moreau_backend import moreau_devices
-from cvxlpgd.solvers.parallel import WarmStartMemory
 from cvxlpgd.torch.inputs import check_arguments
 from cvxlpgd.torch.log_transform import LogTransform
 from cvxlpgd.torch.operators import call_layer, register
 from cvxlpgd.torch.persistence import RebuildsRuntime
-
-#: Decoded per-call option keys a layer caches (see ``CvxpyLayer._override_key``).
-_MAX_DECODED_KEYS = 256
 
 
 class CvxpyLayer(RebuildsRuntime, CompiledProblem, torch.nn.Module):
@@ -150,15 +146,8 @@ class CvxpyLayer(RebuildsRuntime, CompiledProblem, torch.nn.Module):
         self._warned_device = False
 
     def _start_runtime(self) -> None:
-        """The members a layer rebuilds instead of copying (see ``_RUNTIME``)."""
-        self._warm_starts = WarmStartMemory()
-        self._engines: dict[str, BatchEngine] = {}
-        #: Stamp → forward state of calls whose graph is alive (see cvxlpgd.torch.calls).
-        self._live_calls: dict = {}
-        #: (call key, device) → (solver, settings) of the last forward of that kind.
-        self._recipes: dict = {}
-        #: Call key → (CallOptions, needs_grad).
-        self._calls: dict[str, tuple[CallOptions, bool]] = {}
+        """The members a layer rebuilds instead of copying (see ``RUNTIME``)."""
+        self._runtime = LayerRuntime(self, self.__dict__.get("_executor"))
         self._handle = register(self)
 
     @property
@@ -177,7 +166,8 @@ class CvxpyLayer(RebuildsRuntime, CompiledProblem, torch.nn.Module):
                             "ThreadPoolExecutor, a ProcessPoolExecutor or dask's "
                             f"Client.get_executor()) or None, got {type(executor).__name__}")
         self.__dict__["_executor"] = executor
-        self.__dict__.get("_engines", {}).clear()
+        if "_runtime" in self.__dict__:
+            self._runtime.set_executor(executor)
 
     @property
     def solver_stats(self) -> SolverStats | None:
@@ -187,24 +177,23 @@ class CvxpyLayer(RebuildsRuntime, CompiledProblem, torch.nn.Module):
 
     # ---- configuration -----------------------------------------------------------------
 
+    def _where(self, device: torch.device) -> str:
+        """Where inputs on ``device`` are solved: Moreau's CUDA backend when it can, else
+        the CPU (said once)."""
+        if device.type != "cuda":
+            return "cpu"
+        if self.solver in ("AUTO", "MOREAU") and "cuda" in moreau_devices():
+            return "cuda"
+        if not self._warned_device:
+            self._warned_device = True
+            warn_user(f"inputs are on {device}, but {self.solver} has no CUDA backend here "
+                      "(Moreau's CUDA backend: pip install moreau[cuda]); the problems are "
+                      "solved on the CPU and the results moved back", RuntimeWarning)
+        return "cpu"
+
     def _engine(self, device: torch.device) -> BatchEngine:
-        """The engine for inputs on ``device`` (Moreau solves on CUDA when it can)."""
-        where = "cpu"
-        if device.type == "cuda":
-            if self.solver in ("AUTO", "MOREAU") and "cuda" in moreau_devices():
-                where = "cuda"
-            elif not self._warned_device:
-                self._warned_device = True
-                warn_user(f"inputs are on {device}, but {self.solver} has no CUDA backend here "
-                          "(Moreau's CUDA backend: pip install moreau[cuda]); the problems are "
-                          "solved on the CPU and the results moved back", RuntimeWarning)
-        engine = self._engines.get(where)
-        if engine is None:
-            engine = self._engines[where] = BatchEngine(
-                self.solver, executor=self.executor, workers=self.workers,
-                fallback=getattr(self, "fallback", None),
-                warm_starts=self._warm_starts if self.warm_start else None, device=where)
-        return engine
+        """The engine for inputs on ``device``."""
+        return self._runtime.engine(self._where(device))
 
     def extra_repr(self) -> str:
         """The layer's configuration, one topic a line, as ``print(layer)`` shows it.
@@ -284,34 +273,30 @@ class CvxpyLayer(RebuildsRuntime, CompiledProblem, torch.nn.Module):
     @torch.compiler.disable
     def _override_key(self, needs_grad: bool, overrides: dict) -> str:
         """The key of a call with per-call overrides: JSON, so that it alone describes
-        them (a cache of decoded keys saves the parsing; it is emptied when it grows, e.g.
-        under a τ schedule). Overrides JSON cannot hold (objects in ``solver_args``) are
-        kept under a key made of their ``repr``. Not traced by ``torch.compile`` (a graph
-        break): it validates the options and registers them.
+        them (the runtime keeps the kinds of call it decoded, a bounded number). Overrides
+        JSON cannot hold (objects in ``solver_args``) are kept under a key made of their
+        ``repr``, pinned. Not traced by ``torch.compile`` (a graph break): it validates
+        the options and registers them.
         """
         overrides = {k: v for k, v in overrides.items() if v is not None}
         try:
             key = self._signature + json.dumps([needs_grad, overrides], sort_keys=True)
+            pinned = False
         except TypeError:
-            key = f"#{self._signature}{overrides!r}:{needs_grad}"
-            if key not in self._calls:
-                self._calls[key] = (self.options.override(self.solver, **overrides),
-                                    needs_grad)
-            return key
-        if key not in self._calls:
-            if len(self._calls) >= _MAX_DECODED_KEYS:  # JSON keys only: they decode again
-                for stale in [k for k in self._calls if not k.startswith("#")]:
-                    del self._calls[stale]
-            self._calls[key] = (self.options.override(self.solver, **overrides), needs_grad)
+            key, pinned = f"#{self._signature}{overrides!r}:{needs_grad}", True
+        if self._runtime.known_kind(key) is None:
+            self._runtime.kind(key, self.options.override(self.solver, **overrides), needs_grad,
+                               pinned=pinned)
         return key
 
-    def _call_options(self, key: str) -> tuple[CallOptions, bool]:
-        """The options and the needs-gradient flag a call key stands for."""
+    def _call_kind(self, key: str) -> CallKind:
+        """What the call a key names prepares (options decoded once per kind of call)."""
+        kind = self._runtime.known_kind(key)
+        if kind is not None:
+            return kind
         if key.startswith("layer"):
-            return self.options, key.startswith("layer+grad")
-        entry = self._calls.get(key)
-        if entry is None:  # a JSON key decoded before the cache was emptied or copied
-            needs_grad, overrides = json.loads(key[len(self._signature):])
-            entry = self._calls[key] = (self.options.override(self.solver, **overrides),
-                                        needs_grad)
-        return entry
+            return self._runtime.kind(key, self.options, key.startswith("layer+grad"))
+        # A JSON key whose kind was dropped (or made before a copy): decode it again.
+        needs_grad, overrides = json.loads(key[len(self._signature):])
+        return self._runtime.kind(key, self.options.override(self.solver, **overrides),
+                                  needs_grad)

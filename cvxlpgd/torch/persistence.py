@@ -13,7 +13,7 @@ from concurrent.futures import Executor
 from typing import Any, cast
 
 #: What a layer rebuilds on demand instead of copying or pickling it.
-RUNTIME = ("_engines", "_warm_starts", "_live_calls", "_recipes", "_calls", "_handle")
+RUNTIME = ("_runtime", "_handle")
 
 
 class RebuildsRuntime:
