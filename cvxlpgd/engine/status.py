@@ -90,6 +90,12 @@ def validate_inaccurate_policy(policy: str) -> None:
         raise ValueError(f"inaccurate must be one of {INACCURATE_POLICIES}, got {policy!r}")
 
 
+#: Above this many entries (B · nnz) a batch that shares its matrices is checked with one
+#: sparse matrix instead of per-entry products (memory); below, the per-entry products
+#: need no matrix to be built.
+SHARED_PRODUCT_ENTRIES = 2 ** 20
+
+
 def residuals(solution: BatchSolution, batch: ProgramBatch, structure: ProgramStructure
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Component-wise relative primal and dual residuals, and the relative duality gap,
@@ -112,7 +118,9 @@ def residuals(solution: BatchSolution, batch: ProgramBatch, structure: ProgramSt
     A, P = structure.A_pattern, structure.P_pattern
     x, y, s = solution.point
     with np.errstate(invalid="ignore", over="ignore"):
-        if batch.shared_matrices:  # one sparse matrix for all: no B × nnz temporaries
+        entries = batch.batch_size * (A.nnz + (0 if P is None else P.nnz))
+        if entries > SHARED_PRODUCT_ENTRIES and batch.shared_matrices:
+            # One sparse matrix for all: no B × nnz temporaries.
             A_matrix, P_matrix = batch.element_matrices(structure, 0)
             A_abs = abs(A_matrix)
             Ax, Aty = (A_matrix @ x.T).T, (A_matrix.T @ y.T).T

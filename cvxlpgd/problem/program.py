@@ -179,6 +179,9 @@ class ProgramBatch:
     b: np.ndarray
     A_data: np.ndarray
     P_data: np.ndarray | None
+    #: What is known of the matrices, computed once and carried to batches made by
+    #: :meth:`with_vectors` (same A and P): the shared flag and element matrices.
+    _matrix_facts: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def batch_size(self) -> int:
@@ -190,15 +193,16 @@ class ProgramBatch:
         """True when every element has the same A and P (one factorization serves all).
 
         Broadcast views are recognized without comparing; otherwise the rows are
-        compared (a batch whose matrix parameters happen to be equal shares too).
+        compared once per batch (a batch whose matrix parameters happen to be equal,
+        e.g. tiled by ``vmap``, shares too).
         """
-        for data in (self.A_data, self.P_data):
-            if data is None:
-                continue
-            if not _is_broadcast(data) and not np.array_equal(data, np.broadcast_to(
-                    data[:1], data.shape)):
-                return False
-        return True
+        shared = self._matrix_facts.get("shared")
+        if shared is None:
+            shared = self._matrix_facts["shared"] = all(
+                _is_broadcast(data) or (np.array_equal(data[0], data[-1]) and np.array_equal(
+                    data, np.broadcast_to(data[:1], data.shape)))
+                for data in (self.A_data, self.P_data))
+        return shared
 
     def rows(self, index) -> ProgramBatch:
         """The elements ``index`` (a slice or an index array) as a batch.
@@ -235,8 +239,12 @@ class ProgramBatch:
         -------
         (scipy.sparse.csc_matrix, scipy.sparse.csc_matrix or None)
         """
+        if index == 0 and self.shared_matrices and "matrices" in self._matrix_facts:
+            return self._matrix_facts["matrices"]
         A = structure.A_pattern.matrix(self.A_data[index])
         P = (None if structure.P_pattern is None or self.P_data is None
              else structure.P_pattern.matrix(self.P_data[index]))
+        if index == 0 and self.shared_matrices:
+            self._matrix_facts["matrices"] = (A, P)
         return A, P
 

@@ -125,6 +125,9 @@ class ConeTemplate:
     column_usage: dict = field(default_factory=dict)
     #: Transposes of the maps, built once (every backward pass applies them).
     _transposes: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+    #: (matrix name, B) → the batch's entries of a matrix no parameter enters: the same
+    #: array object every call, so that solvers see it unchanged and skip their setup.
+    _constants: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def num_parameters(self) -> int:
@@ -191,9 +194,21 @@ class ConeTemplate:
         varies = (dict.fromkeys(("A", "P"), True) if batched is None
                   else self.depends_on([bool(flag) for flag in batched]))
 
+        constant = dict(zip(("A", "P"), (not used for used in self.parametrized_matrices())))
+
         def evaluate(mapping, name):
             if mapping is None:
                 return None
+            if constant[name]:
+                cached = self._constants.get((name, B))
+                if cached is None:
+                    if len(self._constants) > 64:
+                        self._constants.clear()
+                    row = _apply(mapping, theta[:1])
+                    row.flags.writeable = False
+                    cached = self._constants[(name, B)] = (
+                        row if B == 1 else np.broadcast_to(row, (B, mapping.shape[0])))
+                return cached
             if varies[name] or B == 1:
                 return _apply(mapping, theta)
             return np.broadcast_to(_apply(mapping, theta[:1]), (B, mapping.shape[0]))
@@ -231,7 +246,7 @@ class ConeTemplate:
 
     # ---- problem-data gradient → parameter gradient --------------------------------
 
-    def parameter_gradient(self, dc: np.ndarray, db: np.ndarray, dA_data: np.ndarray,
+    def parameter_gradient(self, dc: np.ndarray, db: np.ndarray, dA_data: np.ndarray | None,
                            dP_data: np.ndarray | None = None) -> list[np.ndarray]:
         """Adjoint of :meth:`program_data`, split per parameter.
 
