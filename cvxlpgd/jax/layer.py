@@ -45,44 +45,12 @@ class CvxpyLayer(CompiledProblem):
     of parameter values, and its VJP is the LPGD gradient replacement
     (``gradient="lpgd"``) or the exact derivative (``gradient="exact"``).
 
-    Parameters
-    ----------
-    problem : cvxpy.Problem
-        A DCP problem that follows the DPP rules, or a DGP problem with ``gp=True``.
-    parameters : sequence of cvxpy.Parameter
-        All parameters of ``problem``, in the order the layer receives arrays.
-    variables : sequence of cvxpy.Variable or cvxpy.Constraint
-        The outputs: a variable yields its optimal value, a constraint its dual.
-    gradient : {"lpgd", "exact"}, default "lpgd"
-        Which VJP to use.
-    tau : float, default 0.1
-        LPGD perturbation strength τ > 0.
-    rho : float, default 0.0
-        LPGD proximal weight ρ ≥ 0.
-    lpgd_mode : {"central", "upper", "lower"}, default "central"
-        Finite difference used by LPGD.
-    exact_mode : {"lsqr", "dense", "lsmr"}, default "lsqr"
-        diffcp's mode for ``gradient="exact"``.
-    exact_backend : {"auto", "diffcp", "moreau"}, default "auto"
-        Which exact derivative ``gradient="exact"`` computes.
-    solver : {"auto", "MOREAU", "SCS", "CLARABEL", "ECOS"}, default "auto"
-        Conic solver.
-    solver_args : dict, optional
-        Solver settings.
-    workers : int, optional
-        Threads of the built-in pool that solve a batch in parallel.
-    executor : concurrent.futures.Executor, optional
-        Run the batch on this executor instead of the built-in thread pool.
-    warm_start : bool, default False
-        Warm-start each forward solve from the previous call's solution.
-    inaccurate : {"warn", "raise"}, default "warn"
-        What inaccurate solutions get.
-    gp : bool, default False
-        ``problem`` is a geometric program: ``log`` of the positive parameters in,
-        ``exp`` of the variables out (JAX differentiates both).
-    fallback : bool, optional
-        Solve failed elements again with the next installed solver (default: on for
-        ``solver="auto"``).
+    The constructor takes the arguments of :class:`cvxlpgd.CvxpyLayer` (``problem``,
+    ``parameters``, ``variables``, then keyword-only ``gradient``, ``tau``, ``rho``,
+    ``lpgd_mode``, ``exact_mode``, ``exact_backend``, ``solver``, ``solver_args``,
+    ``workers``, ``executor``, ``warm_start``, ``inaccurate``, ``gp``, ``fallback``),
+    with the same defaults and meaning; JAX arrays take the place of tensors, and
+    with ``gp=True`` JAX differentiates the ``log`` in and the ``exp`` out.
 
     Raises
     ------
