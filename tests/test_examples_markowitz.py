@@ -96,3 +96,19 @@ def test_trade_weight_prices_turnover_and_grid_picks_its_best(setup):
     best = evaluate_chain(layer, _policy(gamma=grid["gamma"], kappa=grid["kappa"]), data, 0,
                           len(data), **costs)
     assert best["loss"] == pytest.approx(grid["loss"], rel=1e-6)
+
+
+def test_seeds_draw_distinct_training_blocks():
+    """Offsets come without replacement (the stored run's independent draws gave seeds 0
+    and 2 the same block: 56 of 0..66)."""
+    from examples.markowitz.train import block_offset
+
+    positions = 67  # 265 training windows, blocks of 199
+    offsets = [block_offset(seed, positions) for seed in range(positions)]
+    assert sorted(offsets) == list(range(positions))
+    assert block_offset(2, positions) == offsets[2]  # deterministic
+    assert len({block_offset(seed, positions) for seed in range(5)}) == 5
+    with pytest.raises(ValueError, match="blocks of their own"):
+        block_offset(positions, positions)
+    with pytest.raises(ValueError):
+        block_offset(-1, positions)

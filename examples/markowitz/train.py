@@ -1,8 +1,8 @@
 """Markowitz policy tuning on historical S&P 500 prices: GD with exact derivatives vs LPGD.
 
-Run ``python -m examples.markowitz.train`` (full: 5 seeds, about 15 minutes on 2 cores)
-or ``python -m examples.markowitz.train --quick`` (under a minute); ``--help`` lists
-options.
+Run ``python -m examples.markowitz.train`` (full: 5 seeds; run times are on the
+experiments page, docs/experiments.md) or ``python -m examples.markowitz.train --quick``
+(a small run); ``--help`` lists options.
 
 Data
     Daily returns of the 20 stocks shipped with ``skfolio``
@@ -34,9 +34,12 @@ Training
     scales by τ, does not shrink with the batch (Adam is invariant to the factor).
 Seeds
     A seed draws the initial policy (``a = exp(N(0, 0.3²))``, ``δ ~ N(0, 0.02²)``,
-    γ and κ within a factor e of the plug-in 0.1 and 0.01), the training block (a
-    contiguous 75% of the training windows) and the chains' starts; every method of
-    a seed shares all three.
+    γ and κ within a factor e of the plug-in 0.1 and 0.01) and the chains' starts, and
+    has its own training block (a contiguous 75% of the training windows); every
+    method of a seed shares all three. The blocks' offsets are drawn without
+    replacement (:func:`block_offset`), so different seeds train on different blocks.
+    Within a month the book is held at its target weights: rebalancing back to them
+    every day is assumed free, only the trade at the month's start is charged.
 Target
     Independent of every method's curve: the back-test loss, on the seed's training
     block, of the best plug-in policy (``a = 1, δ = 0``) of a (γ, κ) grid
@@ -66,11 +69,42 @@ FULL = {"iterations": 80, "batch": 8, "chain": 6, "eval_every": 20}
 QUICK = {"iterations": 6, "batch": 4, "chain": 3, "eval_every": 2}
 GAMMAS = (0.03, 0.1, 0.3, 1.0, 3.0)
 KAPPAS = (0.001, 0.01, 0.1, 1.0)
+#: Seed of the one permutation that assigns training blocks to seeds (:func:`block_offset`).
+BLOCK_DRAW = 20240
 TITLE = "Markowitz policy tuning (S&P 500, skfolio, holdings carried, 10 bp costs)"
 # Seeds differ in training block and start, so the curves show each seed's distance to
 # its own target (the grid-searched plug-in policy): below 0 beats grid search.
 PLOT = {"loss_label": "back-test loss − seed's target", "train": "train_gap",
         "heldout_label": "held-out back-test loss"}
+
+
+def block_offset(seed: int, positions: int) -> int:
+    """The first training window of ``seed``'s block, drawn without replacement.
+
+    One fixed permutation of the ``positions`` possible offsets (its own generator,
+    :data:`BLOCK_DRAW`) gives seed ``k`` its entry ``k``: seeds ``0 .. positions − 1``
+    get distinct blocks. (The stored results drew each seed's offset independently,
+    and seeds 0 and 2 drew the same one.)
+
+    Parameters
+    ----------
+    seed : int
+    positions : int
+        Number of possible offsets (training windows − block length + 1).
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    ValueError
+        For a seed outside ``0 .. positions − 1`` (it would share a block).
+    """
+    if not 0 <= seed < positions:
+        raise ValueError(f"seed {seed}: only seeds 0..{positions - 1} have blocks of their own "
+                         f"({positions} possible offsets)")
+    return int(np.random.default_rng(BLOCK_DRAW).permutation(positions)[seed])
 
 
 def parse_args(argv=None):
@@ -141,7 +175,11 @@ class MarkowitzTask:
             return self._seeds[seed]
         args = self.args
         rng = np.random.default_rng([seed, 0])
-        first = int(rng.integers(0, len(self.train) - self.block + 1))
+        positions = len(self.train) - self.block + 1
+        # The stored runs drew the offset here, independently per seed; the draw stays
+        # so that every seed keeps the initial policy it had, and is not used.
+        rng.integers(0, positions)
+        first = block_offset(seed, positions)
         gamma0 = args.variance_penalty * np.exp(rng.uniform(-1, 1))
         kappa0 = 0.01 * np.exp(rng.uniform(-1, 1))
         initial = {"a": float(np.exp(rng.normal(0, 0.3))),
@@ -197,7 +235,7 @@ class MarkowitzTask:
             log.log(iteration, train["loss"], held["loss"], train_sharpe=train["sharpe"],
                     heldout_sharpe=held["sharpe"], heldout_turnover=held["turnover"],
                     target=setup["grid"]["loss"], train_gap=train["loss"] - setup["grid"]["loss"],
-                    **extras)
+                    grid_heldout=setup["grid"]["heldout"]["loss"], **extras)
             return train["loss"]
 
         loss = record(0)
@@ -215,6 +253,11 @@ class MarkowitzTask:
                 1, args.eval_every // 4) == 0
             if early or iteration % args.eval_every == 0 or iteration == args.iterations:
                 loss = record(iteration)
+
+
+def _std(values) -> float:
+    values = np.asarray(values, dtype=float)
+    return float(values.std(ddof=1)) if values.size > 1 else 0.0
 
 
 def main(argv=None) -> dict:
@@ -249,11 +292,11 @@ def main(argv=None) -> dict:
              f"{args.iterations} iterations of {args.batch} chains × {args.chain} months, "
              f"Adam lr {args.lr}, variance penalty {args.variance_penalty}, trading cost "
              f"{args.cost_rate} % per unit turnover, solver {args.solver}. Initial training "
-             f"loss {np.mean(initial):.4g} ± {np.std(initial):.2g}. Target: "
+             f"loss {np.mean(initial):.4g} ± {_std(initial):.2g}. Target: "
              + ("given by --target." if args.target is not None else
                 f"per seed, the (γ, κ)-grid plug-in policy's training loss "
-                f"({grid_loss.mean():.4g} ± {grid_loss.std():.2g}; its held-out loss "
-                f"{grid_held.mean():.4g} ± {grid_held.std():.2g})."))
+                f"({grid_loss.mean():.4g} ± {_std(grid_loss):.2g}; its held-out loss "
+                f"{grid_held.mean():.4g} ± {_std(grid_held):.2g}). Stds: sample (ddof = 1)."))
     return analysis.finish(rows, args.out, title=TITLE, target=target,
                          extra=("heldout_sharpe", "heldout_turnover"),
                          loss_name="back-test loss", notes=notes, plot_kwargs=PLOT)
