@@ -1,8 +1,14 @@
 """Tables and figure of the PyEPO benchmark (``results.csv`` rows → Markdown, PNG).
 
-Every number is a mean ± standard deviation over seeds. Two methods are "within noise"
-of each other when their mean ± std intervals overlap; the summary line of each degree
-names the best method and every method within noise of it, whoever they are.
+Descriptive cells are a mean ± sample standard deviation (ddof = 1) over seeds.
+Methods are compared pair by pair on the runs they share — the same degree and seed,
+hence the same data and initial model — with :func:`examples.analysis.paired` (paired
+t-test, two-sided, α = 0.05; wins and the sign test shown beside it):
+:func:`paired_regret` for the test regret, :func:`time_comparisons` for the training
+time. Time is measured twice per epoch: wall-clock seconds, and the process's CPU
+seconds (steadier on a shared machine). LPGD's row is the training of the τ that the
+validation scan chose, but the scan trained once per τ: the column "CPU s / epoch, all
+trainings" adds those trainings up.
 """
 
 from __future__ import annotations
@@ -12,27 +18,41 @@ from pathlib import Path
 
 import numpy as np
 
-from examples import common
+from examples import analysis, common
 from examples.pyepo_shortest_path.methods import LABELS, METHODS
 
-__all__ = ["finish", "plot", "regret_table", "scan_table", "stats", "verdicts"]
+__all__ = ["finish", "paired_lines", "paired_regret", "plot", "regret_table", "scan_table",
+           "scan_cost", "stats", "time_comparisons"]
+
+#: Short names for the verdicts.
+SHORT = {"lpgd": "LPGD", "exact": "exact", "spo+": "SPO+", "dbb": "DBB", "dpo": "DPO",
+         "pfyl": "PFYL", "2s": "two-stage LS", "initial": "the initial model",
+         "lpgd_scan": "LPGD's τ scan"}
 
 ORDER = ("initial", *METHODS)
 
 
-def stats(rows: Sequence[dict], method: str, degree: int, column: str) -> tuple[float, float, int]:
-    """Mean, std (population) and count of ``column`` over the seeds of one cell."""
-    values = np.array([float(r[column]) for r in rows
-                       if r["method"] == method and int(r["degree"]) == degree
-                       and r.get(column, "") != ""], dtype=float)
+def _mean_std(values) -> tuple[float, float]:
+    values = np.asarray(values, dtype=float)
     values = values[np.isfinite(values)]
     if values.size == 0:
-        return np.nan, np.nan, 0
-    return float(values.mean()), float(values.std()), int(values.size)
+        return np.nan, np.nan
+    return float(values.mean()), float(values.std(ddof=1)) if values.size > 1 else np.nan
+
+
+def stats(rows: Sequence[dict], method: str, degree: int, column: str) -> tuple[float, float, int]:
+    """Mean, sample std (ddof = 1) and count of ``column`` over the seeds of one cell."""
+    values = [float(r[column]) for r in rows
+              if r["method"] == method and int(r["degree"]) == degree
+              and r.get(column, "") != ""]
+    values = [v for v in values if np.isfinite(v)]
+    return (*_mean_std(values), len(values))
 
 
 def _pm(mean: float, std: float, digits: int = 4) -> str:
-    return "—" if not np.isfinite(mean) else f"{mean:.{digits}f} ± {std:.{digits}f}"
+    if not np.isfinite(mean):
+        return "—"
+    return f"{mean:.{digits}f}" if not np.isfinite(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
 def _methods(rows: Sequence[dict]) -> list[str]:
@@ -45,28 +65,51 @@ def _degrees(rows: Sequence[dict]) -> list[int]:
 
 
 def _all_runs(rows: Sequence[dict], method: str, column: str) -> tuple[float, float]:
-    values = np.array([float(r[column]) for r in rows if r["method"] == method
-                       and r.get(column, "") != ""], dtype=float)
-    values = values[np.isfinite(values)]
-    return (float(values.mean()), float(values.std())) if values.size else (np.nan, np.nan)
+    """Mean and sample std of ``column`` over every run (degree and seed) of a method."""
+    return _mean_std([float(r[column]) for r in rows if r["method"] == method
+                      and r.get(column, "") != ""])
+
+
+def _per_run(rows: Sequence[dict], method: str, column: str) -> dict:
+    """``{(degree, seed): value}`` of one method (``"lpgd_scan"``: :func:`scan_cost`)."""
+    if method == "lpgd_scan":
+        return scan_cost(rows, column)
+    return analysis.final_values(rows, method, column, by=("degree", "seed"))
+
+
+def scan_cost(rows: Sequence[dict], column: str = "cpu_seconds_per_epoch") -> dict:
+    """``{(degree, seed): Σ over τ}`` of ``column``: what LPGD's validation scan cost,
+    per epoch, for one reported LPGD row (one training per τ; empty without a scan)."""
+    total: dict = {}
+    for row in rows:
+        if str(row["method"]).startswith("lpgd_tau=") and row.get(column, "") != "":
+            key = (int(row["degree"]), int(row["seed"]))
+            total[key] = total.get(key, 0.0) + float(row[column])
+    return total
 
 
 def regret_table(rows: Sequence[dict]) -> str:
-    """Methods × degrees: test normalized regret, then seconds and CPU seconds per epoch."""
+    """Methods × degrees: test normalized regret (mean ± sample std over seeds; bold: the
+    lowest mean), then wall and CPU seconds per training epoch over all runs, and the CPU
+    seconds per epoch of every training the row needs (LPGD: its τ scan)."""
     degrees = _degrees(rows)
-    head = ["method", *[f"deg {d}" for d in degrees], "s / epoch", "CPU s / epoch"]
+    head = ["method", *[f"deg {d}" for d in degrees], "wall s / epoch", "CPU s / epoch",
+            "CPU s / epoch, all trainings"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    scan = scan_cost(rows)
     for method in _methods(rows):
         cells = [LABELS[method]]
-        best = {d: _best(rows, d)[0] for d in degrees}
+        best = {d: _best(rows, d) for d in degrees}
         for d in degrees:
             text = _pm(*stats(rows, method, d, "test_regret")[:2])
             cells.append(f"**{text}**" if method == best[d] else text)
         if method in ("initial", "2s"):
-            cells += ["—", "—"]
+            cells += ["—", "—", "—"]
         else:
-            cells += [_pm(*_all_runs(rows, method, "seconds_per_epoch"), 2),
-                      _pm(*_all_runs(rows, method, "cpu_seconds_per_epoch"), 2)]
+            cpu = _pm(*_all_runs(rows, method, "cpu_seconds_per_epoch"), 2)
+            cells += [_pm(*_all_runs(rows, method, "seconds_per_epoch"), 2), cpu,
+                      _pm(*_mean_std(list(scan.values())), 2) if method == "lpgd" and scan
+                      else cpu]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -75,7 +118,7 @@ def scan_table(rows: Sequence[dict]) -> str:
     """LPGD's τ scan: validation and test regret per τ and degree, and how often chosen."""
     degrees = _degrees(rows)
     taus = sorted({float(r["tau"]) for r in rows if str(r["method"]).startswith("lpgd_tau=")})
-    head = ["τ", *[f"deg {d}: val / test (chosen)" for d in degrees], "s / epoch"]
+    head = ["τ", *[f"deg {d}: val / test (chosen)" for d in degrees], "CPU s / epoch"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for tau in taus:
         name = f"lpgd_tau={tau:g}"
@@ -86,42 +129,85 @@ def scan_table(rows: Sequence[dict]) -> str:
             seeds = sum(1 for r in rows if r["method"] == name and int(r["degree"]) == d)
             cells.append(f"{_pm(*stats(rows, name, d, 'val_regret')[:2])} / "
                          f"{_pm(*stats(rows, name, d, 'test_regret')[:2])} ({chosen}/{seeds})")
-        cells.append(_pm(*_all_runs(rows, name, "seconds_per_epoch"), 2))
+        cells.append(_pm(*_all_runs(rows, name, "cpu_seconds_per_epoch"), 2))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def _best(rows: Sequence[dict], degree: int) -> tuple[str | None, list[str]]:
-    """The method with the lowest mean test regret and those within noise of it."""
-    cells = {m: stats(rows, m, degree, "test_regret") for m in _methods(rows) if m != "initial"}
-    cells = {m: s for m, s in cells.items() if np.isfinite(s[0])}
-    if not cells:
-        return None, []
-    best = min(cells, key=lambda m: cells[m][0])
-    upper = cells[best][0] + cells[best][1]
-    close = [m for m, (mean, std, _) in cells.items() if m != best and mean - std <= upper]
-    return best, close
+def _best(rows: Sequence[dict], degree: int) -> str | None:
+    """The method with the lowest mean test regret at ``degree`` (None without rows)."""
+    cells = {m: stats(rows, m, degree, "test_regret")[0] for m in _methods(rows)
+             if m != "initial"}
+    cells = {m: mean for m, mean in cells.items() if np.isfinite(mean)}
+    return min(cells, key=cells.get) if cells else None
 
 
-def verdicts(rows: Sequence[dict]) -> str:
-    """One line per degree: the winner, who is within noise, and where LPGD ranks."""
+def _compare(rows: Sequence[dict], a: str, b: str, column: str,
+             degree: int | None = None) -> analysis.Paired:
+    """``a`` against ``b`` on ``column``, paired over seeds at one degree or over every
+    (degree, seed) run."""
+    def values(method):
+        per_run = _per_run(rows, method, column)
+        return {k: v for k, v in per_run.items() if degree is None or k[0] == degree}
+
+    return analysis.paired(values(a), values(b), a=SHORT[a], b=SHORT[b])
+
+
+def _others(rows: Sequence[dict]) -> list[str]:
+    return [m for m in (*_methods(rows)[1:], "initial") if m not in ("lpgd",)
+            and m in {r["method"] for r in rows}]
+
+
+def paired_regret(rows: Sequence[dict]) -> str:
+    """LPGD against every other method on test regret: per degree (pairs: the seeds) and
+    over all (degree, seed) runs, as a Markdown table (:func:`analysis.paired_table`)."""
+    comparisons = []
+    for other in _others(rows):
+        for degree in (*_degrees(rows), None):
+            where = "all degrees" if degree is None else f"degree {degree}"
+            comparisons.append((where, _compare(rows, "lpgd", other, "test_regret", degree)))
+    return analysis.paired_table(comparisons, what="test regret at")
+
+
+def paired_lines(rows: Sequence[dict], method: str = "lpgd",
+                 others: Sequence[str] | None = None) -> str:
+    """One line per method ``method`` is compared with on test regret: the verdict over
+    all runs, then per degree (:func:`paired_regret` has LPGD's numbers)."""
     lines = []
-    for d in _degrees(rows):
-        best, close = _best(rows, d)
-        if best is None:
-            continue
-        mean, std, _ = stats(rows, best, d, "test_regret")
-        text = f"* degree {d}: lowest test regret **{LABELS[best]}** ({_pm(mean, std)})"
-        text += ("; within noise of it: " + ", ".join(LABELS[m] for m in close)) if close \
-            else "; no other method within noise"
-        if best != "lpgd" and "lpgd" in _methods(rows):
-            ranked = sorted((m for m in _methods(rows) if m != "initial"),
-                            key=lambda m: stats(rows, m, d, "test_regret")[0])
-            verdict = "within noise" if "lpgd" in close else "worse, beyond noise"
-            text += (f". LPGD ranks {ranked.index('lpgd') + 1} of {len(ranked)} "
-                     f"({verdict})")
-        lines.append(text + ".")
+    for other in (others if others is not None else _others(rows)):
+        overall = _compare(rows, method, other, "test_regret")
+        per_degree: dict[str, list[str]] = {}
+        for d in _degrees(rows):
+            c = _compare(rows, method, other, "test_regret", d)
+            per_degree.setdefault(c.winner or "no significant difference", []).append(str(d))
+        parts = [f"{name if name == 'no significant difference' else name + ' better'} at "
+                 f"degree{'s' * (len(ds) > 1)} {', '.join(ds)}"
+                 for name, ds in per_degree.items()]
+        verdict = f"**{overall.verdict}**" if overall.winner else overall.verdict
+        seeds = len({r["seed"] for r in rows})
+        lines.append(f"* {SHORT[method]} vs {SHORT[other]}: over all {overall.n} runs, "
+                     f"{verdict}; {SHORT[method]} lower in {overall.wins_a} of {overall.n}, "
+                     "paired t p = "
+                     f"{analysis._p(overall.p_value)}. Per degree ({seeds} seeds each): "
+                     + "; ".join(parts) + ".")
     return "\n".join(lines) + "\n"
+
+
+def time_comparisons(rows: Sequence[dict]) -> str:
+    """Seconds per training epoch, LPGD (the chosen τ's training, and the whole τ scan)
+    against each trained PyEPO method and the exact gradient, paired over all
+    (degree, seed) runs, in CPU and in wall seconds."""
+    present = {r["method"] for r in rows}
+    others = [m for m in ("spo+", "dbb", "dpo", "pfyl", "exact") if m in present]
+    comparisons = []
+    for column, unit in (("cpu_seconds_per_epoch", "CPU s / epoch"),
+                         ("seconds_per_epoch", "wall s / epoch")):
+        for a in ("lpgd", "lpgd_scan"):
+            if a == "lpgd_scan" and not scan_cost(rows):
+                continue
+            for other in others:
+                comparisons.append((unit, _compare(rows, a, other, column)))
+    return analysis.paired_table(comparisons, what="measure (lower is better)")
 
 
 def plot(rows: Sequence[dict], path: Path, *, title: str) -> Path:
@@ -194,8 +280,12 @@ def finish(rows: Sequence[dict], args, *, print_fn=print) -> dict:
              f"5 features, noise half-width {args.noise}; linear model; Adam lr {args.lr}, "
              f"batch {args.batch}, {args.epochs} epochs; seeds {' '.join(map(str, args.seeds))}; "
              f"layer solver {args.solver}. Normalized test regret by pyepo.metric.regret "
-             "(mean ± std over seeds; bold: lowest mean).")
-    text = (f"## {title}\n\n{notes}\n\n{regret_table(rows)}\n{verdicts(rows)}\n"
+             "(mean ± sample std over seeds; bold: lowest mean). Comparisons: paired "
+             f"t-test over the shared runs, α = {analysis.ALPHA:g}.")
+    text = (f"## {title}\n\n{notes}\n\n{regret_table(rows)}\n"
+            f"### LPGD against each method, seed by seed\n\n{paired_lines(rows)}\n"
+            f"{paired_regret(rows)}\n### Training time, run by run\n\n"
+            f"{time_comparisons(rows)}\n"
             f"### LPGD's τ scan (validation regret chooses)\n\n{scan_table(rows)}")
     summary_path = out / "summary.md"
     summary_path.write_text(text)
