@@ -1,7 +1,8 @@
 """The degenerate LP: learning returns through a long-only portfolio LP.
 
-Run ``python -m examples.lp_portfolio`` (full, a few minutes on 2 cores) or
-``python -m examples.lp_portfolio --quick``; ``--help`` lists options.
+Run ``python -m examples.lp_portfolio`` (full; run times are on the experiments page,
+docs/experiments.md) or ``python -m examples.lp_portfolio --quick``; ``--help`` lists
+options.
 
 Each scenario ``k`` has features ``φ_k`` and true asset returns ``r_k = W* φ_k``
 (optionally plus noise). A linear model predicts ``r̂_k = Θ φ_k``, and the layer picks

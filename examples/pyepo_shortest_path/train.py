@@ -1,8 +1,9 @@
 """PyEPO's shortest-path benchmark: cvxlpgd LPGD and exact against PyEPO's methods.
 
-Run ``python -m examples.pyepo_shortest_path.train`` (full: 4 degrees × 3 seeds, about
-40 minutes on 2 cores) or ``python -m examples.pyepo_shortest_path.train --quick``
-(under a minute); ``--help`` lists options.
+Run ``python -m examples.pyepo_shortest_path.train`` (full: 4 degrees × 3 seeds; run
+times are on the experiments page, docs/experiments.md) or
+``python -m examples.pyepo_shortest_path.train --quick`` (a small run); ``--help`` lists
+options.
 
 Protocol
     For each polynomial degree and seed, PyEPO's generator draws 1000 training, 200

@@ -1,8 +1,9 @@
 """Learning the rules of Sudoku (OptNet setup): GD with exact derivatives vs LPGD.
 
-Run ``python -m examples.sudoku.train`` (full 4×4 run, about 10 minutes on 2 cores),
+Run ``python -m examples.sudoku.train`` (the full 4×4 run),
 ``python -m examples.sudoku.train --size 9`` (9×9, the paper's boards; see
-``FULL9`` for its sizes) or ``--quick`` (under a minute); ``--help`` lists options.
+``FULL9`` for its sizes) or ``--quick`` (a small run); ``--help`` lists options. Run
+times and costs per step are on the experiments page (docs/experiments.md).
 
 Model
     The layer ``minimize −pᵀz + (ε/2)‖z‖²  s.t.  Az = b, z ≥ 0``
@@ -39,7 +40,7 @@ FULL = {"train": 200, "heldout": 100, "batch": 20, "epochs": 25}
 QUICK = {"train": 40, "heldout": 20, "batch": 10, "epochs": 3}
 # 9x9 is sized for a 2-core CPU, far below the paper's scale: with the dense learned A
 # (249 x 729), SCS needs 300-2000 iterations per solve once A has moved from its random
-# start, about 1-1.6 s of CPU per puzzle for an LPGD step and 3-5 s for an exact one.
+# start (the CPU time per step is measured on the experiments page).
 # eps = 0.05: the true rules then decode 27.5% of 30-given boards (95% of cells); at
 # 0.1 only 2.5% (eps -> 0 is tighter, but the random start's z grows like 1/eps).
 FULL9 = {"train": 16, "heldout": 8, "batch": 4, "epochs": 2, "eps": 0.05, "solver": "SCS"}
