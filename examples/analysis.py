@@ -158,7 +158,7 @@ def plot_curves(rows: Sequence[dict], path: Path, *, title: str, loss_label: str
         if log_y and ax is not axes[2]:
             ax.set_yscale("log")
     axes[0].legend(fontsize=8)
-    fig.suptitle(f"{title} (mean ± std over {n_seeds} seed{'s' * (n_seeds != 1)})")
+    fig.suptitle(f"{title} (mean ± sample std over {n_seeds} seed{'s' * (n_seeds != 1)})")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

@@ -22,7 +22,7 @@ continuous random costs (``genData``; the prediction is the true cost times logn
 noise), so ties have probability zero; the test does not break ties, it checks there
 are none: on the grid's 70 monotone paths (every vertex of the LP's feasible set), the
 best path of every perturbed cost beats the runner-up by a clear margin, and PyEPO's
-OR-Tools solution is that path. The layer's interior-point solutions then agree with
+OR-Tools solution is that path. The layer's solutions then agree with
 it to solver accuracy (measured: 1e-8 with Moreau, 1e-7 with Clarabel and SCS; the
 test allows 1e-6).
 """

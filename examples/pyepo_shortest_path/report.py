@@ -246,7 +246,7 @@ def plot(rows: Sequence[dict], path: Path, *, title: str) -> Path:
     right.invert_yaxis()
     right.grid(alpha=0.3, axis="x")
     seeds = len({r["seed"] for r in rows})
-    fig.suptitle(f"{title} (mean ± std over {seeds} seed{'s' * (seeds != 1)})")
+    fig.suptitle(f"{title} (mean ± sample std over {seeds} seed{'s' * (seeds != 1)})")
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
