@@ -1,31 +1,40 @@
-"""The training methods of the benchmark, each a loss on a batch of predicted costs.
+"""The training methods of the PyEPO benchmarks, each a loss on a batch of predicted costs.
 
 Every method trains the same linear model ``ĉ = Θx + θ₀`` (``torch.nn.Linear``) and
-differs only in the loss it backpropagates for a batch ``(x, c, w*, z*)``:
+differs only in the loss it backpropagates for a batch ``(x, c, w*, z*)``. The same
+methods serve both tasks (shortest path, a minimization; knapsack, a maximization):
+``sense`` is +1 or −1 and the regret of a decision ``w`` is ``sense·(cᵀw − z*) ≥ 0``.
 
-``lpgd_tau=…``, ``exact``
-    cvxlpgd's layer ``w(ĉ)`` on the CVXPY LP (:func:`~examples.pyepo_shortest_path.
-    problem.shortest_path_lp`) and the regret ``cᵀw(ĉ) − z*`` of each instance, summed
-    over the batch: the incoming gradient of instance ``i`` is then its true cost
-    ``c_i``, which LPGD scales by τ whatever the batch size (Adam's step does not
-    change when its gradient is multiplied by a constant). ``exact`` is the same loss
-    through diffcp's derivative, which is zero almost everywhere for an LP.
-``spo+``
-    ``pyepo.func.SPOPlus`` (Elmachtoub & Grigas), batch mean.
-``dbb``
-    ``pyepo.func.blackboxOpt`` (λ = 10, PyEPO's default) and, as PyEPO's documentation
-    pairs it, the L1 distance between the decision's true cost ``cᵀw(ĉ)`` and ``z*``.
+``lpgd`` and its variants (τ scanned, the τ with the lowest validation regret reported)
+    cvxlpgd's layer ``w(ĉ)`` on the task's CVXPY LP (for knapsack its LP relaxation).
+    ``lpgd`` is the layer's default finite difference (``lpgd_mode="central"``, ρ = 0)
+    on the regret ``sense·(cᵀw(ĉ) − z*)`` summed over the batch: the incoming gradient
+    of instance ``i`` is ``sense·c_i``, which LPGD scales by τ whatever the batch size
+    (Adam's step does not change when its gradient is multiplied by a constant).
+    ``lpgd-upper`` / ``lpgd-lower``: ``lpgd_mode="upper"`` / ``"lower"``; ``lpgd-rho``:
+    the proximal term ``ρ/2‖w − w(ĉ)‖²`` in the re-solves (:data:`RHO`); ``lpgd-sol``:
+    central LPGD on a loss that uses the true solution, ``½‖w(ĉ) − w*‖²`` summed over
+    the batch (the squared Hamming distance for 0/1 vectors; LPGD takes any loss of the
+    layer's output, and with ``lpgd_mode="upper"`` this is DBB on that loss).
+``exact``
+    The regret through diffcp's derivative, which is zero almost everywhere for an LP.
+``spo+``, ``pfyl``
+    ``pyepo.func.SPOPlus`` and ``perturbedFenchelYoung`` (10 samples, σ = 1), batch mean.
+``dbb``, ``nid``
+    ``pyepo.func.blackboxOpt`` (λ = 10) and ``negativeIdentity`` (NID, Sahoo et al.: the
+    identity as the solver's Jacobian, no extra solve), each with the L1 distance
+    between the decision's true value ``cᵀw(ĉ)`` and ``z*`` (as PyEPO pairs them).
 ``dpo``
-    ``pyepo.func.perturbedOpt`` (10 samples, σ = 1) and the squared error of the
-    expected perturbed solution against ``w*`` (PyEPO's standard pairing).
-``pfyl``
-    ``pyepo.func.perturbedFenchelYoung`` (10 samples, σ = 1), batch mean.
+    ``pyepo.func.perturbedOpt`` (10 samples, σ = 1), squared error against ``w*``.
+``pg`` (σ scanned like LPGD's τ)
+    ``pyepo.func.perturbationGradient`` with central differences (``two_sides=True``),
+    batch mean: ``(w(ĉ + σc) − w(ĉ − σc)) / 2σ`` on PyEPO's oracle, which is central
+    LPGD on the objective loss at τ = σ (``tests/test_pyepo_pg.py``).
 ``2s``
     Two-stage: least squares from features to costs, in closed form (no epochs).
 
-The PyEPO methods solve with PyEPO's OR-Tools model and their default ``processes=1``
-(one instance after the other); the layer solves a whole batch in one call of its
-solver (Moreau by default).
+The PyEPO methods solve with the task's PyEPO OR-Tools model (for knapsack the integer
+model) and their default ``processes=1``; the layer solves a whole batch in one call.
 """
 
 from __future__ import annotations
@@ -36,38 +45,65 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from examples.common import Method
+__all__ = ["FAMILIES", "METHODS", "RHO", "TrainingMethod", "batch_loss", "family_of",
+           "fit_two_stage", "make_method", "scan_methods"]
 
-__all__ = ["METHODS", "TrainingMethod", "batch_loss", "fit_two_stage", "make_method"]
-
-#: Methods in table order; ``lpgd`` stands for the τ chosen on the validation set.
-METHODS = ("lpgd", "exact", "spo+", "dbb", "dpo", "pfyl", "2s")
+#: Methods in table order. A scanned method ("family") trains once per τ (σ for PG);
+#: its row is the τ chosen on the validation set.
+METHODS = ("lpgd", "lpgd-upper", "lpgd-lower", "lpgd-rho", "lpgd-sol", "exact", "spo+",
+           "dbb", "dpo", "pfyl", "pg", "nid", "2s")
+#: The methods with a scan, and their scanned parameter's name.
+FAMILIES = {"lpgd": "tau", "lpgd-upper": "tau", "lpgd-lower": "tau", "lpgd-rho": "tau",
+            "lpgd-sol": "tau", "pg": "sigma"}
+#: The proximal weight of ``lpgd-rho``.
+RHO = 1.0
 LABELS = {"lpgd": "cvxlpgd LPGD (τ by validation)", "exact": "cvxlpgd exact",
+          "lpgd-upper": "LPGD upper (τ by validation)",
+          "lpgd-lower": "LPGD lower (τ by validation)",
+          "lpgd-rho": f"LPGD ρ = {RHO:g} (τ by validation)",
+          "lpgd-sol": "LPGD on ½‖w − w*‖² (τ by validation)",
+          "lpgd-deg": "LPGD (τ by validation, per degree)",
           "spo+": "PyEPO SPO+", "dbb": "PyEPO DBB", "dpo": "PyEPO DPO",
-          "pfyl": "PyEPO PFYL", "2s": "two-stage LS", "initial": "initial model"}
+          "pfyl": "PyEPO PFYL", "pg": "PyEPO PG (σ by validation)",
+          "pg-at-lpgd": "PyEPO PG (σ = LPGD's τ)", "nid": "PyEPO NID",
+          "2s": "two-stage LS", "initial": "initial model"}
+_LAYER = {"lpgd": {}, "lpgd-upper": {"lpgd_mode": "upper"},
+          "lpgd-lower": {"lpgd_mode": "lower"}, "lpgd-rho": {"rho": RHO},
+          "lpgd-sol": {}}
+
+
+def family_of(name: str) -> str:
+    """``"lpgd-upper_tau=1"`` → ``"lpgd-upper"``; other names unchanged."""
+    return name.split("_", 1)[0]
 
 
 @dataclass(frozen=True)
 class TrainingMethod:
-    """One row of the benchmark.
+    """One training run of the benchmark.
 
     Attributes
     ----------
     name : str
-        ``"lpgd_tau=<τ>"``, ``"exact"``, ``"spo+"``, ``"dbb"``, ``"dpo"``, ``"pfyl"`` or
-        ``"2s"``.
+        ``"<family>_tau=<τ>"`` (``"pg_sigma=<σ>"``) for one training of a scanned
+        method, else the method's name (:data:`METHODS`).
     tau : float or None
-        LPGD's τ.
+        LPGD's τ or PG's σ.
     """
 
     name: str
     tau: float | None = None
 
     @property
+    def family(self) -> str:
+        """The method this training belongs to (``"lpgd"`` for ``"lpgd_tau=1"``)."""
+        return family_of(self.name)
+
+    @property
     def label(self) -> str:
         """Human-readable name for tables and legends."""
         if self.tau is not None:
-            return f"cvxlpgd LPGD τ={self.tau:g}"
+            symbol = "σ" if FAMILIES[self.family] == "sigma" else "τ"
+            return f"{LABELS[self.family].split(' (')[0]} {symbol}={self.tau:g}"
         return LABELS[self.name]
 
     @property
@@ -77,34 +113,28 @@ class TrainingMethod:
 
 
 def make_method(name: str, tau: float | None = None) -> TrainingMethod:
-    """A :class:`TrainingMethod` by name (``"lpgd"`` needs ``tau``).
-
-    Parameters
-    ----------
-    name : str
-        One of :data:`METHODS`.
-    tau : float, optional
-        LPGD's τ.
-
-    Returns
-    -------
-    TrainingMethod
+    """One training of method ``name`` (a scanned method needs ``tau``).
 
     Raises
     ------
     ValueError
-        For an unknown name, or ``"lpgd"`` without a positive τ.
+        For an unknown name, or a scanned method without a positive τ.
     """
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; expected one of {', '.join(METHODS)}")
-    if name == "lpgd":
+    if name in FAMILIES:
         if tau is None or not tau > 0:
-            raise ValueError(f"lpgd needs a positive tau, got {tau!r}")
-        return TrainingMethod(f"lpgd_tau={tau:g}", float(tau))
+            raise ValueError(f"{name} needs a positive tau, got {tau!r}")
+        return TrainingMethod(f"{name}_{FAMILIES[name]}={tau:g}", float(tau))
     return TrainingMethod(name)
 
 
-def batch_loss(method: TrainingMethod, optmodel, layer) -> Callable:
+def scan_methods(name: str, taus) -> list[TrainingMethod]:
+    """The trainings method ``name`` needs: one per τ if it is scanned, else one."""
+    return [make_method(name, t) for t in taus] if name in FAMILIES else [make_method(name)]
+
+
+def batch_loss(method: TrainingMethod, optmodel, layer, sense: int = 1) -> Callable:
     """The loss ``f(ĉ, c, w*, z*) -> scalar`` that ``method`` backpropagates.
 
     Parameters
@@ -114,7 +144,9 @@ def batch_loss(method: TrainingMethod, optmodel, layer) -> Callable:
     optmodel : pyepo model
         PyEPO's oracle, for the PyEPO methods.
     layer : cvxlpgd.CvxpyLayer
-        The shortest-path LP layer, for ``lpgd_tau=…`` and ``exact``.
+        The task's LP layer, for the LPGD methods and ``exact``.
+    sense : {1, -1}
+        +1 for a minimization (shortest path), −1 for a maximization (knapsack).
 
     Returns
     -------
@@ -128,29 +160,40 @@ def batch_loss(method: TrainingMethod, optmodel, layer) -> Callable:
     """
     import pyepo
 
-    name = method.name
-    if method.tau is not None or name == "exact":
-        options = (Method("lpgd", method.tau) if method.tau is not None
-                   else Method("exact")).layer_options()
+    family = method.family
+    if family in _LAYER or family == "exact":
+        options = ({"gradient": "exact"} if family == "exact"
+                   else {"gradient": "lpgd", "tau": method.tau, **_LAYER[family]})
+        if family == "lpgd-sol":
+            def layer_solution_loss(pred, c, w, z):
+                (sol,) = layer(pred.double(), **options)
+                return 0.5 * ((sol - w.double()) ** 2).sum()
+
+            return layer_solution_loss
 
         def layer_regret(pred, c, w, z):
-            (flow,) = layer(pred.double(), **options)
-            return ((flow * c.double()).sum(dim=1) - z.double().squeeze(1)).sum()
+            (sol,) = layer(pred.double(), **options)
+            return sense * ((sol * c.double()).sum(dim=1) - z.double().squeeze(1)).sum()
 
         return layer_regret
-    if name == "spo+":
+    if family == "pg":
+        pg = pyepo.func.perturbationGradient(optmodel, sigma=method.tau, two_sides=True)
+        return lambda pred, c, w, z: pg(pred, c)
+    if family == "spo+":
         spo = pyepo.func.SPOPlus(optmodel)
         return lambda pred, c, w, z: spo(pred, c, w, z)
-    if name == "dbb":
-        dbb, l1 = pyepo.func.blackboxOpt(optmodel), torch.nn.L1Loss()
-        return lambda pred, c, w, z: l1((dbb(pred) * c).sum(dim=1, keepdim=True), z)
-    if name == "dpo":
+    if family in ("dbb", "nid"):
+        solve = (pyepo.func.blackboxOpt(optmodel) if family == "dbb"
+                 else pyepo.func.negativeIdentity(optmodel))
+        l1 = torch.nn.L1Loss()
+        return lambda pred, c, w, z: l1((solve(pred) * c).sum(dim=1, keepdim=True), z)
+    if family == "dpo":
         dpo, mse = pyepo.func.perturbedOpt(optmodel), torch.nn.MSELoss()
         return lambda pred, c, w, z: mse(dpo(pred), w)
-    if name == "pfyl":
+    if family == "pfyl":
         pfy = pyepo.func.perturbedFenchelYoung(optmodel)
         return lambda pred, c, w, z: pfy(pred, w)
-    raise ValueError(f"method {name!r} has no batch loss")
+    raise ValueError(f"method {method.name!r} has no batch loss")
 
 
 def fit_two_stage(model: torch.nn.Linear, features: torch.Tensor, costs: torch.Tensor) -> None:

@@ -13,6 +13,7 @@ trainings" adds those trainings up.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,10 +25,15 @@ from examples.pyepo_shortest_path.methods import LABELS, METHODS
 __all__ = ["finish", "paired_lines", "paired_regret", "plot", "regret_table", "scan_table",
            "scan_cost", "stats", "time_comparisons"]
 
+ROOT = Path(__file__).resolve().parents[2]
+
 #: Short names for the verdicts.
 SHORT = {"lpgd": "LPGD", "exact": "exact", "spo+": "SPO+", "dbb": "DBB", "dpo": "DPO",
          "pfyl": "PFYL", "2s": "two-stage LS", "initial": "the initial model",
-         "lpgd_scan": "LPGD's τ scan"}
+         "lpgd_scan": "LPGD's τ scan", "lpgd-upper": "LPGD upper", "lpgd-lower": "LPGD lower",
+         "lpgd-rho": "LPGD ρ>0", "lpgd-sol": "LPGD on ‖w − w*‖²",
+         "lpgd-deg": "LPGD (τ per degree)", "pg": "PG", "pg-at-lpgd": "PG (σ = LPGD's τ)",
+         "nid": "NID"}
 
 ORDER = ("initial", *METHODS)
 
@@ -255,7 +261,39 @@ def plot(rows: Sequence[dict], path: Path, *, title: str) -> Path:
     return path
 
 
-def finish(rows: Sequence[dict], args, *, print_fn=print) -> dict:
+def provenance(args, **extra) -> dict:
+    """The command, git commit (and whether the tree had changes), time and versions of
+    a run, for the JSON sidecar next to its CSV."""
+    import datetime
+    import platform
+    import subprocess
+    import sys
+
+    import torch
+
+    def git(*cmd):
+        try:
+            return subprocess.run(["git", *cmd], capture_output=True, text=True,
+                                  cwd=Path(__file__).parent, check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            return ""
+
+    options = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    script = Path(sys.argv[0]).resolve()
+    module = (".".join(script.relative_to(ROOT).with_suffix("").parts)
+              if script.is_relative_to(ROOT) else str(script))
+    return {"command": " ".join(["python -m", module, *sys.argv[1:]]),
+            "git_commit": git("rev-parse", "HEAD"),
+            "git_dirty_paths": [line[3:] for line in git("status", "--porcelain").splitlines()
+                                if line[3:].startswith(("cvxlpgd/", "examples/"))],
+            "finished_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(
+                timespec="seconds"),
+            "python": platform.python_version(), "torch": torch.__version__,
+            "options": options, **extra}
+
+
+def finish(rows: Sequence[dict], args, *, title: str = "PyEPO shortest path 5x5",
+           experiment: str = "pyepo_shortest_path", print_fn=print) -> dict:
     """Write ``results.csv``, ``regret.png`` and ``summary.md``; print the summary.
 
     Parameters
@@ -274,10 +312,12 @@ def finish(rows: Sequence[dict], args, *, print_fn=print) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     csv_path = common.write_csv(rows, out / "results.csv")
-    title = "PyEPO shortest path 5x5"
+    sidecar = out / "results.json"
+    sidecar.write_text(json.dumps(provenance(args, experiment=experiment), indent=1) + "\n")
     png = plot(rows, out / "regret.png", title=title)
     notes = (f"{args.n_train} training / {args.n_val} validation / {args.n_test} test instances, "
-             f"5 features, noise half-width {args.noise}; linear model; Adam lr {args.lr}, "
+             f"methods {' '.join(args.methods)}, 5 features, noise half-width {args.noise}; "
+             f"linear model; Adam lr {args.lr}, "
              f"batch {args.batch}, {args.epochs} epochs; seeds {' '.join(map(str, args.seeds))}; "
              f"layer solver {args.solver}. Normalized test regret by pyepo.metric.regret "
              "(mean ± sample std over seeds; bold: lowest mean). Comparisons: paired "
@@ -291,4 +331,5 @@ def finish(rows: Sequence[dict], args, *, print_fn=print) -> dict:
     summary_path.write_text(text)
     print_fn(text)
     print_fn(f"wrote {csv_path}, {png}, {summary_path}")
-    return {"csv": csv_path, "png": png, "summary_path": summary_path, "summary": text}
+    return {"csv": csv_path, "png": png, "summary_path": summary_path, "summary": text,
+            "provenance": sidecar}
