@@ -148,7 +148,10 @@ def test_shared_structure_factorizes_once_per_partition(qp, monkeypatch, solver)
 
     monkeypatch.setattr(backend, "setup", counting_setup)
     arrays = qp_values(params, values, 6, ("q", "h"))
-    engine = BatchEngine(solver, SCS_TIGHT if solver == "SCS" else {}, workers=2, partitions=2)
+    # The re-solves' workspaces are the subject: no perturbed problem answered from the
+    # active set (cvxlpgd.lpgd.active_set).
+    engine = BatchEngine(solver, SCS_TIGHT if solver == "SCS" else {}, workers=2, partitions=2,
+                         active_set=False)
     batch = template.program_data(template.stack_parameters(arrays, 6),
                                   [p.name() in ("q", "h") for p in params])
     assert batch.A_data.strides[0] == 0  # one row, broadcast: A is built once

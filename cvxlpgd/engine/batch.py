@@ -11,7 +11,9 @@ and runs:
   forward matrices, so the forward solver's factorizations serve them (a repeated
   backward pass with SCS, whose workspaces carry state from one solve to the next,
   replays the forward on fresh ones first: :meth:`BatchEngine._backward_workspaces`).
-  With ρ > 0 a solver built for P' = P + ρI [+ ρAᵀA] does.
+  With ρ > 0 a solver built for P' = P + ρI [+ ρAᵀA] does. On LPs and QPs the
+  perturbed problems are first answered from the forward's active set where that is
+  verified optimal (:mod:`cvxlpgd.engine.prediction`); only the others are re-solved.
 * **exact backward** — diffcp's adjoint at the forward solution, per element on the
   executor, or Moreau's implicit derivative of its last solve.
 """
@@ -32,8 +34,10 @@ from cvxlpgd.engine.fallback import (
     solve_chain,
     warn_solver_fallbacks,
 )
+from cvxlpgd.engine.prediction import ActiveSetCounts, solve_sides_with_prediction
 from cvxlpgd.engine.state import ForwardState, SolveRecord
 from cvxlpgd.engine.status import inaccurate_rows, report_inaccurate, verify
+from cvxlpgd.lpgd.active_set import polyhedral
 from cvxlpgd.lpgd.backward import LPGDResult, lpgd_backward, warn_fallbacks
 from cvxlpgd.lpgd.formulas import (
     SIDE_NAMES,
@@ -77,13 +81,17 @@ class BatchEngine(SolverCatalog):
         Solve the elements the call's solver fails on with the next solvers of
         :data:`cvxlpgd.engine.fallback.FALLBACK_ORDER` (default: on for ``"AUTO"``, off for a
         named solver).
+    active_set : bool, default True
+        LPGD on LPs and QPs: answer the perturbed problems from the forward's active
+        set where that is verified optimal, re-solve the others
+        (:mod:`cvxlpgd.engine.prediction`); False re-solves them all.
     """
 
     def __init__(self, solver: str = "AUTO", settings: dict | None = None, *,
                  executor: Executor | None = None, workers: int | None = None,
                  partitions: int | None = None, warm_starts: WarmStartMemory | None = None,
                  share_factorizations: bool = True, device: str = "cpu",
-                 fallback: bool | None = None):
+                 fallback: bool | None = None, active_set: bool = True):
         name = solver.upper() if isinstance(solver, str) else solver
         if name != "AUTO" and name not in SOLVERS:
             raise ValueError(f"solver must be 'auto' or one of {SOLVERS}, got {solver!r}")
@@ -96,6 +104,7 @@ class BatchEngine(SolverCatalog):
         self.share_factorizations = share_factorizations
         self.device = device
         self.fallback = name == "AUTO" if fallback is None else bool(fallback)
+        self.active_set = bool(active_set)
         self._solvers: dict[tuple, tuple] = {}
 
     # ---- forward ---------------------------------------------------------------------
@@ -189,8 +198,13 @@ class BatchEngine(SolverCatalog):
 
     def backward_lpgd(self, state: ForwardState, dx: np.ndarray, dy: np.ndarray, *,
                       tau: float, rho: float, mode: str, ds: np.ndarray | None = None,
-                      inaccurate: str = "warn") -> LPGDResult:
+                      inaccurate: str = "warn", active_set: bool | None = None
+                      ) -> LPGDResult:
         """LPGD data gradients of every element (see :mod:`cvxlpgd.lpgd.backward`).
+
+        On LPs and QPs the perturbed problems are first answered from the forward's
+        active set (:mod:`cvxlpgd.engine.prediction`; ``active_set=False``, or the engine's
+        ``active_set=False``, re-solves them all).
 
         Raises
         ------
@@ -209,36 +223,49 @@ class BatchEngine(SolverCatalog):
             solver = self.batch_solver(template, variant, solve_structure, solver.name,
                                        state.settings)
             solve_batch = proximal_batch(batch, rho, proximal, structure)
-        reuse = self._backward_workspaces(state, solver) if rho == 0 else {}
+        kept: list[dict] = []  # the re-solves' workspaces, found at the first re-solve
+
+        def reuse() -> dict:
+            if not kept:
+                kept.append(self._backward_workspaces(state, solver) if rho == 0 else {})
+            return kept[0]
 
         rescued: list[tuple[int, str, str, str]] = []
 
+        def resolve(sign: int, side_batch: ProgramBatch, forward_rows: np.ndarray):
+            def solve_with(other: str, problems: ProgramBatch, sub):
+                picked = forward_rows[sub]
+                if other == solver.name:  # first in the chain: the whole side
+                    active, tolerance, workspaces = solver, state.tolerance, reuse()
+                else:
+                    active, tolerance = self._fallback_solver(
+                        template, variant, solve_structure, other,
+                        self.call_settings(other, state.call_args, tau, None,
+                                           structure.cones, primary=False))
+                    workspaces = {}
+                warm = None
+                if active.supports_warm_start:
+                    warm = tuple(array[picked] for array in state.solution.point)
+                return verify(active.solve(problems, warm, workspaces), problems,
+                              solve_structure, tolerance)
+
+            result = solve_chain(solve_with, state.chain or (solver.name,), side_batch)
+            rescued.extend((int(forward_rows[i]), f"LPGD {SIDE_NAMES[sign]}",
+                            result.attempts[i][0][1], other)
+                           for i, other in result.fallbacks().items())
+            return result.solution
+
+        counts = ActiveSetCounts()
+        predicting = (self.active_set if active_set is None else active_set) and polyhedral(
+            solve_structure)
+
         def solve_sides(requests, rows):
             forward_rows = np.arange(batch.batch_size)[rows]
-            out = []
-            for sign, side_batch in requests:
-                def solve_with(other: str, problems: ProgramBatch, sub):
-                    picked = forward_rows[sub]
-                    if other == solver.name:  # first in the chain: the whole side
-                        active, tolerance, workspaces = solver, state.tolerance, reuse
-                    else:
-                        active, tolerance = self._fallback_solver(
-                            template, variant, solve_structure, other,
-                            self.call_settings(other, state.call_args, tau, None,
-                                               structure.cones, primary=False))
-                        workspaces = {}
-                    warm = None
-                    if active.supports_warm_start:
-                        warm = tuple(array[picked] for array in state.solution.point)
-                    return verify(active.solve(problems, warm, workspaces), problems,
-                                  solve_structure, tolerance)
-
-                result = solve_chain(solve_with, state.chain or (solver.name,), side_batch)
-                rescued.extend((int(forward_rows[i]), f"LPGD {SIDE_NAMES[sign]}",
-                                result.attempts[i][0][1], other)
-                               for i, other in result.fallbacks().items())
-                out.append(result.solution)
-            return out
+            if predicting:
+                return solve_sides_with_prediction(requests, solve_structure, state.solution,
+                                                   forward_rows, state.tolerance, solver.name,
+                                                   resolve, counts)
+            return [resolve(sign, side_batch, forward_rows) for sign, side_batch in requests]
 
         dy = identifiable_dual_gradient(batch, structure, dy)
         result = lpgd_backward(solve_sides, solve_batch, structure, state.solution, dx, dy, ds,
@@ -248,6 +275,7 @@ class BatchEngine(SolverCatalog):
         assert stats is not None  # set when the state was made
         stats.backward, entries = _backward_records(batch.batch_size, result)
         stats.fallbacks = dict(result.fallbacks)
+        stats.active_set_predicted, stats.active_set_resolved = counts.predicted, counts.resolved
         warn_solver_fallbacks(rescued)
         warn_fallbacks(result.fallbacks, tau, mode)
         report_inaccurate(entries, inaccurate)

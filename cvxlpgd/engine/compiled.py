@@ -30,11 +30,11 @@ class CompiledProblem:
                    rho: float, lpgd_mode: str, exact_mode: str, exact_backend: str,
                    solver: str, solver_args: dict | None, workers: int | None,
                    warm_start: bool, inaccurate: str, gp: bool,
-                   fallback: bool | None) -> ConeTemplate:
+                   fallback: bool | None, active_set: bool = True) -> ConeTemplate:
         """Check the constructor's arguments, store them and compile the problem.
 
         Sets ``options``, ``solver``, ``gp``, ``problem``, ``parameters_``,
-        ``variables_``, ``workers``, ``fallback``, ``warm_start``, ``_specs``,
+        ``variables_``, ``workers``, ``fallback``, ``warm_start``, ``active_set``, ``_specs``,
         ``_output_labels`` and ``_templates``; compiles the form a call solves (and
         the exact path's, so that a form that cannot be compiled fails here).
 
@@ -59,14 +59,14 @@ class CompiledProblem:
             raise ValueError(f"workers must be a positive integer, got {workers!r}")
         if fallback is not None and not isinstance(fallback, bool):
             raise TypeError(f"fallback must be True, False or None, got {fallback!r}")
-        for name, value in (("warm_start", warm_start), ("gp", gp)):
+        for name, value in (("warm_start", warm_start), ("gp", gp), ("active_set", active_set)):
             if not isinstance(value, bool):
                 raise TypeError(f"{name} must be True or False, got {value!r}")
         self.solver, self.gp, self.problem = solver, gp, problem
         self.parameters_, self.variables_ = validate_problem(problem, parameters, variables,
                                                              gp=gp)
         self.workers = None if workers is None else int(workers)
-        self.fallback, self.warm_start = fallback, warm_start
+        self.fallback, self.warm_start, self.active_set = fallback, warm_start, active_set
         self._specs = parameter_specs(self.parameters_)
         self._output_labels = tuple(output_label(item, i)
                                     for i, item in enumerate(self.variables_))

@@ -120,7 +120,8 @@ class LayerRuntime:
             engine = self.engines[where] = BatchEngine(
                 layer.solver, executor=self.executor, workers=layer.workers,
                 fallback=layer.fallback,
-                warm_starts=self.warm_starts if layer.warm_start else None, device=where)
+                warm_starts=self.warm_starts if layer.warm_start else None, device=where,
+                active_set=getattr(layer, "active_set", True))  # older pickles lack it
         return engine
 
     def set_executor(self, executor) -> None:

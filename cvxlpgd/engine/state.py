@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from cvxlpgd.lpgd.active_set import ACTIVE_SET
 from cvxlpgd.problem.program import ProgramBatch
 from cvxlpgd.problem.template import ConeTemplate
 from cvxlpgd.solvers.base import INACCURATE_STATUSES, BatchSolution, BatchSolver
@@ -78,6 +79,14 @@ class SolverStats:
         After an LPGD backward pass: batch index → how the gradient of an element
         whose perturbed problem failed was formed instead (e.g. ``"upper only,
         tau=0.1"``, ``"central, tau=0.001"``); empty when none failed.
+    active_set_predicted : int
+        After an LPGD backward pass on an LP or QP: perturbed problems (element × side,
+        every attempt) answered from the forward's active set, verified optimal
+        (:mod:`cvxlpgd.engine.prediction`; their records name the solver
+        ``"active-set"`` and have no iterations).
+    active_set_resolved : int
+        ... and those the prediction was tried on and the solvers answered (the active
+        set changed, or the KKT system was singular: degenerate vertices).
     """
 
     forward: list[SolveRecord]
@@ -86,6 +95,8 @@ class SolverStats:
     warm_started: bool = False
     fallbacks: dict[int, str] = field(default_factory=dict)
     exact_backend: str = ""
+    active_set_predicted: int = 0
+    active_set_resolved: int = 0
 
     @property
     def solver_fallbacks(self) -> dict[int, str]:
@@ -105,7 +116,8 @@ class SolverStats:
         -------
         dict
             ``forward_solves``, ``forward_iterations``, ``forward_seconds``,
-            ``backward_solves``, ``backward_iterations``, ``backward_seconds``.
+            ``backward_solves``, ``backward_iterations``, ``backward_seconds``, and
+            ``backward_predicted``: the backward solves the active set answered.
         """
         back = [r for sides in self.backward for r in sides.values()]
         return {
@@ -115,6 +127,7 @@ class SolverStats:
             "backward_solves": len(back),
             "backward_iterations": sum(r.iterations for r in back),
             "backward_seconds": sum(r.solve_time for r in back),
+            "backward_predicted": sum(r.solver == ACTIVE_SET for r in back),
         }
 
 

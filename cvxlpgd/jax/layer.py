@@ -48,7 +48,8 @@ class CvxpyLayer(CompiledProblem):
     The constructor takes the arguments of :class:`cvxlpgd.CvxpyLayer` (``problem``,
     ``parameters``, ``variables``, then keyword-only ``gradient``, ``tau``, ``rho``,
     ``lpgd_mode``, ``exact_mode``, ``exact_backend``, ``solver``, ``solver_args``,
-    ``workers``, ``executor``, ``warm_start``, ``inaccurate``, ``gp``, ``fallback``),
+    ``workers``, ``executor``, ``warm_start``, ``inaccurate``, ``gp``, ``fallback``,
+    ``active_set``),
     with the same defaults and meaning; JAX arrays take the place of tensors, and
     with ``gp=True`` JAX differentiates the ``log`` in and the ``exp`` out.
 
@@ -74,7 +75,7 @@ class CvxpyLayer(CompiledProblem):
                  solver: str = "auto", solver_args: dict | None = None,
                  workers: int | None = None, executor: Executor | None = None,
                  warm_start: bool = False, inaccurate: str = "warn", gp: bool = False,
-                 fallback: bool | None = None):
+                 fallback: bool | None = None, active_set: bool = True):
         if jax is None:
             raise ImportError("cvxlpgd.jax.CvxpyLayer needs JAX: pip install 'cvxlpgd[jax]' "
                               "(or pip install 'jax[cpu]')")
@@ -82,7 +83,7 @@ class CvxpyLayer(CompiledProblem):
             problem, parameters, variables, gradient=gradient, tau=tau, rho=rho,
             lpgd_mode=lpgd_mode, exact_mode=exact_mode, exact_backend=exact_backend,
             solver=solver, solver_args=solver_args, workers=workers, warm_start=warm_start,
-            inaccurate=inaccurate, gp=gp, fallback=fallback)
+            inaccurate=inaccurate, gp=gp, fallback=fallback, active_set=active_set)
         if executor is not None and not isinstance(executor, Executor):
             raise TypeError("executor must be a concurrent.futures.Executor or None, got "
                             f"{type(executor).__name__}")

@@ -151,4 +151,5 @@ def describe_layer(layer) -> str:
             + (", warm_start=True" if getattr(layer, "warm_start", False) else "")
             + (", gp=True" if getattr(layer, "gp", False) else "")
             + (f", fallback={layer.fallback}" if getattr(layer, "fallback", None) is not None
-               else ""))
+               else "")
+            + (", active_set=False" if not getattr(layer, "active_set", True) else ""))

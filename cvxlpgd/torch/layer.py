@@ -100,6 +100,11 @@ class CvxpyLayer(RebuildsRuntime, CompiledProblem, torch.nn.Module):
         re-solves and the exact path; ``solver_stats`` records which solver answered
         and a :class:`cvxlpgd.SolverFallbackWarning` names them. Default: on for
         ``solver="auto"``, off for a named solver.
+    active_set : bool, default True
+        LPGD on LPs and QPs: answer the perturbed problems from the forward solution's
+        active set (one linear solve per element, checked like a solver's answer; the
+        others are re-solved), counted in ``solver_stats.active_set_predicted``. False
+        re-solves every perturbed problem.
 
     Raises
     ------
@@ -131,13 +136,14 @@ class CvxpyLayer(RebuildsRuntime, CompiledProblem, torch.nn.Module):
                  exact_mode: str = "lsqr", exact_backend: str = "auto",
                  solver: str = "auto", solver_args: dict | None = None,
                  workers: int | None = None, executor=None, warm_start: bool = False,
-                 inaccurate: str = "warn", gp: bool = False, fallback: bool | None = None):
+                 inaccurate: str = "warn", gp: bool = False, fallback: bool | None = None,
+                 active_set: bool = True):
         super().__init__()
         template = self._configure(
             problem, parameters, variables, gradient=gradient, tau=tau, rho=rho,
             lpgd_mode=lpgd_mode, exact_mode=exact_mode, exact_backend=exact_backend,
             solver=solver, solver_args=solver_args, workers=workers, warm_start=warm_start,
-            inaccurate=inaccurate, gp=gp, fallback=fallback)
+            inaccurate=inaccurate, gp=gp, fallback=fallback, active_set=active_set)
         self._signature = layer_signature(problem, self.parameters_, self.variables_, gp)
         self._start_runtime()
         self.executor = executor
@@ -207,7 +213,8 @@ class CvxpyLayer(RebuildsRuntime, CompiledProblem, torch.nn.Module):
             (``gradient``, ``tau``, ``rho``, ``lpgd_mode``, ``exact_mode``,
             ``exact_backend``) and the solver options (``solver``, with the solver
             ``"auto"`` chose in the last call, ``solver_args``, ``workers``: ``auto``
-            for all cores, or the executor's class; and ``warm_start=True`` when set).
+            for all cores, or the executor's class; and ``warm_start=True``,
+            ``active_set=False`` when set).
         """
         return describe_layer(self)
 
