@@ -159,6 +159,12 @@ def _is_broadcast(data: np.ndarray | None) -> bool:
     return data is None or data.shape[0] == 1 or data.strides[0] == 0
 
 
+def _equal_rows(data: np.ndarray) -> bool:
+    """Whether every row equals the first (the last row first: a cheap early no)."""
+    return bool(np.array_equal(data[0], data[-1])
+                and np.array_equal(data, np.broadcast_to(data[:1], data.shape)))
+
+
 @dataclass
 class ProgramBatch:
     """Values of a batch of programs of one structure; row ``i`` is element ``i``.
@@ -199,8 +205,7 @@ class ProgramBatch:
         shared = self._matrix_facts.get("shared")
         if shared is None:
             shared = self._matrix_facts["shared"] = all(
-                _is_broadcast(data) or (np.array_equal(data[0], data[-1]) and np.array_equal(
-                    data, np.broadcast_to(data[:1], data.shape)))
+                data is None or _is_broadcast(data) or _equal_rows(data)
                 for data in (self.A_data, self.P_data))
         return shared
 
