@@ -56,9 +56,19 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "CvxpyLayer", "SolverError", "FirstOrderOnlyError", "InaccurateSolutionWarning",
-    "LPGDFallbackWarning", "SolverFallbackWarning", "SOLVERS",
-    "compare_gradients", "tau_scan", "GradientComparison", "TauScan", "ZeroGradientWarning",
-    "SolverStats", "SolveRecord",
+    "CvxpyLayer",
+    "SolverError",
+    "FirstOrderOnlyError",
+    "InaccurateSolutionWarning",
+    "LPGDFallbackWarning",
+    "SolverFallbackWarning",
+    "SOLVERS",
+    "compare_gradients",
+    "tau_scan",
+    "GradientComparison",
+    "TauScan",
+    "ZeroGradientWarning",
+    "SolverStats",
+    "SolveRecord",
 ]
 __version__ = "0.1.0"

@@ -79,7 +79,8 @@ def load_checkout_module(name: str):
         f"{name} is not available: it is part of the cvxlpgd source checkout, not of the "
         f"installed package, and was looked for as {name.replace('.', '/')}(.py) under "
         f"{root}. Run from a clone of the repository installed with `pip install -e .`.",
-        name=name)
+        name=name,
+    )
 
 
 def _is_the_module(err: ModuleNotFoundError, name: str) -> bool:
@@ -105,6 +106,7 @@ def _run_checkout_main(name: str, argv: list[str]) -> int:
 
 
 # ---- check ------------------------------------------------------------------------------
+
 
 def _version(module_name: str) -> str:
     try:
@@ -153,8 +155,7 @@ def solver_check(solver: str) -> tuple[bool, str]:
         return False, f"{type(err).__name__}: {err}"
     elapsed = time.perf_counter() - tic
     ok = solution.ok and abs(float(c @ solution.x) - 1.0) < 1e-4
-    return ok, (f"{solution.status}, {solution.iterations} iterations, "
-                f"{1e3 * elapsed:.1f} ms")
+    return ok, (f"{solution.status}, {solution.iterations} iterations, {1e3 * elapsed:.1f} ms")
 
 
 def run_check(print_fn=print) -> bool:
@@ -175,17 +176,22 @@ def run_check(print_fn=print) -> bool:
     from cvxlpgd.solvers import SOLVERS, moreau_available
     from cvxlpgd.solvers.moreau_backend import moreau_devices
 
-    print_fn(f"cvxlpgd {cvxlpgd.__version__}  (python {platform.python_version()}, "
-             f"{platform.system()} {platform.machine()})")
-    for name in ("cvxpy", "diffcp", "torch", "numpy", "scipy", "moreau", "scs", "clarabel",
-                 "ecos"):
+    print_fn(
+        f"cvxlpgd {cvxlpgd.__version__}  (python {platform.python_version()}, "
+        f"{platform.system()} {platform.machine()})"
+    )
+    for name in ("cvxpy", "diffcp", "torch", "numpy", "scipy", "moreau", "scs", "clarabel", "ecos"):
         print_fn(f"  {name:<10} {_version(name)}")
     if moreau_available():
-        print_fn(f"moreau: installed, devices: {', '.join(moreau_devices())}; "
-                 "solver='auto' uses it for batches (SCS for one large problem)")
+        print_fn(
+            f"moreau: installed, devices: {', '.join(moreau_devices())}; "
+            "solver='auto' uses it for batches (SCS for one large problem)"
+        )
     else:
-        print_fn("moreau: not installed; solver='auto' uses SCS (pip install moreau on "
-                 "Linux x86_64/aarch64 or macOS arm64)")
+        print_fn(
+            "moreau: not installed; solver='auto' uses SCS (pip install moreau on "
+            "Linux x86_64/aarch64 or macOS arm64)"
+        )
     print_fn("solvers:")
     all_ok = True
     for solver in SOLVERS:
@@ -202,14 +208,19 @@ def run_check(print_fn=print) -> bool:
     except AttributeError:  # not on Linux
         usable = os.cpu_count() or 1
     print_fn("parallelism:")
-    print_fn(f"  cores: {os.cpu_count()} (usable by this process: {usable}); a layer "
-             f"solves batch elements on {usable} threads unless given workers=")
-    print_fn(f"  torch threads: {torch.get_num_threads()}; OMP_NUM_THREADS="
-             f"{os.environ.get('OMP_NUM_THREADS', 'unset')}")
+    print_fn(
+        f"  cores: {os.cpu_count()} (usable by this process: {usable}); a layer "
+        f"solves batch elements on {usable} threads unless given workers="
+    )
+    print_fn(
+        f"  torch threads: {torch.get_num_threads()}; OMP_NUM_THREADS="
+        f"{os.environ.get('OMP_NUM_THREADS', 'unset')}"
+    )
     return all_ok
 
 
 # ---- entry point ------------------------------------------------------------------------
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m cvxlpgd``.
@@ -219,20 +230,28 @@ def build_parser() -> argparse.ArgumentParser:
     argparse.ArgumentParser
     """
     parser = argparse.ArgumentParser(
-        prog="cvxlpgd", description="CVXPY problems as PyTorch layers, differentiated with "
-        "LPGD or exactly.")
+        prog="cvxlpgd",
+        description="CVXPY problems as PyTorch layers, differentiated with LPGD or exactly.",
+    )
     sub = parser.add_subparsers(dest="command", title="commands")
     sub.required = True
-    demo = sub.add_parser("demo", help="train through small layers with LPGD and exact "
-                          "gradients side by side")
+    demo = sub.add_parser(
+        "demo", help="train through small layers with LPGD and exact gradients side by side"
+    )
     demo.add_argument("--steps", type=int, default=25, help="SGD steps per run (default 25)")
     sub.add_parser("check", help="versions, available solvers, threads and cores")
-    bench = sub.add_parser("bench", help="run the benchmarks (benchmarks/run.py, source "
-                           "checkout only); further arguments are passed on",
-                           add_help=False)
+    bench = sub.add_parser(
+        "bench",
+        help="run the benchmarks (benchmarks/run.py, source "
+        "checkout only); further arguments are passed on",
+        add_help=False,
+    )
     bench.add_argument("args", nargs=argparse.REMAINDER)
-    experiment = sub.add_parser("experiment", help="run an experiment of the paper (examples/, "
-                                "source checkout only); further arguments are passed on")
+    experiment = sub.add_parser(
+        "experiment",
+        help="run an experiment of the paper (examples/, "
+        "source checkout only); further arguments are passed on",
+    )
     experiment.add_argument("name", choices=sorted(EXPERIMENTS))
     experiment.add_argument("args", nargs=argparse.REMAINDER)
     return parser

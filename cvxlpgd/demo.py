@@ -137,12 +137,14 @@ def projection_task(n: int = 6, m: int = 10, batch: int = 8, seed: int = 0):
 # Each task with its SGD step and LPGD τ. The LP needs τ of the order of the return gap
 # (≈ 1) for the perturbed solve to reach another vertex; the smooth QP uses a small τ.
 TASKS: dict[str, tuple[Callable, dict]] = {
-         "portfolio": (portfolio_task, {"lr": 1.0, "tau": 2.0}),
-         "projection": (projection_task, {"lr": 0.5, "tau": 0.1})}
+    "portfolio": (portfolio_task, {"lr": 1.0, "tau": 2.0}),
+    "projection": (projection_task, {"lr": 0.5, "tau": 0.1}),
+}
 
 
-def train(task: str, gradient: str, steps: int = 25, lr: float | None = None,
-          tau: float | None = None) -> TrainingRun:
+def train(
+    task: str, gradient: str, steps: int = 25, lr: float | None = None, tau: float | None = None
+) -> TrainingRun:
     """Plain SGD through the layer on ``task`` with ``gradient``.
 
     Parameters
@@ -204,29 +206,36 @@ def run_demo(steps: int = 25, print_fn=print) -> list[TrainingRun]:
     list of TrainingRun
         One run per task and gradient, in the table's order.
     """
-    runs = [train(task, gradient, steps=steps) for task in TASKS
-            for gradient in ("lpgd", "exact")]
+    runs = [train(task, gradient, steps=steps) for task in TASKS for gradient in ("lpgd", "exact")]
 
     def per_solve(value):
         return f"{value:>8.1f}" if value is not None else f"{'-':>8}"
 
-    print_fn(f"{'problem':<11} {'gradient':<8} {'initial loss':>12} {'final loss':>11} "
-             f"{'seconds':>8} {'fwd solves':>10} {'it/solve':>8} {'bwd solves':>10} "
-             f"{'it/solve':>8}")
+    print_fn(
+        f"{'problem':<11} {'gradient':<8} {'initial loss':>12} {'final loss':>11} "
+        f"{'seconds':>8} {'fwd solves':>10} {'it/solve':>8} {'bwd solves':>10} "
+        f"{'it/solve':>8}"
+    )
     for run in runs:
-        print_fn(f"{run.problem:<11} {run.gradient:<8} {run.losses[0]:>12.4f} "
-                 f"{run.final_loss:>11.4f} {run.seconds:>8.2f} "
-                 f"{run.solver.get('forward_solves', 0):>10} "
-                 f"{per_solve(run.iterations_per_solve('forward'))} "
-                 f"{run.solver.get('backward_solves', 0):>10} "
-                 f"{per_solve(run.iterations_per_solve('backward'))}")
-    print_fn("portfolio is an LP: its exact gradient is zero, so only LPGD learns; "
-             "projection is a smooth QP, where both learn.")
-    print_fn("Solves count batch elements (projection: 8 per call). LPGD's backward solves "
-             "are answered from the forward solution's active set where that is verified "
-             "optimal (no iterations; 'it/solve' counts the others, warm-started "
-             "re-solves); the exact path differentiates the forward solution (diffcp's "
-             "adjoint for the LP, Moreau's derivative for the QP) without re-solving.")
+        print_fn(
+            f"{run.problem:<11} {run.gradient:<8} {run.losses[0]:>12.4f} "
+            f"{run.final_loss:>11.4f} {run.seconds:>8.2f} "
+            f"{run.solver.get('forward_solves', 0):>10} "
+            f"{per_solve(run.iterations_per_solve('forward'))} "
+            f"{run.solver.get('backward_solves', 0):>10} "
+            f"{per_solve(run.iterations_per_solve('backward'))}"
+        )
+    print_fn(
+        "portfolio is an LP: its exact gradient is zero, so only LPGD learns; "
+        "projection is a smooth QP, where both learn."
+    )
+    print_fn(
+        "Solves count batch elements (projection: 8 per call). LPGD's backward solves "
+        "are answered from the forward solution's active set where that is verified "
+        "optimal (no iterations; 'it/solve' counts the others, warm-started "
+        "re-solves); the exact path differentiates the forward solution (diffcp's "
+        "adjoint for the LP, Moreau's derivative for the QP) without re-solving."
+    )
     return runs
 
 

@@ -60,8 +60,14 @@ class SolverError(RuntimeError, diffcp.SolverError):
         For LPGD perturbed solves, ``"upper"`` or ``"lower"``.
     """
 
-    def __init__(self, message: str, *, status: str | None = None,
-                 batch_index: int | None = None, side: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: str | None = None,
+        batch_index: int | None = None,
+        side: str | None = None,
+    ):
         super().__init__(message)
         self.status = status
         self.batch_index = batch_index

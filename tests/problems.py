@@ -18,8 +18,9 @@ def qp(n=4, m=3, p=2, seed=0):
     f = cp.Parameter(p, name="f")
     ineq = G @ x <= h
     eq = E @ x == f
-    problem = cp.Problem(cp.Minimize(0.5 * cp.sum_squares(L @ x) + 0.5 * cp.sum_squares(x) + q @ x),
-                         [ineq, eq])
+    problem = cp.Problem(
+        cp.Minimize(0.5 * cp.sum_squares(L @ x) + 0.5 * cp.sum_squares(x) + q @ x), [ineq, eq]
+    )
     x0 = rng.standard_normal(n)
     values = {
         "L": rng.standard_normal((n, n)),
@@ -60,10 +61,15 @@ def socp(n=3, seed=2):
     F = cp.Parameter((2, n), name="F")
     g = cp.Parameter(2, name="g")
     r = cp.Parameter(nonneg=True, name="r")
-    problem = cp.Problem(cp.Minimize(cp.sum_squares(x - z) + cp.norm(F @ x - g, 2)),
-                         [cp.norm(x, 2) <= r])
-    values = {"z": 2 * rng.standard_normal(n), "F": rng.standard_normal((2, n)),
-              "g": rng.standard_normal(2), "r": np.array(0.5)}
+    problem = cp.Problem(
+        cp.Minimize(cp.sum_squares(x - z) + cp.norm(F @ x - g, 2)), [cp.norm(x, 2) <= r]
+    )
+    values = {
+        "z": 2 * rng.standard_normal(n),
+        "F": rng.standard_normal((2, n)),
+        "g": rng.standard_normal(2),
+        "r": np.array(0.5),
+    }
     return problem, [z, F, g, r], x, values
 
 
@@ -94,8 +100,9 @@ def exp_cone(n=3, seed=5):
     rng = np.random.default_rng(seed)
     x = cp.Variable(n, name="x")
     e = cp.Parameter(n, name="e")
-    problem = cp.Problem(cp.Minimize(cp.sum(cp.exp(x)) - e @ x + cp.sum_squares(x)),
-                         [cp.sum(x) <= 1])
+    problem = cp.Problem(
+        cp.Minimize(cp.sum(cp.exp(x)) - e @ x + cp.sum_squares(x)), [cp.sum(x) <= 1]
+    )
     return problem, [e], x, {"e": rng.uniform(0.5, 2.0, n)}
 
 

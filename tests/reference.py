@@ -23,8 +23,10 @@ def solve_outputs(problem, params, values, outputs, solve=None):
     for p in params:
         p.value = values[p.name()]
     problem.solve(**(solve or CLARABEL_EXACT))
-    return [np.asarray(o.value if isinstance(o, cp.Variable) else o.dual_value, dtype=float)
-            for o in outputs]
+    return [
+        np.asarray(o.value if isinstance(o, cp.Variable) else o.dual_value, dtype=float)
+        for o in outputs
+    ]
 
 
 def weighted_loss(problem, params, values, outputs, weights, solve=None):
@@ -33,8 +35,9 @@ def weighted_loss(problem, params, values, outputs, weights, solve=None):
     return float(sum(np.sum(w * o) for w, o in zip(weights, outs)))
 
 
-def finite_difference_gradient(problem, params, values, outputs, weights, step=1e-4,
-                               symmetric=(), solve=None):
+def finite_difference_gradient(
+    problem, params, values, outputs, weights, step=1e-4, symmetric=(), solve=None
+):
     """Central differences of :func:`weighted_loss` for every entry of every parameter.
 
     Parameters named in ``symmetric`` are perturbed along E_ij + E_ji (and the result
@@ -42,7 +45,11 @@ def finite_difference_gradient(problem, params, values, outputs, weights, step=1
     """
     return central_differences(
         lambda point: weighted_loss(problem, params, point, outputs, weights, solve),
-        values, [p.name() for p in params], step, symmetric)
+        values,
+        [p.name() for p in params],
+        step,
+        symmetric,
+    )
 
 
 def central_differences(loss, values, names, step=1e-4, symmetric=()):

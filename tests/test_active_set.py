@@ -61,10 +61,16 @@ def simplex_lp(n=6):
 def assignment_lp(size=4):
     """Assignment: a degenerate vertex (2·size − 1 basic variables, size nonzero)."""
     X, C = cp.Variable((size, size), name="X"), cp.Parameter((size, size), name="C")
-    problem = cp.Problem(cp.Minimize(cp.sum(cp.multiply(C, X))),
-                         [cp.sum(X, axis=1) == 1, cp.sum(X, axis=0) == 1, X >= 0])
-    return problem, [C], [X], lambda seed: [
-        np.random.default_rng(seed).uniform(0, 1, (B, size, size))]
+    problem = cp.Problem(
+        cp.Minimize(cp.sum(cp.multiply(C, X))),
+        [cp.sum(X, axis=1) == 1, cp.sum(X, axis=0) == 1, X >= 0],
+    )
+    return (
+        problem,
+        [C],
+        [X],
+        lambda seed: [np.random.default_rng(seed).uniform(0, 1, (B, size, size))],
+    )
 
 
 def random_qp(n=6, m=5, p=2):
@@ -104,8 +110,9 @@ def dense_qp(n=20, m=40):
     rng = np.random.default_rng(1)
     F, G = rng.standard_normal((n, n)) / np.sqrt(n), rng.standard_normal((m, n))
     x, q, h = cp.Variable(n, name="x"), cp.Parameter(n, name="q"), cp.Parameter(m, name="h")
-    problem = cp.Problem(cp.Minimize(0.5 * cp.sum_squares(F @ x) + 0.5 * cp.sum_squares(x)
-                                     + q @ x), [G @ x <= h])
+    problem = cp.Problem(
+        cp.Minimize(0.5 * cp.sum_squares(F @ x) + 0.5 * cp.sum_squares(x) + q @ x), [G @ x <= h]
+    )
 
     def make(seed):
         r = np.random.default_rng(seed)
@@ -115,8 +122,14 @@ def dense_qp(n=20, m=40):
     return problem, [q, h], [x], make
 
 
-FAMILIES = {"box LP": box_lp, "simplex LP": simplex_lp, "assignment LP": assignment_lp,
-            "QP": random_qp, "dense QP": dense_qp, "OptNet QP": optnet_qp}
+FAMILIES = {
+    "box LP": box_lp,
+    "simplex LP": simplex_lp,
+    "assignment LP": assignment_lp,
+    "QP": random_qp,
+    "dense QP": dense_qp,
+    "OptNet QP": optnet_qp,
+}
 
 
 def setup(family, seed, solver=SOLVER, settings=None, tau=0.1):
@@ -140,11 +153,16 @@ def both(engine, state, dx, dy, tau, rho=0.0, mode="central", ds=None):
     """LPGD with and without prediction: (result, counts, records, summary) each."""
     out = {}
     for on in (True, False):
-        result = engine.backward_lpgd(state, dx, dy, tau=tau, rho=rho, mode=mode, ds=ds,
-                                      active_set=on)
+        result = engine.backward_lpgd(
+            state, dx, dy, tau=tau, rho=rho, mode=mode, ds=ds, active_set=on
+        )
         stats = state.stats
-        out[on] = (result, (stats.active_set_predicted, stats.active_set_resolved),
-                   [r for sides in stats.backward for r in sides.values()], stats.summary())
+        out[on] = (
+            result,
+            (stats.active_set_predicted, stats.active_set_resolved),
+            [r for sides in stats.backward for r in sides.values()],
+            stats.summary(),
+        )
     return out
 
 
@@ -184,8 +202,13 @@ def check_against_cvxpy(template, state, result, dx, dy, tau, per_side=6):
         for position in rows:
             i = int(result.active[position])
             A, P = batch.element_matrices(structure, i)
-            reference = cvxpy_solution(A, batch.b[i] - sign * tau * dy[i],
-                                       batch.c[i] + sign * tau * dx[i], P, structure.cones)
+            reference = cvxpy_solution(
+                A,
+                batch.b[i] - sign * tau * dy[i],
+                batch.c[i] + sign * tau * dx[i],
+                P,
+                structure.cones,
+            )
             if reference is None:
                 continue
             x_ref, y_ref = reference
@@ -215,8 +238,9 @@ def test_prediction_changes_no_gradient_and_matches_cvxpy(family, tau, solver):
         if not on.fallbacks:  # one attempt each: the records are the attempts
             assert sum(r.solver == ACTIVE_SET for r in records) == counts[0]
             assert summary["backward_predicted"] == counts[0]
-        assert all(r.iterations == 0 and r.status == OPTIMAL for r in records
-                   if r.solver == ACTIVE_SET)
+        assert all(
+            r.iterations == 0 and r.status == OPTIMAL for r in records if r.solver == ACTIVE_SET
+        )
     if family == "assignment LP":  # degenerate vertices: more active rows than variables
         assert predicted == 0 and resolved == 4 * B
     elif tau < 0.1:  # the active set rarely changes
@@ -230,8 +254,7 @@ def test_prediction_changes_no_gradient_and_matches_cvxpy(family, tau, solver):
 def test_predicted_solutions_are_exact_where_a_solver_is_loose(family):
     """Moreau's active-set method is verified at ~2e-4; predictions are checked at 1e-8
     (at Moreau's tolerance, wrong active sets with small sign violations would pass)."""
-    engine, template, state, dx, dy = setup(family, 3, solver="MOREAU", settings={},
-                                            tau=0.01)
+    engine, template, state, dx, dy = setup(family, 3, solver="MOREAU", settings={}, tau=0.01)
     assert state.tolerance > 1e-6
     out = both(engine, state, dx, dy, 0.01)
     assert out[True][1][0] > B
@@ -286,8 +309,9 @@ def test_degenerate_vertex_is_not_predicted():
     """min −x₁ − x₂ s.t. x₁ ≤ 1, x₂ ≤ 1, x₁ + x₂ ≤ 2, x ≥ 0: three active rows at (1, 1)."""
     x, c = cp.Variable(2, name="x"), cp.Parameter(2, name="c")
     problem = cp.Problem(cp.Minimize(c @ x), [x <= 1, cp.sum(x) <= 2, x >= 0])
-    layer_on = cvxlpgd.CvxpyLayer(problem, [c], [x], solver="CLARABEL", tau=0.1,
-                                  solver_args=CLARABEL_TIGHT)
+    layer_on = cvxlpgd.CvxpyLayer(
+        problem, [c], [x], solver="CLARABEL", tau=0.1, solver_args=CLARABEL_TIGHT
+    )
     c0 = torch.tensor([[-1.0, -1.0], [-1.0, 0.5]], dtype=torch.float64, requires_grad=True)
     weights = torch.tensor([[1.0, -2.0], [0.5, 1.0]], dtype=torch.float64)
     (out,) = layer_on(c0)
@@ -365,8 +389,9 @@ def test_a_wrong_active_set_is_rejected(monkeypatch):
 def test_check_rejects_a_damaged_point(damage):
     engine, template, state, dx, dy = setup("QP", 9, tau=0.05)
     structure, batch = template.structure, state.batch
-    c, b = perturbed_costs(+1, 0.05, 0.0, batch, structure.A_pattern, dx, dy, None,
-                           state.x, state.s)
+    c, b = perturbed_costs(
+        +1, 0.05, 0.0, batch, structure.A_pattern, dx, dy, None, state.x, state.s
+    )
     side = batch.with_vectors(c, b)
     active = active_set_module.active_rows(state.y, state.s, structure.cones.zero)
     x, y, trusted = predict([side], structure, active)
@@ -389,8 +414,9 @@ def test_check_rejects_a_damaged_point(damage):
         bad_x[i, 0] += 1e-5
     else:
         bad_y[i, 0] += 1e-5
-    damaged = BatchSolution(bad_x, bad_y, bad_s, [OPTIMAL] * B, np.zeros(B, int),
-                            np.zeros(B), ACTIVE_SET)
+    damaged = BatchSolution(
+        bad_x, bad_y, bad_s, [OPTIMAL] * B, np.zeros(B, int), np.zeros(B), ACTIVE_SET
+    )
     again = check(damaged, side, structure, active, 1e-10)
     assert not again[i]
     assert np.array_equal(np.delete(again, i), np.delete(base, i))
@@ -405,8 +431,7 @@ def test_engine_option_turns_prediction_off():
     state = engine.forward(template, state.batch, lpgd_tau=0.05)
     engine.backward_lpgd(state, dx, dy, tau=0.05, rho=0.0, mode="central")
     assert (state.stats.active_set_predicted, state.stats.active_set_resolved) == (0, 0)
-    assert all(r.solver == SOLVER for sides in state.stats.backward
-               for r in sides.values())
+    assert all(r.solver == SOLVER for sides in state.stats.backward for r in sides.values())
     engine.backward_lpgd(state, dx, dy, tau=0.05, rho=0.0, mode="central", active_set=True)
     assert state.stats.active_set_predicted > 0
 
@@ -453,16 +478,21 @@ def test_nearly_singular_systems_are_not_trusted(shared):
     for name, A in rows.items():
         A = sp.csc_matrix(np.array(A))
         P = sp.csc_matrix(np.eye(2))
-        structure = ProgramStructure(ConeDims(nonneg=2), SparsePattern.of(A),
-                                     SparsePattern.of(P))
+        structure = ProgramStructure(ConeDims(nonneg=2), SparsePattern.of(A), SparsePattern.of(P))
         count = 1 if shared else 2
-        batch = ProgramBatch(c=np.ones((2, 2)), b=np.zeros((2, 2)),
-                             A_data=np.tile(A.data, (count, 1)),
-                             P_data=np.tile(P.data, (count, 1)))
+        batch = ProgramBatch(
+            c=np.ones((2, 2)),
+            b=np.zeros((2, 2)),
+            A_data=np.tile(A.data, (count, 1)),
+            P_data=np.tile(P.data, (count, 1)),
+        )
         if shared:
-            batch = ProgramBatch(c=batch.c, b=batch.b,
-                                 A_data=np.broadcast_to(A.data, (2, A.nnz)),
-                                 P_data=np.broadcast_to(P.data, (2, P.nnz)))
+            batch = ProgramBatch(
+                c=batch.c,
+                b=batch.b,
+                A_data=np.broadcast_to(A.data, (2, A.nnz)),
+                P_data=np.broadcast_to(P.data, (2, P.nnz)),
+            )
         x, y, ok = predict([batch], structure, np.ones((2, 2), dtype=bool))
         trusted[name] = ok
     assert not trusted["parallel"].any() and trusted["independent"].all()
@@ -473,8 +503,15 @@ def test_layer_option_turns_prediction_off():
     q = torch.tensor(values["q"]).repeat(4, 1)
     grads = {}
     for on in (True, False):
-        layer = cvxlpgd.CvxpyLayer(problem, params, [x], solver="CLARABEL", tau=1e-2,
-                                   active_set=on, solver_args=CLARABEL_TIGHT)
+        layer = cvxlpgd.CvxpyLayer(
+            problem,
+            params,
+            [x],
+            solver="CLARABEL",
+            tau=1e-2,
+            active_set=on,
+            solver_args=CLARABEL_TIGHT,
+        )
         assert ("active_set=False" in repr(layer)) is not on
         qt = q.clone().requires_grad_(True)
         (out,) = layer(torch.tensor(values["a"]), qt, torch.tensor(values["lo"]))
@@ -511,12 +548,12 @@ def test_a_primal_degenerate_prediction_is_rejected():
     A = sp.csc_matrix(np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]))
     structure = ProgramStructure(ConeDims(nonneg=3), SparsePattern.of(A), None)
     b = np.array([[1.0, 1.0, 2.0], [1.0, 1.0, 2.5]])  # the second: row 3 strictly slack
-    batch = ProgramBatch(c=np.array([[-1.0, -2.0]] * 2), b=b,
-                         A_data=np.broadcast_to(A.data, (2, A.nnz)), P_data=None)
+    batch = ProgramBatch(
+        c=np.array([[-1.0, -2.0]] * 2), b=b, A_data=np.broadcast_to(A.data, (2, A.nnz)), P_data=None
+    )
     active = np.array([[True, True, False]] * 2)
     x, y, trusted = predict([batch], structure, active)
     assert trusted.all() and np.allclose(x[0], [[1.0, 1.0]] * 2)
     s = np.where(active, 0.0, b - x[0] @ A.toarray().T)
-    point = BatchSolution(x[0], y[0], s, [OPTIMAL] * 2, np.zeros(2, int), np.zeros(2),
-                          ACTIVE_SET)
+    point = BatchSolution(x[0], y[0], s, [OPTIMAL] * 2, np.zeros(2, int), np.zeros(2), ACTIVE_SET)
     assert check(point, batch, structure, active, 1e-10).tolist() == [False, True]

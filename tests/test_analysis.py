@@ -100,8 +100,11 @@ def test_degenerate_cases():
 
 
 def test_final_values_take_each_runs_last_evaluation():
-    rows = [{"method": "m", "seed": s, "iteration": i, "loss": 10 * s + i}
-            for s in (0, 1) for i in (5, 0, 10)]
+    rows = [
+        {"method": "m", "seed": s, "iteration": i, "loss": 10 * s + i}
+        for s in (0, 1)
+        for i in (5, 0, 10)
+    ]
     rows.append({"method": "other", "seed": 0, "iteration": 20, "loss": -1})
     assert analysis.final_values(rows, "m", "loss") == {0: 10.0, 1: 20.0}
     flat = [{"method": "m", "degree": 2.0, "seed": 1, "x": 0.5}]
@@ -113,11 +116,26 @@ def test_the_summary_verdict_names_only_methods_not_significantly_worse():
     for method, shift in (("exact", 0.3), ("lpgd_tau=1", 0.0), ("lpgd_tau=3", 0.01)):
         for seed, noise in enumerate((0.0, 0.03, -0.03, 0.01)):
             jitter = noise if method == "lpgd_tau=3" else 0.0
-            rows.append({"method": method, "seed": seed, "iteration": 0, "wall_time": 0.0,
-                         "train_loss": 2.0 + seed, "heldout_loss": 2.0})
-            rows.append({"method": method, "seed": seed, "iteration": 10, "wall_time": 1.0,
-                         "train_loss": 1.0 + seed + shift + jitter,
-                         "heldout_loss": 1.0 + shift})
+            rows.append(
+                {
+                    "method": method,
+                    "seed": seed,
+                    "iteration": 0,
+                    "wall_time": 0.0,
+                    "train_loss": 2.0 + seed,
+                    "heldout_loss": 2.0,
+                }
+            )
+            rows.append(
+                {
+                    "method": method,
+                    "seed": seed,
+                    "iteration": 10,
+                    "wall_time": 1.0,
+                    "train_loss": 1.0 + seed + shift + jitter,
+                    "heldout_loss": 1.0 + shift,
+                }
+            )
     text = analysis.verdict(analysis.summarize(rows, 0.5))
     final = text.split("lowest final training loss: ")[1].split(";")[0]
     # τ=3 is worse on average but not on every seed (differences 0.01, 0.04, −0.02,
@@ -140,8 +158,9 @@ def test_a_verdict_recomputed_from_its_csv_is_the_one_on_the_page():
     rows = _plain_csv(IMG / "pyepo_shortest_path.csv")
 
     def regret(method):
-        return {(r["degree"], r["seed"]): float(r["test_regret"]) for r in rows
-                if r["method"] == method}
+        return {
+            (r["degree"], r["seed"]): float(r["test_regret"]) for r in rows if r["method"] == method
+        }
 
     lpgd, pfyl = regret("lpgd"), regret("pfyl")
     keys = sorted(lpgd)
@@ -152,16 +171,16 @@ def test_a_verdict_recomputed_from_its_csv_is_the_one_on_the_page():
     assert p < 0.05 and (a - b).mean() > 0 and lpgd_lower == 0  # PFYL better
     page = PAGE.read_text(encoding="utf-8")
     assert f"vs PFYL — **PFYL better** ({lpgd_lower}/12)" in page
-    row = next(line for line in page.splitlines()
-               if line.startswith("| all degrees | LPGD | PFYL |"))
+    row = next(
+        line for line in page.splitlines() if line.startswith("| all degrees | LPGD | PFYL |")
+    )
     assert f"| {lpgd_lower}/12 | {p:.3f} |" in row and row.endswith("| **PFYL better** |")
 
 
 def test_every_generated_block_of_the_page_is_what_the_csvs_give():
     page = PAGE.read_text(encoding="utf-8")
     blocks = analysis.page_blocks()
-    assert analysis.update_page(page, blocks) == page, \
-        "run: python -m examples.analysis --page"
+    assert analysis.update_page(page, blocks) == page, "run: python -m examples.analysis --page"
     for name, content in blocks.items():
         assert f"<!-- generated:{name} " in page
         assert content.strip() in page
@@ -171,11 +190,14 @@ def test_every_generated_block_of_the_page_is_what_the_csvs_give():
 def test_a_block_without_its_marker_is_an_error(tmp_path):
     with pytest.raises(KeyError, match="lost"):
         analysis.update_page("no markers here", {"lost": "text"})
-    page = ("a\n<!-- generated:x (python -m examples.analysis --page) -->\nold\n"
-            "<!-- /generated:x -->\nb\n")
+    page = (
+        "a\n<!-- generated:x (python -m examples.analysis --page) -->\nold\n"
+        "<!-- /generated:x -->\nb\n"
+    )
     assert analysis.update_page(page, {"x": "new"}) == (
         "a\n<!-- generated:x (python -m examples.analysis --page) -->\n\nnew\n\n"
-        "<!-- /generated:x -->\nb\n")
+        "<!-- /generated:x -->\nb\n"
+    )
 
 
 def test_the_page_discloses_the_shared_markowitz_block():
@@ -196,9 +218,13 @@ def test_lpgd_time_includes_its_tau_scan():
     scan = report.scan_cost(rows)
     assert len(scan) == 12
     for (degree, seed), total in scan.items():
-        per_tau = [r["cpu_seconds_per_epoch"] for r in rows
-                   if str(r["method"]).startswith("lpgd_tau=") and r["degree"] == degree
-                   and r["seed"] == seed]
+        per_tau = [
+            r["cpu_seconds_per_epoch"]
+            for r in rows
+            if str(r["method"]).startswith("lpgd_tau=")
+            and r["degree"] == degree
+            and r["seed"] == seed
+        ]
         assert len(per_tau) == 3 and total == pytest.approx(sum(per_tau))
     chosen = analysis.final_values(rows, "lpgd", "cpu_seconds_per_epoch", by=("degree", "seed"))
     assert all(scan[k] > 2.5 * chosen[k] for k in scan)

@@ -21,15 +21,17 @@ def run(layer, tensors, weights, **call):
 @pytest.fixture(scope="module")
 def qp_layer_and_values():
     problem, params, x, ineq, eq, values = problems.qp()
-    layer = cvxlpgd.CvxpyLayer(problem, params, [x, ineq], solver="SCS", solver_args=SCS_TIGHT,
-                               tau=1e-3)
+    layer = cvxlpgd.CvxpyLayer(
+        problem, params, [x, ineq], solver="SCS", solver_args=SCS_TIGHT, tau=1e-3
+    )
     return layer, params, values
 
 
 @pytest.mark.parametrize("gradient", ["lpgd", "exact"])
 @pytest.mark.parametrize("batch_size", [1, 4])
-def test_mixed_batched_and_unbatched_parameters_match_a_loop(qp_layer_and_values, gradient,
-                                                               batch_size):
+def test_mixed_batched_and_unbatched_parameters_match_a_loop(
+    qp_layer_and_values, gradient, batch_size
+):
     layer, params, values = qp_layer_and_values
     rng = np.random.default_rng(batch_size)
     batched = {"q", "h"}  # c and b vary per element; L, G, E, f are shared (broadcast)
@@ -39,8 +41,10 @@ def test_mixed_batched_and_unbatched_parameters_match_a_loop(qp_layer_and_values
         if p.name() in batched:
             base = base + 0.1 * torch.tensor(rng.standard_normal((batch_size, *p.shape)))
         tensors.append(base)
-    weights = [torch.tensor(rng.standard_normal((batch_size, 4))),
-               torch.tensor(rng.standard_normal((batch_size, 3)))]
+    weights = [
+        torch.tensor(rng.standard_normal((batch_size, 4))),
+        torch.tensor(rng.standard_normal((batch_size, 3))),
+    ]
     outs, grads = run(layer, tensors, weights, gradient=gradient)
     assert outs[0].shape == (batch_size, 4) and outs[1].shape == (batch_size, 3)
     for i in range(batch_size):
@@ -54,10 +58,15 @@ def test_mixed_batched_and_unbatched_parameters_match_a_loop(qp_layer_and_values
     # Shared parameters get the batch sum of per-element gradients.
     for k, p in enumerate(params):
         if p.name() not in batched:
-            total = sum(run(layer, [t[i] if q.name() in batched else t
-                                    for q, t in zip(params, tensors)],
-                            [w[i] for w in weights], gradient=gradient)[1][k]
-                        for i in range(batch_size))
+            total = sum(
+                run(
+                    layer,
+                    [t[i] if q.name() in batched else t for q, t in zip(params, tensors)],
+                    [w[i] for w in weights],
+                    gradient=gradient,
+                )[1][k]
+                for i in range(batch_size)
+            )
             np.testing.assert_allclose(grads[k].numpy(), total.numpy(), atol=1e-6)
 
 
@@ -78,8 +87,9 @@ def test_batched_matrix_parameter_matches_a_loop(qp_layer_and_values):
 def test_float32_in_float32_out_with_float32_gradients():
     problem, params, x, values = problems.scaled_qp()
     layer = cvxlpgd.CvxpyLayer(problem, params, [x], solver="CLARABEL")
-    tensors = [torch.tensor(values[p.name()], dtype=torch.float32, requires_grad=True)
-               for p in params]
+    tensors = [
+        torch.tensor(values[p.name()], dtype=torch.float32, requires_grad=True) for p in params
+    ]
     (out,) = layer(*tensors)
     assert out.dtype == torch.float32
     out.sum().backward()
@@ -113,7 +123,10 @@ def test_call_overrides_do_not_change_layer_defaults():
     tensors = [torch.tensor(values[p.name()], requires_grad=True) for p in params]
     layer(*tensors, gradient="exact", tau=0.01, lpgd_mode="upper")
     assert (layer.options.gradient, layer.options.tau, layer.options.lpgd_mode) == (
-        "lpgd", 0.5, "central")
+        "lpgd",
+        0.5,
+        "central",
+    )
 
 
 def test_solver_stats_record_forward_and_lpgd_backward_solves():
@@ -124,17 +137,22 @@ def test_solver_stats_record_forward_and_lpgd_backward_solves():
     (out,) = layer(torch.tensor(values["a"]), q, torch.tensor(values["lo"]))
     stats = layer.solver_stats
     assert len(stats.forward) == 3 and not stats.backward
-    assert all(r.status == "optimal" and r.iterations > 0 and r.solve_time > 0
-               for r in stats.forward)
+    assert all(
+        r.status == "optimal" and r.iterations > 0 and r.solve_time > 0 for r in stats.forward
+    )
     out.sum().backward()
     assert [sorted(sides) for sides in stats.backward] == [["lower", "upper"]] * 3
     # A QP: the perturbed problems are answered from the forward's active set (no
     # solver iterations) where that is verified, re-solved otherwise.
-    assert all(r.status == "optimal" and (r.iterations > 0 or r.solver == "active-set")
-               for sides in stats.backward for r in sides.values())
+    assert all(
+        r.status == "optimal" and (r.iterations > 0 or r.solver == "active-set")
+        for sides in stats.backward
+        for r in sides.values()
+    )
     summary = stats.summary()
     assert summary["forward_solves"] == 3 and summary["backward_solves"] == 6
     assert summary["backward_predicted"] == stats.active_set_predicted
     assert stats.active_set_predicted + stats.active_set_resolved == 6
     assert summary["backward_iterations"] == sum(
-        r.iterations for sides in stats.backward for r in sides.values())
+        r.iterations for sides in stats.backward for r in sides.values()
+    )

@@ -76,12 +76,12 @@ def test_higher_order_derivatives_are_refused_never_zero(gradient):
 @pytest.mark.parametrize("gradient", ["lpgd", "exact"])
 def test_a_problem_without_parameters_builds_and_solves(gradient):
     x = cp.Variable(2)
-    problem = cp.Problem(cp.Minimize(cp.sum_squares(x - np.array([1.0, -2.0]))),
-                         [x >= 0])
+    problem = cp.Problem(cp.Minimize(cp.sum_squares(x - np.array([1.0, -2.0]))), [x >= 0])
     layer = cvxlpgd.CvxpyLayer(problem, [], [x], gradient=gradient)
     (solution,) = layer()
-    torch.testing.assert_close(solution, torch.tensor([1.0, 0.0], dtype=torch.float64),
-                               atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        solution, torch.tensor([1.0, 0.0], dtype=torch.float64), atol=1e-5, rtol=0
+    )
     assert "parameters: none" in repr(layer)
     with pytest.raises(ValueError, match=r"expected 0 tensors \(for none\), got 1"):
         layer(torch.ones(2))
@@ -111,11 +111,17 @@ def test_arguments_that_are_not_lists_say_what_was_expected():
     x = cp.Variable(2, name="x")
     c = cp.Parameter(2, name="c")
     problem = cp.Problem(cp.Minimize(c @ x + cp.sum_squares(x)))
-    with pytest.raises(TypeError, match=r"parameters must be a list or tuple of "
-                                        r"cvxpy.Parameter, got Parameter; to pass one, wrap"):
+    with pytest.raises(
+        TypeError,
+        match=r"parameters must be a list or tuple of "
+        r"cvxpy.Parameter, got Parameter; to pass one, wrap",
+    ):
         cvxlpgd.CvxpyLayer(problem, c, [x])
-    with pytest.raises(TypeError, match=r"variables must be a list or tuple of cvxpy.Variable "
-                                        r"or cvxpy constraints, got Variable"):
+    with pytest.raises(
+        TypeError,
+        match=r"variables must be a list or tuple of cvxpy.Variable "
+        r"or cvxpy constraints, got Variable",
+    ):
         cvxlpgd.CvxpyLayer(problem, [c], x)
     with pytest.raises(TypeError, match="parameters must be a list or tuple .* got str"):
         cvxlpgd.CvxpyLayer(problem, "c", [x])
@@ -132,32 +138,48 @@ def test_unnamed_parameters_and_variables_show_shape_and_position():
     text = repr(layer)
     assert f"parameters: b (3,), {A.name()} (3, 2) [unnamed parameters[1]]" in text
     assert f"outputs: y (3,), {x.name()} (2,) [unnamed variables[1]]" in text
-    with pytest.raises(ValueError, match=rf"parameter '{A.name()}' \(unnamed, parameters\[1\], "
-                                         r"shape \(3, 2\)\) must have shape \(3, 2\)"):
+    with pytest.raises(
+        ValueError,
+        match=rf"parameter '{A.name()}' \(unnamed, parameters\[1\], "
+        r"shape \(3, 2\)\) must have shape \(3, 2\)",
+    ):
         layer(torch.ones(3), torch.ones(2, 3))
-    with pytest.raises(TypeError, match=rf"'{A.name()}' \(unnamed, parameters\[1\], shape "
-                                        r"\(3, 2\)\) must be a torch.Tensor"):
+    with pytest.raises(
+        TypeError,
+        match=rf"'{A.name()}' \(unnamed, parameters\[1\], shape "
+        r"\(3, 2\)\) must be a torch.Tensor",
+    ):
         layer(torch.ones(3), [[1.0, 2.0]] * 3)
     (_, x_out) = layer(torch.ones(3, requires_grad=True), torch.ones(3, 2))
-    with pytest.raises(ValueError, match=rf"output '{x.name()}' \(unnamed, variables\[1\], "
-                                         r"shape \(2,\)\) holds NaN"):
+    with pytest.raises(
+        ValueError,
+        match=rf"output '{x.name()}' \(unnamed, variables\[1\], "
+        r"shape \(2,\)\) holds NaN",
+    ):
         x_out.backward(torch.tensor([float("nan"), 0.0]))
     stranger = cp.Parameter(4)
-    with pytest.raises(ValueError, match=rf"'{stranger.name()}' \(unnamed, parameters\[2\], "
-                                         r"shape \(4,\)\) does not appear"):
+    with pytest.raises(
+        ValueError,
+        match=rf"'{stranger.name()}' \(unnamed, parameters\[2\], "
+        r"shape \(4,\)\) does not appear",
+    ):
         cvxlpgd.CvxpyLayer(problem, [b, A, stranger], [x])
-    with pytest.raises(ValueError, match=rf"'{A.name()}' \(unnamed, shape \(3, 2\)\) are not "
-                                         "listed"):
+    with pytest.raises(
+        ValueError,
+        match=rf"'{A.name()}' \(unnamed, shape \(3, 2\)\) are not "
+        "listed",
+    ):
         cvxlpgd.CvxpyLayer(problem, [b], [x])
 
 
 def test_per_call_overrides_under_a_tau_schedule_keep_a_bounded_cache():
     layer = smooth_qp("lpgd")
     c = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64, requires_grad=True)
-    first = layer(c, tau=0.05)[0]   # its graph lives while 600 other calls come and go
+    first = layer(c, tau=0.05)[0]  # its graph lives while 600 other calls come and go
     for step in range(600):
         layer(c, tau=0.1 + 1e-3 * step)
     assert len(layer._runtime.kinds) <= 256
-    first.sum().backward()          # its key decodes again: the right τ, the right gradient
-    torch.testing.assert_close(c.grad, torch.full((3,), -0.5, dtype=torch.float64),
-                               atol=1e-4, rtol=0)
+    first.sum().backward()  # its key decodes again: the right τ, the right gradient
+    torch.testing.assert_close(
+        c.grad, torch.full((3,), -0.5, dtype=torch.float64), atol=1e-4, rtol=0
+    )

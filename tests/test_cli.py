@@ -30,8 +30,20 @@ def fake_module(monkeypatch, name, result=None):
 def test_check_prints_versions_solvers_and_threads(capsys):
     assert cli.main(["check"]) == 0
     out = capsys.readouterr().out
-    for name in ("cvxlpgd 0.1.0", "cvxpy", "diffcp", "torch", "numpy", "scipy", "scs",
-                 "clarabel", "ecos", "moreau", "cores:", "torch threads:"):
+    for name in (
+        "cvxlpgd 0.1.0",
+        "cvxpy",
+        "diffcp",
+        "torch",
+        "numpy",
+        "scipy",
+        "scs",
+        "clarabel",
+        "ecos",
+        "moreau",
+        "cores:",
+        "torch threads:",
+    ):
         assert name in out, name
     for solver in ("MOREAU", "SCS", "CLARABEL", "ECOS"):
         assert f"  {solver:<10} ok " in out, solver
@@ -44,8 +56,7 @@ def test_check_without_moreau_says_so_and_passes(capsys, monkeypatch):
     monkeypatch.setattr(cvxlpgd.solvers, "moreau_available", lambda: False)
     lines = []
     assert cli.run_check(print_fn=lines.append) is True
-    assert any(line.startswith("moreau: not installed; solver='auto' uses SCS")
-               for line in lines)
+    assert any(line.startswith("moreau: not installed; solver='auto' uses SCS") for line in lines)
     assert "  MOREAU     absent  not installed (optional)" in lines
 
 
@@ -67,15 +78,20 @@ def test_demo_prints_the_table_with_solver_statistics(capsys):
     assert lines[0].split()[:5] == ["problem", "gradient", "initial", "loss", "final"]
     assert "fwd solves" in lines[0] and "bwd solves" in lines[0]
     rows = {tuple(line.split()[:2]): line.split() for line in lines[1:5]}
-    assert rows["portfolio", "lpgd"][5:] == ["2", rows["portfolio", "lpgd"][6], "4",
-                                             rows["portfolio", "lpgd"][8]]
+    assert rows["portfolio", "lpgd"][5:] == [
+        "2",
+        rows["portfolio", "lpgd"][6],
+        "4",
+        rows["portfolio", "lpgd"][8],
+    ]
     assert rows["projection", "exact"][7:] == ["0", "-"]  # exact: no backward re-solves
     assert cli.main(["demo", "--steps", "0"]) == 2
 
 
 @pytest.mark.parametrize("name, module", sorted(cli.EXPERIMENTS.items()))
 def test_experiment_dispatches_to_the_module_main_with_the_remaining_arguments(
-        monkeypatch, name, module):
+    monkeypatch, name, module
+):
     calls = fake_module(monkeypatch, module, result={"loss": 1.0})
     assert cli.main(["experiment", name, "--quick", "--seeds", "0", "1"]) == 0
     assert calls == [["--quick", "--seeds", "0", "1"]]
@@ -116,8 +132,9 @@ def test_usage_errors_exit_with_status_2(capsys):
 
 
 def test_python_dash_m_runs_the_command_line():
-    done = subprocess.run([sys.executable, "-m", "cvxlpgd", "--help"], capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "cvxlpgd", "--help"], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0
     for command in ("demo", "check", "bench", "experiment"):
         assert command in done.stdout

@@ -27,7 +27,7 @@ class Model(torch.nn.Module):
 
     def forward(self, z):
         (x,) = self.layer(self.linear(z), self.h)
-        return (x ** 2).sum()
+        return (x**2).sum()
 
 
 def gradients(model):
@@ -36,17 +36,26 @@ def gradients(model):
 
 def inputs(count, batch=8):
     generator = torch.Generator().manual_seed(0)
-    return [torch.randn(batch, 4, dtype=torch.float64, generator=generator)
-            for _ in range(count)]
+    return [torch.randn(batch, 4, dtype=torch.float64, generator=generator) for _ in range(count)]
 
 
-@pytest.mark.parametrize("backend, options", [
-    ("aot_eager", {"gradient": "lpgd", "solver": "SCS"}),
-    ("aot_eager", {"gradient": "exact", "solver": "SCS"}),
-    ("aot_eager", {"gradient": "exact", "solver": "MOREAU", "exact_backend": "moreau",
-                   "solver_args": {"solver": "ipm"}}),
-    ("inductor", {}),
-])
+@pytest.mark.parametrize(
+    "backend, options",
+    [
+        ("aot_eager", {"gradient": "lpgd", "solver": "SCS"}),
+        ("aot_eager", {"gradient": "exact", "solver": "SCS"}),
+        (
+            "aot_eager",
+            {
+                "gradient": "exact",
+                "solver": "MOREAU",
+                "exact_backend": "moreau",
+                "solver_args": {"solver": "ipm"},
+            },
+        ),
+        ("inductor", {}),
+    ],
+)
 def test_compiled_model_gives_eager_values_and_gradients_in_one_graph(backend, options):
     torch.manual_seed(0)
     model = Model(**options)

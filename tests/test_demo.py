@@ -19,8 +19,9 @@ def test_demo_lpgd_learns_the_lp_and_both_learn_the_qp():
     for gradient in ("lpgd", "exact"):
         run = runs["projection", gradient]
         assert run.final_loss < 0.5 * run.losses[0]
-    assert abs(runs["projection", "lpgd"].final_loss
-               - runs["projection", "exact"].final_loss) < 1e-2
+    assert (
+        abs(runs["projection", "lpgd"].final_loss - runs["projection", "exact"].final_loss) < 1e-2
+    )
 
 
 def test_demo_reports_solver_work_per_run():

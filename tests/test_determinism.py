@@ -24,8 +24,10 @@ def socp_layer(solver, **options):
 
 def inputs(seed, batch=4):
     rng = np.random.default_rng(seed)
-    return [torch.tensor(rng.standard_normal((batch, 3)), requires_grad=True),
-            torch.tensor(rng.standard_normal((batch, 2, 3)), requires_grad=True)]
+    return [
+        torch.tensor(rng.standard_normal((batch, 3)), requires_grad=True),
+        torch.tensor(rng.standard_normal((batch, 2, 3)), requires_grad=True),
+    ]
 
 
 def gradient_of(layer, tensors, weights, **call):
@@ -56,8 +58,10 @@ def test_repeated_backward_passes_are_bitwise_identical(solver, gradient):
 
 def test_scs_gradients_do_not_depend_on_the_worker_count():
     weights = torch.tensor(np.random.default_rng(1).standard_normal((4, 3)))
-    results = [gradient_of(socp_layer("SCS", workers=workers, tau=0.01), inputs(0), weights)
-               for workers in (1, 2)]
+    results = [
+        gradient_of(socp_layer("SCS", workers=workers, tau=0.01), inputs(0), weights)
+        for workers in (1, 2)
+    ]
     for a, b in zip(*results):
         assert torch.equal(a, b)
 

@@ -32,10 +32,14 @@ def projection_layer(solver="CLARABEL", **kwargs):
     h = cp.Parameter(m, name="h")
     problem = cp.Problem(cp.Minimize(0.5 * cp.sum_squares(x - z)), [G @ x <= h])
     settings = TIGHT_CLARABEL if solver == "CLARABEL" else {"eps": 1e-10}
-    layer = cvxlpgd.CvxpyLayer(problem, [z, G, h], [x], solver=solver, solver_args=settings,
-                               **kwargs)
-    values = {"z": rng.standard_normal(n), "G": rng.standard_normal((m, n)),
-              "h": rng.uniform(0.1, 0.5, m)}
+    layer = cvxlpgd.CvxpyLayer(
+        problem, [z, G, h], [x], solver=solver, solver_args=settings, **kwargs
+    )
+    values = {
+        "z": rng.standard_normal(n),
+        "G": rng.standard_normal((m, n)),
+        "h": rng.uniform(0.1, 0.5, m),
+    }
     return problem, [z, G, h], x, layer, values
 
 
@@ -75,12 +79,21 @@ def test_compare_gradients_finite_differences_match_exact_and_an_independent_ref
 
 def test_compare_gradients_is_a_plain_dict_that_prints_as_a_table():
     _, params, _, layer, values = projection_layer()
-    result = cvxlpgd.compare_gradients(layer, *[torch.tensor(values[p.name()]) for p in params],
-                                       taus=[1e-3], fd_step=None)
+    result = cvxlpgd.compare_gradients(
+        layer, *[torch.tensor(values[p.name()]) for p in params], taus=[1e-3], fd_step=None
+    )
     assert type(result).__mro__[1] is dict
     assert result["fd_step"] is None and result["seed"] == 0
-    assert set(result["rows"][0]) == {"parameter", "method", "tau", "norm", "cosine_fd",
-                                      "rel_error_fd", "cosine_exact", "rel_error_exact"}
+    assert set(result["rows"][0]) == {
+        "parameter",
+        "method",
+        "tau",
+        "norm",
+        "cosine_fd",
+        "rel_error_fd",
+        "cosine_exact",
+        "rel_error_exact",
+    }
     assert [r["method"] for r in result["rows"] if r["parameter"] == "z"] == ["exact", "lpgd"]
     assert all(r["cosine_fd"] is None for r in result["rows"])  # no finite differences
     text = str(result)
@@ -97,14 +110,13 @@ def test_compare_gradients_handles_batches_and_sign_constrained_parameters():
     x = cp.Variable(3)
     s = cp.Parameter(nonneg=True, name="s")
     q = cp.Parameter(3, name="q")
-    problem = cp.Problem(cp.Minimize(0.5 * cp.sum_squares(x) - s * cp.sum(x) - q @ x),
-                         [x <= 10])
-    layer = cvxlpgd.CvxpyLayer(problem, [s, q], [x], solver="CLARABEL",
-                               solver_args=TIGHT_CLARABEL)
+    problem = cp.Problem(cp.Minimize(0.5 * cp.sum_squares(x) - s * cp.sum(x) - q @ x), [x <= 10])
+    layer = cvxlpgd.CvxpyLayer(problem, [s, q], [x], solver="CLARABEL", solver_args=TIGHT_CLARABEL)
     q_batch = torch.tensor([[0.1, -0.2, 0.3], [1.0, 2.0, -1.0]], dtype=torch.float64)
     weights = np.array([[1.0, 2.0, -0.5], [0.5, -1.0, 3.0]])
-    result = cvxlpgd.compare_gradients(layer, torch.tensor(2e-5, dtype=torch.float64),
-                                       q_batch, taus=[1e-4], loss_weights=[weights])
+    result = cvxlpgd.compare_gradients(
+        layer, torch.tensor(2e-5, dtype=torch.float64), q_batch, taus=[1e-4], loss_weights=[weights]
+    )
     grads = result["gradients"]
     assert grads["q"]["fd"].shape == (2, 3) and grads["s"]["fd"].shape == ()
     np.testing.assert_allclose(grads["q"]["fd"], weights, atol=1e-5)
@@ -216,9 +228,12 @@ def test_zero_gradient_warning_needs_every_batch_element_stuck():
 def test_diagnostics_neither_warn_nor_use_up_the_layers_warning():
     layer = lp_layer(tau=0.1, solver="CLARABEL")
     r = torch.tensor(R_INIT, dtype=torch.float64)
-    caught = caught_warnings(lambda: (
-        cvxlpgd.compare_gradients(layer, r, taus=[1e-3, 0.1], loss_weights=[-R_TRUE]),
-        cvxlpgd.tau_scan(layer, r, taus=[1e-3], loss_weights=[-R_TRUE])))
+    caught = caught_warnings(
+        lambda: (
+            cvxlpgd.compare_gradients(layer, r, taus=[1e-3, 0.1], loss_weights=[-R_TRUE]),
+            cvxlpgd.tau_scan(layer, r, taus=[1e-3], loss_weights=[-R_TRUE]),
+        )
+    )
     assert caught == []
     assert len(caught_warnings(lambda: lp_backward(layer))) == 1
 
@@ -247,9 +262,18 @@ def test_suggest_tau_and_solver_tolerance():
 
 def test_layer_repr_names_parameters_outputs_and_every_option():
     problem, params, x, ineq, eq, _ = problems.qp()
-    layer = cvxlpgd.CvxpyLayer(problem, params, [x, ineq, eq], gradient="exact", tau=1e-3,
-                               rho=0.5, lpgd_mode="upper", solver="clarabel",
-                               solver_args={"max_iter": 50}, workers=2)
+    layer = cvxlpgd.CvxpyLayer(
+        problem,
+        params,
+        [x, ineq, eq],
+        gradient="exact",
+        tau=1e-3,
+        rho=0.5,
+        lpgd_mode="upper",
+        solver="clarabel",
+        solver_args={"max_iter": 50},
+        workers=2,
+    )
     assert repr(layer) == (
         "CvxpyLayer(\n"
         "  parameters: L (4, 4), q (4,), G (3, 4), h (3,), E (2, 4), f (2,)\n"
@@ -257,7 +281,8 @@ def test_layer_repr_names_parameters_outputs_and_every_option():
         "  gradient='exact', tau=0.001, rho=0.5, lpgd_mode='upper', exact_mode='lsqr', "
         "exact_backend='auto' (diffcp)\n"
         "  solver='CLARABEL', solver_args={'max_iter': 50}, workers=2\n"
-        ")")
+        ")"
+    )
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(1) as pool:

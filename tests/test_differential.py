@@ -41,7 +41,8 @@ def test_regression_assignment_batch_forward_and_lpgd_backward():
         reference = differential.reference_solve(family, [values[0][i]])
         assert reference is not None
         dev_x, dual_gap = differential_families.deviations(
-            family, [values[0][i]], result["outputs"][i], reference)
+            family, [values[0][i]], result["outputs"][i], reference
+        )
         assert dev_x <= 1e-5, (i, dev_x, result["solvers"][i])
         assert dual_gap <= 1e-5, (i, dual_gap)
 
@@ -49,13 +50,15 @@ def test_regression_assignment_batch_forward_and_lpgd_backward():
 def test_dual_optimality_check_holds_for_the_reference_duals():
     """The degenerate LPs' dual check is zero at CVXPY's own duals (signs and order)."""
     rng = np.random.default_rng(1)
-    for make in (differential_families.assignment, differential_families.transport,
-                 differential_families.shortest_path):
+    for make in (
+        differential_families.assignment,
+        differential_families.transport,
+        differential_families.shortest_path,
+    ):
         family = make()
         element = [v[0] for v in family.sample(rng, 1)]
         reference = differential.reference_solve(family, element)
-        dev_x, gap = differential_families.deviations(family, element, reference[0],
-                                                      reference)
+        dev_x, gap = differential_families.deviations(family, element, reference[0], reference)
         assert dev_x == 0.0 and gap <= 1e-8, (family.name, gap)
 
 

@@ -20,9 +20,12 @@ SCS_TIGHT = {"eps_abs": 1e-9, "eps_rel": 1e-9, "max_iters": 200_000}
 
 @pytest.fixture(scope="module")
 def dask_executor():
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster, \
-            distributed.Client(cluster) as client:
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
         yield client.get_executor()
 
 
@@ -38,13 +41,23 @@ def run(layer, arrays):
 def test_dask_cluster_gives_the_thread_pool_results(dask_executor, gradient, batched):
     problem, params, x, ineq, _, values = problems.qp()
     rng = np.random.default_rng(7)
-    arrays = [values[p.name()] + (0.1 * rng.standard_normal((5, *p.shape))
-                                  if p.name() in batched else 0.0) for p in params]
+    arrays = [
+        values[p.name()]
+        + (0.1 * rng.standard_normal((5, *p.shape)) if p.name() in batched else 0.0)
+        for p in params
+    ]
     results = {}
     for name, executor in (("threads", None), ("dask", dask_executor)):
-        layer = cvxlpgd.CvxpyLayer(problem, params, [x, ineq], solver="SCS",
-                                   solver_args=SCS_TIGHT, tau=1e-3, gradient=gradient,
-                                   executor=executor)
+        layer = cvxlpgd.CvxpyLayer(
+            problem,
+            params,
+            [x, ineq],
+            solver="SCS",
+            solver_args=SCS_TIGHT,
+            tau=1e-3,
+            gradient=gradient,
+            executor=executor,
+        )
         results[name] = run(layer, arrays)
     (outs_t, grads_t), (outs_d, grads_d) = results["threads"], results["dask"]
     for a, b in zip(outs_t, outs_d):  # same partitions, fresh workspaces: same bits

@@ -35,6 +35,7 @@ _FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^
 
 # ---- code blocks -------------------------------------------------------------------------
 
+
 def code_blocks(path: Path) -> list[tuple[int, str, str]]:
     """``(line, info string, code)`` for every fenced block of a Markdown file."""
     blocks, lines, i = [], path.read_text(encoding="utf-8").splitlines(), 0
@@ -46,9 +47,11 @@ def code_blocks(path: Path) -> list[tuple[int, str, str]]:
         fence, indent, start = match["fence"], match["indent"], i
         body = []
         i += 1
-        while i < len(lines) and not (lines[i].strip().startswith(fence)
-                                      and lines[i].strip() == fence[0] * len(lines[i].strip())):
-            body.append(lines[i][len(indent):] if lines[i].startswith(indent) else lines[i])
+        while i < len(lines) and not (
+            lines[i].strip().startswith(fence)
+            and lines[i].strip() == fence[0] * len(lines[i].strip())
+        ):
+            body.append(lines[i][len(indent) :] if lines[i].startswith(indent) else lines[i])
             i += 1
         blocks.append((start + 1, match["info"], "\n".join(body) + "\n"))
         i += 1
@@ -68,27 +71,41 @@ def is_python(info: str) -> bool:
     return runnable(info) or "python" in info
 
 
-BLOCKS = [pytest.param(path, line, code, id=f"{path.relative_to(ROOT)}:{line}")
-          for path in PAGES for line, info, code in code_blocks(path) if runnable(info)]
+BLOCKS = [
+    pytest.param(path, line, code, id=f"{path.relative_to(ROOT)}:{line}")
+    for path in PAGES
+    for line, info, code in code_blocks(path)
+    if runnable(info)
+]
 
 
 def test_the_block_parser_and_the_no_run_convention(tmp_path):
     page = tmp_path / "page.md"
-    page.write_text("text\n```python\na = 1\n```\n``` {.python .no-run}\nb = 2\n```\n"
-                    "!!! note\n    ```python\n    c = 3\n    ```\n```bash\nls\n```\n"
-                    "````markdown\n```python\nd = 4\n```\n````\n")
+    page.write_text(
+        "text\n```python\na = 1\n```\n``` {.python .no-run}\nb = 2\n```\n"
+        "!!! note\n    ```python\n    c = 3\n    ```\n```bash\nls\n```\n"
+        "````markdown\n```python\nd = 4\n```\n````\n"
+    )
     found = [(info, code) for _, info, code in code_blocks(page)]
-    assert found == [("python", "a = 1\n"), ("{.python .no-run}", "b = 2\n"),
-                     ("python", "c = 3\n"), ("bash", "ls\n"),
-                     ("markdown", "```python\nd = 4\n```\n")]
+    assert found == [
+        ("python", "a = 1\n"),
+        ("{.python .no-run}", "b = 2\n"),
+        ("python", "c = 3\n"),
+        ("bash", "ls\n"),
+        ("markdown", "```python\nd = 4\n```\n"),
+    ]
     assert [runnable(info) for info, _ in found] == [True, False, True, False, False]
     assert runnable("python no-run") is False and runnable("py") is True
 
 
 def test_every_page_has_runnable_code_and_no_run_blocks_are_rare():
     total = sum(1 for path in PAGES for _, info, _ in code_blocks(path) if is_python(info))
-    skipped = sum(1 for path in PAGES for _, info, _ in code_blocks(path)
-                  if is_python(info) and not runnable(info))
+    skipped = sum(
+        1
+        for path in PAGES
+        for _, info, _ in code_blocks(path)
+        if is_python(info) and not runnable(info)
+    )
     assert len(BLOCKS) >= 15
     assert skipped <= max(2, total // 10), f"{skipped} of {total} python blocks are no-run"
 
@@ -104,6 +121,7 @@ def test_code_block_runs(path, line, code, tmp_path, monkeypatch):
 
 
 # ---- doctests ----------------------------------------------------------------------------
+
 
 def package_modules() -> list[str]:
     names = ["cvxlpgd"]
@@ -136,13 +154,28 @@ def test_docstring_examples(name):
 # ---- numpydoc sections -------------------------------------------------------------------
 
 PUBLIC_MODULES = [
-    "cvxlpgd", "cvxlpgd.torch.layer", "cvxlpgd.diagnostics", "cvxlpgd.errors",
-    "cvxlpgd.engine.batch", "cvxlpgd.solvers.parallel", "cvxlpgd.lpgd.formulas",
-    "cvxlpgd.engine.exact", "cvxlpgd.problem.compile", "cvxlpgd.problem.cones",
-    "cvxlpgd.solvers", "cvxlpgd.solvers.base", "cvxlpgd.solvers.scs_backend",
-    "cvxlpgd.solvers.clarabel_backend", "cvxlpgd.solvers.ecos_backend", "cvxlpgd.demo",
-    "cvxlpgd.__main__", "cvxlpgd.engine.fallback", "cvxlpgd.engine.solver_args",
-    "cvxlpgd.engine.tolerances", "cvxlpgd.engine.catalog", "cvxlpgd.torch.persistence",
+    "cvxlpgd",
+    "cvxlpgd.torch.layer",
+    "cvxlpgd.diagnostics",
+    "cvxlpgd.errors",
+    "cvxlpgd.engine.batch",
+    "cvxlpgd.solvers.parallel",
+    "cvxlpgd.lpgd.formulas",
+    "cvxlpgd.engine.exact",
+    "cvxlpgd.problem.compile",
+    "cvxlpgd.problem.cones",
+    "cvxlpgd.solvers",
+    "cvxlpgd.solvers.base",
+    "cvxlpgd.solvers.scs_backend",
+    "cvxlpgd.solvers.clarabel_backend",
+    "cvxlpgd.solvers.ecos_backend",
+    "cvxlpgd.demo",
+    "cvxlpgd.__main__",
+    "cvxlpgd.engine.fallback",
+    "cvxlpgd.engine.solver_args",
+    "cvxlpgd.engine.tolerances",
+    "cvxlpgd.engine.catalog",
+    "cvxlpgd.torch.persistence",
 ]
 _SECTION = re.compile(r"^[ \t]*([A-Z]\w*(?: \w+)?)[ \t]*\n[ \t]*-{3,}[ \t]*$", re.M)
 
@@ -163,8 +196,11 @@ def body_facts(function) -> tuple[bool, bool]:
         node = stack.pop()
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
             continue  # nested definitions document themselves
-        if isinstance(node, ast.Return) and node.value is not None and not (
-                isinstance(node.value, ast.Constant) and node.value.value is None):
+        if (
+            isinstance(node, ast.Return)
+            and node.value is not None
+            and not (isinstance(node.value, ast.Constant) and node.value.value is None)
+        ):
             returns = True
         if isinstance(node, ast.Raise) and node.exc is not None:
             raises = True
@@ -276,6 +312,7 @@ def test_the_numpydoc_check_has_teeth():
 
 
 # ---- site ---------------------------------------------------------------------------------
+
 
 def test_navigation_lists_every_page_and_the_hook_is_not_a_page():
     config = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")

@@ -19,8 +19,11 @@ from tests.reference import (
 )
 from tests.test_gradients import SCS_TIGHT, layer_gradients, random_weights
 
-TIGHT = {"SCS": SCS_TIGHT, "CLARABEL": TIGHT_CLARABEL,
-         "MOREAU": {"tol_gap_abs": 1e-10, "tol_gap_rel": 1e-10, "tol_feas": 1e-10}}
+TIGHT = {
+    "SCS": SCS_TIGHT,
+    "CLARABEL": TIGHT_CLARABEL,
+    "MOREAU": {"tol_gap_abs": 1e-10, "tol_gap_rel": 1e-10, "tol_feas": 1e-10},
+}
 
 
 def soc_case():
@@ -35,13 +38,22 @@ def soc_case():
     H, s = cp.Parameter((2, 3), name="H"), cp.Parameter(2, name="s")
     h, r = cp.Parameter(3, name="h"), cp.Parameter(name="r")
     constraints = [cp.SOC(t, X, axis=0), cp.SOC(s, Y, axis=1), cp.SOC(r, u), cp.SOC(r, v)]
-    objective = (-cp.sum(cp.multiply(G, X)) - cp.sum(cp.multiply(H, Y)) - h @ u - 2 * v
-                 + 0.5 * (cp.sum_squares(X) + cp.sum_squares(Y) + cp.sum_squares(u)
-                          + cp.square(v)))
+    objective = (
+        -cp.sum(cp.multiply(G, X))
+        - cp.sum(cp.multiply(H, Y))
+        - h @ u
+        - 2 * v
+        + 0.5 * (cp.sum_squares(X) + cp.sum_squares(Y) + cp.sum_squares(u) + cp.square(v))
+    )
     rng = np.random.default_rng(1)
-    values = {"G": 2 * rng.standard_normal((3, 2)), "t": np.array([0.5, 0.8]),
-              "H": 2 * rng.standard_normal((2, 3)), "s": np.array([0.6, 0.4]),
-              "h": 2 * rng.standard_normal(3), "r": np.array(0.7)}
+    values = {
+        "G": 2 * rng.standard_normal((3, 2)),
+        "t": np.array([0.5, 0.8]),
+        "H": 2 * rng.standard_normal((2, 3)),
+        "s": np.array([0.6, 0.4]),
+        "h": 2 * rng.standard_normal(3),
+        "r": np.array(0.7),
+    }
     return cp.Problem(cp.Minimize(objective), constraints), [G, t, H, s, h, r], values
 
 
@@ -49,8 +61,9 @@ def exp_case():
     """``min −aᵀx + ½‖x‖² + Σz  s.t.  (x, b, z) ∈ K_exp`` (z = b·exp(x/b) at the optimum)."""
     x, z = cp.Variable(2, name="x"), cp.Variable(2, name="z")
     a, b = cp.Parameter(2, name="a"), cp.Parameter(2, pos=True, name="b")
-    problem = cp.Problem(cp.Minimize(-a @ x + 0.5 * cp.sum_squares(x) + cp.sum(z)),
-                         [cp.ExpCone(x, b, z)])
+    problem = cp.Problem(
+        cp.Minimize(-a @ x + 0.5 * cp.sum_squares(x) + cp.sum(z)), [cp.ExpCone(x, b, z)]
+    )
     return problem, [a, b], {"a": np.array([1.0, 0.3]), "b": np.array([0.8, 1.2])}
 
 
@@ -66,12 +79,29 @@ def pow_case():
     c, g = cp.Parameter(2, pos=True, name="c"), cp.Parameter(2, name="g")
     d, f = cp.Parameter(3, pos=True, name="d"), cp.Parameter(name="f")
     alpha = np.array([[0.2, 0.5], [0.3, 0.25], [0.5, 0.25]])
-    constraints = [cp.PowCone3D(x, y, z, 0.3), cp.PowConeND(W, w, np.array([0.2, 0.3, 0.5])),
-                   cp.PowConeND(V, q, alpha, axis=0)]
-    objective = (c @ x + cp.sum(y) - g @ z + 0.5 * cp.sum_squares(z) + d @ W - f * w
-                 + 0.5 * cp.square(w) + cp.sum(V) - cp.sum(q) + 0.5 * cp.sum_squares(q))
-    values = {"c": np.array([1.0, 2.0]), "g": np.array([3.0, 2.5]),
-              "d": np.array([1.0, 2.0, 0.5]), "f": np.array(4.0)}
+    constraints = [
+        cp.PowCone3D(x, y, z, 0.3),
+        cp.PowConeND(W, w, np.array([0.2, 0.3, 0.5])),
+        cp.PowConeND(V, q, alpha, axis=0),
+    ]
+    objective = (
+        c @ x
+        + cp.sum(y)
+        - g @ z
+        + 0.5 * cp.sum_squares(z)
+        + d @ W
+        - f * w
+        + 0.5 * cp.square(w)
+        + cp.sum(V)
+        - cp.sum(q)
+        + 0.5 * cp.sum_squares(q)
+    )
+    values = {
+        "c": np.array([1.0, 2.0]),
+        "g": np.array([3.0, 2.5]),
+        "d": np.array([1.0, 2.0, 0.5]),
+        "f": np.array(4.0),
+    }
     return cp.Problem(cp.Minimize(objective), constraints), [c, g, d, f], values
 
 
@@ -95,8 +125,9 @@ def case(request):
     # In CVXPY's shapes for the reference (an SOC's one-cone X dual is (d, 1)); the
     # layer's outputs have the dual variables' shapes.
     weights = random_weights(reference, seed=3)
-    fd = finite_difference_gradient(problem, params, values, outputs, weights, step=1e-5,
-                                    solve=SCS_EXACT)
+    fd = finite_difference_gradient(
+        problem, params, values, outputs, weights, step=1e-5, solve=SCS_EXACT
+    )
     weights = [w.reshape(dual.shape) for w, dual in zip(weights, outputs)]
     return request.param, problem, params, values, outputs, reference, weights, fd
 
@@ -105,37 +136,48 @@ def case(request):
 def test_dual_outputs_equal_cvxpy_dual_value(case, solver, atol):
     # Moreau reaches ~1e-6 on exponential cones at its tightest tolerances.
     name, problem, params, values, outputs, reference, _, _ = case
-    layer = cvxlpgd.CvxpyLayer(problem, params, outputs, solver=solver,
-                               solver_args=TIGHT[solver])
+    layer = cvxlpgd.CvxpyLayer(problem, params, outputs, solver=solver, solver_args=TIGHT[solver])
     results = layer(*[torch.tensor(values[p.name()]) for p in params])
     for dual, result, expected in zip(outputs, results, reference):
         # CVXPY reports an SOC's one-cone X dual as (d, 1); the layer keeps the dual
         # variable's own shape (d,): the same numbers.
         assert tuple(result.shape) == dual.shape
         assert np.allclose(result.numpy(), expected.reshape(dual.shape), atol=atol), (name, dual)
-    for expected in reference[:len(dual_outputs(problem))]:
+    for expected in reference[: len(dual_outputs(problem))]:
         assert np.max(np.abs(expected)) > 1e-2  # the cone is active: a real test
 
 
 # LPGD's τ must sit above the solver's accuracy (Moreau's ~1e-6 on exponential
 # cones) and below the curvature scale of the solution map.
-@pytest.mark.parametrize("solver, gradient, options, tolerance", [
-    ("SCS", "lpgd", {"tau": 1e-4}, 1e-3),
-    ("MOREAU", "lpgd", {"tau": 1e-3}, 3e-3),
-    ("SCS", "exact", {}, 1e-4),
-    ("MOREAU", "exact", {"exact_backend": "moreau"}, 1e-4),
-])
-def test_gradients_through_duals_match_finite_differences(case, solver, gradient, options,
-                                                          tolerance):
+@pytest.mark.parametrize(
+    "solver, gradient, options, tolerance",
+    [
+        ("SCS", "lpgd", {"tau": 1e-4}, 1e-3),
+        ("MOREAU", "lpgd", {"tau": 1e-3}, 3e-3),
+        ("SCS", "exact", {}, 1e-4),
+        ("MOREAU", "exact", {"exact_backend": "moreau"}, 1e-4),
+    ],
+)
+def test_gradients_through_duals_match_finite_differences(
+    case, solver, gradient, options, tolerance
+):
     name, problem, params, values, outputs, _, weights, fd = case
     if name == "pow" and options.get("exact_backend") != "moreau" and gradient == "exact":
         with pytest.raises(ValueError, match="power cones"):
-            layer = cvxlpgd.CvxpyLayer(problem, params, outputs, solver=solver,
-                                       gradient=gradient, **options)
+            layer = cvxlpgd.CvxpyLayer(
+                problem, params, outputs, solver=solver, gradient=gradient, **options
+            )
             layer_gradients(layer, params, values, weights)
         return
-    layer = cvxlpgd.CvxpyLayer(problem, params, outputs, solver=solver, gradient=gradient,
-                               solver_args=TIGHT[solver], **options)
+    layer = cvxlpgd.CvxpyLayer(
+        problem,
+        params,
+        outputs,
+        solver=solver,
+        gradient=gradient,
+        solver_args=TIGHT[solver],
+        **options,
+    )
     grads = layer_gradients(layer, params, values, weights)
     for param in params:
         error = relative_error(grads[param.name()], fd[param.name()])
@@ -146,8 +188,9 @@ def test_batched_dual_outputs_are_per_element():
     problem, params, values = soc_case()
     outputs = dual_outputs(problem)
     batch = {name: np.stack([value, 1.5 * value]) for name, value in values.items()}
-    layer = cvxlpgd.CvxpyLayer(problem, params, outputs, solver="MOREAU",
-                               solver_args=TIGHT["MOREAU"])
+    layer = cvxlpgd.CvxpyLayer(
+        problem, params, outputs, solver="MOREAU", solver_args=TIGHT["MOREAU"]
+    )
     results = layer(*[torch.tensor(batch[p.name()]) for p in params])
     for index in range(2):
         element = {name: value[index] for name, value in batch.items()}
@@ -186,5 +229,4 @@ def test_gradcheck_through_a_symmetric_parameter():
     problem = cp.Problem(cp.Minimize(cp.trace(C @ X)), [psd, cp.trace(X) == 1])
     layer = cvxlpgd.CvxpyLayer(problem, [C], [X, psd.dual_variables[0]], gradient="exact")
     value = torch.tensor([[1.0, 0.5], [0.5, 2.0]], dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda c: layer(c)[1].sum(), (value,), atol=1e-4,
-                                    rtol=1e-3)
+    assert torch.autograd.gradcheck(lambda c: layer(c)[1].sum(), (value,), atol=1e-4, rtol=1e-3)

@@ -43,14 +43,27 @@ def qp():
     return problem, params, [x, ineq], values
 
 
-def run_engine(template, arrays, batched_names, params, batch_size, *, gradient="lpgd",
-               rho=0.0, weights_seed=1, solver="SCS", settings=SCS_TIGHT, **engine_options):
+def run_engine(
+    template,
+    arrays,
+    batched_names,
+    params,
+    batch_size,
+    *,
+    gradient="lpgd",
+    rho=0.0,
+    weights_seed=1,
+    solver="SCS",
+    settings=SCS_TIGHT,
+    **engine_options,
+):
     """Forward and backward through a BatchEngine: outputs and parameter gradients."""
     engine = BatchEngine(solver, settings, **engine_options)
     theta = template.stack_parameters(arrays, batch_size)
     batch = template.program_data(theta, [p.name() in batched_names for p in params])
-    state = engine.forward(template, batch, exact_backend="diffcp" if gradient == "exact"
-                           else None, exact_mode="dense")
+    state = engine.forward(
+        template, batch, exact_backend="diffcp" if gradient == "exact" else None, exact_mode="dense"
+    )
     outputs = template.recover_outputs(state.x, state.y)
     rng = np.random.default_rng(weights_seed)
     weights = [rng.standard_normal(out.shape) for out in outputs]
@@ -72,9 +85,16 @@ def test_results_are_bitwise_identical_for_any_worker_count(qp, batched, gradien
     arrays = qp_values(params, values, 5, batched)
     results = []
     for workers in (1, 2, 3):
-        layer = cvxlpgd.CvxpyLayer(problem, params, outputs, solver="SCS",
-                                   solver_args=SCS_TIGHT, tau=TAU, gradient=gradient,
-                                   workers=workers)
+        layer = cvxlpgd.CvxpyLayer(
+            problem,
+            params,
+            outputs,
+            solver="SCS",
+            solver_args=SCS_TIGHT,
+            tau=TAU,
+            gradient=gradient,
+            workers=workers,
+        )
         tensors = [torch.tensor(a, requires_grad=True) for a in arrays]
         outs = layer(*tensors)
         sum((o * (k + 1)).sum() for k, o in enumerate(outs)).backward()
@@ -89,10 +109,14 @@ def test_partition_layout_depends_on_batch_size_only(qp):
     assert [len(r) for r in split(2, 8)] == [1, 1]
     problem, params, outputs, values = qp
     template = compile_problem(problem, params, outputs)
-    batch = template.program_data(template.stack_parameters(
-        qp_values(params, values, 7, ("q", "h")), 7), [p.name() in ("q", "h") for p in params])
-    layouts = [PooledSolver(ScsBackend(), template.structure, {}, workers=w,
-                            partitions=3).layout(batch) for w in (1, 4)]
+    batch = template.program_data(
+        template.stack_parameters(qp_values(params, values, 7, ("q", "h")), 7),
+        [p.name() in ("q", "h") for p in params],
+    )
+    layouts = [
+        PooledSolver(ScsBackend(), template.structure, {}, workers=w, partitions=3).layout(batch)
+        for w in (1, 4)
+    ]
     assert layouts[0] == layouts[1] == (True, split(7, 3))
 
 
@@ -106,14 +130,23 @@ def test_reuse_warm_start_and_parallelism_agree_with_the_reference(qp, rho, batc
     template = compile_problem(problem, params, outputs)
     B = 6
     arrays = qp_values(params, values, B, batched)
-    reference = run_engine(template, arrays, batched, params, B, rho=rho, workers=1,
-                           share_factorizations=False)
+    reference = run_engine(
+        template, arrays, batched, params, B, rho=rho, workers=1, share_factorizations=False
+    )
     memory = WarmStartMemory()
     # Fill the warm-start memory from a nearby batch, as a previous training step would.
-    run_engine(template, qp_values(params, values, B, batched, seed=0, scale=0.11), batched,
-               params, B, rho=rho, warm_starts=memory)
-    fast = run_engine(template, arrays, batched, params, B, rho=rho, workers=2,
-                      partitions=2, warm_starts=memory)
+    run_engine(
+        template,
+        qp_values(params, values, B, batched, seed=0, scale=0.11),
+        batched,
+        params,
+        B,
+        rho=rho,
+        warm_starts=memory,
+    )
+    fast = run_engine(
+        template, arrays, batched, params, B, rho=rho, workers=2, partitions=2, warm_starts=memory
+    )
     assert fast[2].warm_started and not reference[2].warm_started
     assert fast[2].batch.shared_matrices == (batched == ("q", "h"))
     for ref, got in zip(reference[0], fast[0]):
@@ -126,10 +159,19 @@ def test_exact_path_through_the_engine_agrees_with_the_reference(qp):
     problem, params, outputs, values = qp
     template = compile_problem(problem, params, outputs, quadratic=False)
     arrays = qp_values(params, values, 4, ("q", "h"))
-    reference = run_engine(template, arrays, ("q", "h"), params, 4, gradient="exact",
-                           workers=1, share_factorizations=False)
-    fast = run_engine(template, arrays, ("q", "h"), params, 4, gradient="exact",
-                      executor=ThreadPoolExecutor(2))
+    reference = run_engine(
+        template,
+        arrays,
+        ("q", "h"),
+        params,
+        4,
+        gradient="exact",
+        workers=1,
+        share_factorizations=False,
+    )
+    fast = run_engine(
+        template, arrays, ("q", "h"), params, 4, gradient="exact", executor=ThreadPoolExecutor(2)
+    )
     for ref, got in zip(reference[0] + reference[1], fast[0] + fast[1]):
         np.testing.assert_allclose(got, ref, atol=1e-6)
 
@@ -150,10 +192,12 @@ def test_shared_structure_factorizes_once_per_partition(qp, monkeypatch, solver)
     arrays = qp_values(params, values, 6, ("q", "h"))
     # The re-solves' workspaces are the subject: no perturbed problem answered from the
     # active set (cvxlpgd.lpgd.active_set).
-    engine = BatchEngine(solver, SCS_TIGHT if solver == "SCS" else {}, workers=2, partitions=2,
-                         active_set=False)
-    batch = template.program_data(template.stack_parameters(arrays, 6),
-                                  [p.name() in ("q", "h") for p in params])
+    engine = BatchEngine(
+        solver, SCS_TIGHT if solver == "SCS" else {}, workers=2, partitions=2, active_set=False
+    )
+    batch = template.program_data(
+        template.stack_parameters(arrays, 6), [p.name() in ("q", "h") for p in params]
+    )
     assert batch.A_data.strides[0] == 0  # one row, broadcast: A is built once
     state = engine.forward(template, batch)
     assert len(setups) == 2
@@ -194,13 +238,16 @@ def test_program_data_evaluates_shared_matrices_once(qp):
 
 def test_warm_start_across_calls_is_used_when_it_applies(qp):
     problem, params, outputs, values = qp
-    warm = cvxlpgd.CvxpyLayer(problem, params, outputs, solver="SCS", solver_args=SCS_TIGHT,
-                              tau=TAU, warm_start=True)
-    cold = cvxlpgd.CvxpyLayer(problem, params, outputs, solver="SCS", solver_args=SCS_TIGHT,
-                              tau=TAU)
+    warm = cvxlpgd.CvxpyLayer(
+        problem, params, outputs, solver="SCS", solver_args=SCS_TIGHT, tau=TAU, warm_start=True
+    )
+    cold = cvxlpgd.CvxpyLayer(
+        problem, params, outputs, solver="SCS", solver_args=SCS_TIGHT, tau=TAU
+    )
     first = [torch.tensor(a) for a in qp_values(params, values, 4, ("q", "h"), seed=0)]
-    second = [torch.tensor(a) for a in qp_values(params, values, 4, ("q", "h"), seed=0,
-                                                  scale=0.101)]
+    second = [
+        torch.tensor(a) for a in qp_values(params, values, 4, ("q", "h"), seed=0, scale=0.101)
+    ]
     warm(*first)
     assert not warm.solver_stats.warm_started
     # The same values again: every solve starts at its solution and stops at once.
@@ -219,8 +266,15 @@ def test_warm_start_across_calls_is_used_when_it_applies(qp):
 
 def test_warm_start_applies_to_the_exact_path_too(qp):
     problem, params, outputs, values = qp
-    layer = cvxlpgd.CvxpyLayer(problem, params, outputs, solver="SCS", solver_args=SCS_TIGHT,
-                               gradient="exact", warm_start=True)
+    layer = cvxlpgd.CvxpyLayer(
+        problem,
+        params,
+        outputs,
+        solver="SCS",
+        solver_args=SCS_TIGHT,
+        gradient="exact",
+        warm_start=True,
+    )
     arrays = qp_values(params, values, 3, ("q", "h"))
     results = []
     for _ in range(2):
@@ -261,8 +315,9 @@ def test_clarabel_agrees_with_scs_on_the_batch(qp):
     arrays = [torch.tensor(a) for a in qp_values(params, values, 5, ("q", "h"))]
     results = {}
     for solver, args in (("CLARABEL", {}), ("SCS", SCS_TIGHT)):
-        layer = cvxlpgd.CvxpyLayer(problem, params, outputs, solver=solver, solver_args=args,
-                                   tau=TAU)
+        layer = cvxlpgd.CvxpyLayer(
+            problem, params, outputs, solver=solver, solver_args=args, tau=TAU
+        )
         tensors = [a.clone().requires_grad_(True) for a in arrays]
         outs = layer(*tensors)
         sum(o.sum() for o in outs).backward()
@@ -297,9 +352,16 @@ def test_process_pool_gives_the_thread_pool_results(qp, process_pool, gradient):
     arrays = [torch.tensor(a) for a in qp_values(params, values, 4, ("q", "h"))]
     results = []
     for executor in (None, process_pool):
-        layer = cvxlpgd.CvxpyLayer(problem, params, outputs, solver="SCS",
-                                   solver_args=SCS_TIGHT, tau=TAU, gradient=gradient,
-                                   executor=executor)
+        layer = cvxlpgd.CvxpyLayer(
+            problem,
+            params,
+            outputs,
+            solver="SCS",
+            solver_args=SCS_TIGHT,
+            tau=TAU,
+            gradient=gradient,
+            executor=executor,
+        )
         tensors = [a.clone().requires_grad_(True) for a in arrays]
         outs = layer(*tensors)
         sum((o * (k + 1)).sum() for k, o in enumerate(outs)).backward()

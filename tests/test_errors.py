@@ -55,21 +55,27 @@ def test_constraint_with_several_dual_parts_names_them():
     r = cp.Parameter(nonneg=True, name="r")
     soc = cp.SOC(r, x)
     problem = cp.Problem(cp.Minimize(cp.sum(x)), [soc])
-    with pytest.raises(ValueError, match=r"2 dual variables .*con.dual_variables\[0\], "
-                                         r"con.dual_variables\[1\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"2 dual variables .*con.dual_variables\[0\], "
+        r"con.dual_variables\[1\]",
+    ):
         cvxlpgd.CvxpyLayer(problem, [r], [x, soc])
 
 
-@pytest.mark.parametrize("option, value, message", [
-    ("gradient", "adjoint", r"gradient must be one of \('lpgd', 'exact'\)"),
-    ("tau", 0.0, "tau must be a positive"),
-    ("tau", -1.0, "tau must be a positive"),
-    ("rho", -0.1, "rho must be a nonnegative"),
-    ("lpgd_mode", "forward", r"lpgd_mode must be one of \('central', 'upper', 'lower'\)"),
-    ("exact_mode", "qr", r"exact_mode must be one of \('lsqr', 'dense', 'lsmr'\)"),
-    ("solver", "GUROBI", "solver must be one of"),
-    ("workers", 0, "workers must be a positive integer"),
-])
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("gradient", "adjoint", r"gradient must be one of \('lpgd', 'exact'\)"),
+        ("tau", 0.0, "tau must be a positive"),
+        ("tau", -1.0, "tau must be a positive"),
+        ("rho", -0.1, "rho must be a nonnegative"),
+        ("lpgd_mode", "forward", r"lpgd_mode must be one of \('central', 'upper', 'lower'\)"),
+        ("exact_mode", "qr", r"exact_mode must be one of \('lsqr', 'dense', 'lsmr'\)"),
+        ("solver", "GUROBI", "solver must be one of"),
+        ("workers", 0, "workers must be a positive integer"),
+    ],
+)
 def test_invalid_options_are_rejected_with_valid_values(qp, option, value, message):
     problem, params, x, _, _ = qp
     with pytest.raises(ValueError, match=message):
@@ -78,10 +84,13 @@ def test_invalid_options_are_rejected_with_valid_values(qp, option, value, messa
 
 def test_rho_needs_a_solver_with_quadratic_objectives():
     problem, params, x, values = problems.scaled_qp()
-    conic = cvxlpgd.CvxpyLayer(cp.Problem(cp.Minimize(params[1] @ x), [x >= params[2]]),
-                               params[1:], [x], solver="ECOS")
-    message = (r"rho > 0 .* ECOS does not accept; use rho=0 or one of "
-               r"\('MOREAU', 'SCS', 'CLARABEL'\)")
+    conic = cvxlpgd.CvxpyLayer(
+        cp.Problem(cp.Minimize(params[1] @ x), [x >= params[2]]), params[1:], [x], solver="ECOS"
+    )
+    message = (
+        r"rho > 0 .* ECOS does not accept; use rho=0 or one of "
+        r"\('MOREAU', 'SCS', 'CLARABEL'\)"
+    )
     with pytest.raises(ValueError, match=message):
         cvxlpgd.CvxpyLayer(problem, params, [x], solver="ECOS", rho=0.5)
     with pytest.raises(ValueError, match=message):
@@ -141,15 +150,17 @@ def test_infeasible_batch_element_raises_solver_error_with_status_and_index(solv
 def test_unbounded_problem_raises_solver_error():
     x = cp.Variable()
     c = cp.Parameter(name="c")
-    layer = cvxlpgd.CvxpyLayer(cp.Problem(cp.Minimize(c * x), [x <= 1]), [c], [x],
-                               solver="CLARABEL")
+    layer = cvxlpgd.CvxpyLayer(
+        cp.Problem(cp.Minimize(c * x), [x <= 1]), [c], [x], solver="CLARABEL"
+    )
     with pytest.raises(cvxlpgd.SolverError, match="unbounded"):
         layer(torch.tensor(1.0))
 
 
 def test_unknown_solver_setting_is_named(qp):
     problem, params, x, _, tensors = qp
-    layer = cvxlpgd.CvxpyLayer(problem, params, [x], solver="CLARABEL",
-                               solver_args={"not_a_setting": 1})
+    layer = cvxlpgd.CvxpyLayer(
+        problem, params, [x], solver="CLARABEL", solver_args={"not_a_setting": 1}
+    )
     with pytest.raises(ValueError, match="not_a_setting"):
         layer(*tensors)

@@ -21,8 +21,9 @@ def socp():
     x = cp.Variable(3, name="x")
     z = cp.Parameter(3, name="z")
     F = cp.Parameter((2, 3), name="F")
-    problem = cp.Problem(cp.Minimize(cp.sum_squares(x - z) + cp.norm(F @ x, 2)),
-                         [cp.norm(x, 2) <= 1.5, x >= -1])
+    problem = cp.Problem(
+        cp.Minimize(cp.sum_squares(x - z) + cp.norm(F @ x, 2)), [cp.norm(x, 2) <= 1.5, x >= -1]
+    )
     rng = np.random.default_rng(0)
     values = [rng.standard_normal((2, 3)), rng.standard_normal((2, 2, 3))]
     return problem, [z, F], x, values
@@ -31,8 +32,10 @@ def socp():
 def power_problem():
     u = cp.Variable(3, name="u")
     a = cp.Parameter(3, name="a")
-    problem = cp.Problem(cp.Minimize(a @ u + cp.sum_squares(u)),
-                         [cp.PowCone3D(u[0], u[1], u[2], 0.3), u[0] <= 2, u[1] <= 3])
+    problem = cp.Problem(
+        cp.Minimize(a @ u + cp.sum_squares(u)),
+        [cp.PowCone3D(u[0], u[1], u[2], 0.3), u[0] <= 2, u[1] <= 3],
+    )
     return problem, a, u
 
 
@@ -45,6 +48,7 @@ def gradients(layer, values, weights):
 
 def finite_differences(problem, params, x, values, weights, h=1e-5):
     """Central differences of Σ w·x*(θ), solving each element with CVXPY (Clarabel)."""
+
     def loss(vals, b):
         for p, v in zip(params, vals):
             p.value = v[b]
@@ -61,14 +65,23 @@ def finite_differences(problem, params, x, values, weights, h=1e-5):
     return grads
 
 
-@pytest.mark.parametrize("solver, backend", [("SCS", "diffcp"), ("CLARABEL", "diffcp"),
-                                             ("MOREAU", "diffcp"), ("MOREAU", "moreau")])
+@pytest.mark.parametrize(
+    "solver, backend",
+    [("SCS", "diffcp"), ("CLARABEL", "diffcp"), ("MOREAU", "diffcp"), ("MOREAU", "moreau")],
+)
 def test_exact_gradients_match_finite_differences_of_the_solution_map(solver, backend):
     problem, params, x, values = socp()
     weights = np.random.default_rng(1).standard_normal((2, 3))
     args = {"eps": 1e-9} if solver == "SCS" else TIGHT
-    layer = cvxlpgd.CvxpyLayer(problem, params, [x], gradient="exact", solver=solver,
-                               exact_backend=backend, solver_args=args)
+    layer = cvxlpgd.CvxpyLayer(
+        problem,
+        params,
+        [x],
+        gradient="exact",
+        solver=solver,
+        exact_backend=backend,
+        solver_args=args,
+    )
     ours = gradients(layer, values, torch.tensor(weights))
     reference = finite_differences(problem, params, x, values, weights, h=1e-6)
     for got, ref in zip(ours, reference):
@@ -79,8 +92,9 @@ def test_exact_gradients_match_finite_differences_of_the_solution_map(solver, ba
 def test_moreau_derivative_after_another_batch_is_this_batchs():
     problem, params, x, values = socp()
     weights = torch.tensor(np.random.default_rng(1).standard_normal((2, 3)))
-    layer = cvxlpgd.CvxpyLayer(problem, params, [x], gradient="exact", solver="MOREAU",
-                               exact_backend="moreau")
+    layer = cvxlpgd.CvxpyLayer(
+        problem, params, [x], gradient="exact", solver="MOREAU", exact_backend="moreau"
+    )
     tensors = [torch.tensor(v, requires_grad=True) for v in values]
     (out,) = layer(*tensors)
     layer(*[torch.tensor(v + 1.0) for v in values])  # same batch size, other values
@@ -96,10 +110,13 @@ def test_power_cones_on_the_exact_path():
     weights = np.array([[1.0, -0.5, 0.3]])
     with pytest.raises(ValueError, match="diffcp does not cover power cones.*gradient='lpgd'"):
         cvxlpgd.CvxpyLayer(problem, [a], [u], gradient="exact", exact_backend="diffcp")(
-            torch.tensor(value, requires_grad=True))
+            torch.tensor(value, requires_grad=True)
+        )
     (reference,) = finite_differences(problem, [a], u, [value], weights, h=1e-4)
-    for options in ({"solver": "MOREAU", "exact_backend": "moreau", "solver_args": TIGHT},
-                    {}):  # the defaults: exact_backend="auto" takes Moreau's derivative
+    for options in (
+        {"solver": "MOREAU", "exact_backend": "moreau", "solver_args": TIGHT},
+        {},
+    ):  # the defaults: exact_backend="auto" takes Moreau's derivative
         layer = cvxlpgd.CvxpyLayer(problem, [a], [u], gradient="exact", **options)
         (ours,) = gradients(layer, [value], torch.tensor(weights))
         assert layer.solver_stats.exact_backend == "moreau"
@@ -115,8 +132,15 @@ def test_lpgd_tightens_interior_point_tolerances_for_small_tau(solver, tau):
     problem, params, x, values = problems.exp_cone()
     value = [values["e"][None]]
     weights = torch.tensor(np.random.default_rng(0).standard_normal((1, 3)))
-    exact = cvxlpgd.CvxpyLayer(problem, params, [x], gradient="exact", solver="MOREAU",
-                               exact_backend="moreau", solver_args=TIGHT)
+    exact = cvxlpgd.CvxpyLayer(
+        problem,
+        params,
+        [x],
+        gradient="exact",
+        solver="MOREAU",
+        exact_backend="moreau",
+        solver_args=TIGHT,
+    )
     (reference,) = gradients(exact, value, weights)
     (fd,) = finite_differences(problem, params, x, value, weights.numpy(), h=1e-5)
     np.testing.assert_allclose(reference, fd, atol=5e-4)  # FD noise: the solves at 1e-12

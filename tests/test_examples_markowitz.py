@@ -26,8 +26,12 @@ def setup():
     returns = rng.normal(0.05, 1.0, size=(LOOKBACK + 8 * HORIZON, N_ASSETS))
     data = Windows(rolling_windows(returns, LOOKBACK, HORIZON, HORIZON))
     problem, params, w = build_policy(N_ASSETS, leverage_limit=1.5)
-    layer = CvxpyLayer(problem, [params[k] for k in ("mu", "L", "gamma", "kappa", "w_prev")],
-                       [w], solver="CLARABEL")
+    layer = CvxpyLayer(
+        problem,
+        [params[k] for k in ("mu", "L", "gamma", "kappa", "w_prev")],
+        [w],
+        solver="CLARABEL",
+    )
     return data, layer, (problem, params, w)
 
 
@@ -38,8 +42,12 @@ def _policy(a=1.0, gamma=0.3, kappa=0.05, delta=None):
         return torch.tensor(float(np.log(np.expm1(v))), dtype=torch.float64)
 
     delta = torch.zeros(N_ASSETS, dtype=torch.float64) if delta is None else delta
-    return Policy(a=torch.tensor(a, dtype=torch.float64), delta=delta,
-                  g=inv_softplus(gamma), k=inv_softplus(kappa))
+    return Policy(
+        a=torch.tensor(a, dtype=torch.float64),
+        delta=delta,
+        g=inv_softplus(gamma),
+        k=inv_softplus(kappa),
+    )
 
 
 def test_holdings_carry_over_like_sequential_cvxpy_solves(setup):
@@ -47,8 +55,12 @@ def test_holdings_carry_over_like_sequential_cvxpy_solves(setup):
     from examples.markowitz.policy import realized_returns
 
     data, layer, (problem, params, w) = setup
-    policy = _policy(a=0.7, gamma=0.3, kappa=0.05,
-                     delta=torch.linspace(-0.02, 0.02, N_ASSETS, dtype=torch.float64))
+    policy = _policy(
+        a=0.7,
+        gamma=0.3,
+        kappa=0.05,
+        delta=torch.linspace(-0.02, 0.02, N_ASSETS, dtype=torch.float64),
+    )
     starts, length, cost = np.array([0, 2]), 5, 0.2
     with torch.no_grad():
         weights, net = chain_returns(layer, policy, data, starts, length, cost)
@@ -64,9 +76,10 @@ def test_holdings_carry_over_like_sequential_cvxpy_solves(setup):
             problem.solve(solver="CLARABEL")
             np.testing.assert_allclose(weights[k, p].numpy(), w.value, atol=2e-6)
             previous = w.value
-        futures = data.future[start:start + length].numpy()
-        reference = realized_returns(weights[k].numpy(), futures, cost,
-                                     np.full(N_ASSETS, 1.0 / N_ASSETS))
+        futures = data.future[start : start + length].numpy()
+        reference = realized_returns(
+            weights[k].numpy(), futures, cost, np.full(N_ASSETS, 1.0 / N_ASSETS)
+        )
         np.testing.assert_allclose(net[k].numpy(), reference, rtol=1e-12, atol=1e-12)
 
 
@@ -87,14 +100,16 @@ def test_trade_weight_prices_turnover_and_grid_picks_its_best(setup):
 
     data, layer, _ = setup
     costs = {"cost_rate": 0.1, "variance_penalty": 0.1}
-    turnover = [evaluate_chain(layer, _policy(kappa=kappa), data, 0, len(data), **costs)
-                ["turnover"] for kappa in (1e-3, 0.1, 3.0)]
+    turnover = [
+        evaluate_chain(layer, _policy(kappa=kappa), data, 0, len(data), **costs)["turnover"]
+        for kappa in (1e-3, 0.1, 3.0)
+    ]
     assert turnover[0] > turnover[1] > turnover[2] >= 0
-    grid = grid_baseline(layer, data, 0, len(data), gammas=(0.1, 1.0), kappas=(1e-3, 0.3),
-                         **costs)
+    grid = grid_baseline(layer, data, 0, len(data), gammas=(0.1, 1.0), kappas=(1e-3, 0.3), **costs)
     assert grid["losses"].shape == (4,) and grid["loss"] == grid["losses"].min()
-    best = evaluate_chain(layer, _policy(gamma=grid["gamma"], kappa=grid["kappa"]), data, 0,
-                          len(data), **costs)
+    best = evaluate_chain(
+        layer, _policy(gamma=grid["gamma"], kappa=grid["kappa"]), data, 0, len(data), **costs
+    )
     assert best["loss"] == pytest.approx(grid["loss"], rel=1e-6)
 
 

@@ -42,22 +42,57 @@ def test_pyepo_quick_run_learns(tmp_path):
     from examples.pyepo_shortest_path import train
 
     out = tmp_path / "pyepo"
-    result = train.main(["--quick", "--out", str(out), "--no-progress", "--seeds", "0", "1",
-                         "--taus", "1", "10", "--n-train", "128", "--n-val", "64",
-                         "--n-test", "128"])
+    result = train.main(
+        [
+            "--quick",
+            "--out",
+            str(out),
+            "--no-progress",
+            "--seeds",
+            "0",
+            "1",
+            "--taus",
+            "1",
+            "10",
+            "--n-train",
+            "128",
+            "--n-val",
+            "64",
+            "--n-test",
+            "128",
+        ]
+    )
     rows = common.read_csv(out / "results.csv")
     png = out / "regret.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     assert (out / "summary.md").read_text() == result["summary"]
-    for label in ("PyEPO SPO+", "PyEPO DBB", "PyEPO DPO", "PyEPO PFYL", "two-stage LS",
-                  "cvxlpgd exact", "LPGD's τ scan"):
+    for label in (
+        "PyEPO SPO+",
+        "PyEPO DBB",
+        "PyEPO DPO",
+        "PyEPO PFYL",
+        "two-stage LS",
+        "cvxlpgd exact",
+        "LPGD's τ scan",
+    ):
         assert label in result["summary"]
     for seed in (0, 1):
         by = {r["method"]: r for r in rows if r["seed"] == seed}
-        assert set(by) >= {"initial", "lpgd", "lpgd_tau=1", "lpgd_tau=10", "exact", "spo+",
-                           "dbb", "dpo", "pfyl", "2s"}
-        assert all(0 <= r["test_regret"] < 5 and math.isfinite(r["val_regret"])
-                   for r in by.values())
+        assert set(by) >= {
+            "initial",
+            "lpgd",
+            "lpgd_tau=1",
+            "lpgd_tau=10",
+            "exact",
+            "spo+",
+            "dbb",
+            "dpo",
+            "pfyl",
+            "2s",
+        }
+        assert all(
+            0 <= r["test_regret"] < 5 and math.isfinite(r["val_regret"]) for r in by.values()
+        )
         initial = by["initial"]["test_regret"]
         # LPGD learns: its test regret drops well below the initial model's ...
         assert by["lpgd"]["test_regret"] < 0.85 * initial

@@ -33,15 +33,18 @@ def _check_outputs(result, out, methods, seeds):
             assert iterations[0] == 0 and iterations == sorted(iterations)
             times = [r["wall_time"] for r in run]
             assert times[0] == 0 and all(b >= a for a, b in zip(times, times[1:]))
-            assert all(math.isfinite(r["train_loss"]) and math.isfinite(r["heldout_loss"])
-                       for r in run)
+            assert all(
+                math.isfinite(r["train_loss"]) and math.isfinite(r["heldout_loss"]) for r in run
+            )
         assert analysis._label(method) in result["summary"]
     return rows
 
 
 def _run(rows, method, seed, column="train_loss"):
-    run = sorted((r for r in rows if r["method"] == method and r["seed"] == seed),
-                 key=lambda r: r["iteration"])
+    run = sorted(
+        (r for r in rows if r["method"] == method and r["seed"] == seed),
+        key=lambda r: r["iteration"],
+    )
     return np.array([r[column] for r in run])
 
 
@@ -49,8 +52,9 @@ def test_lp_portfolio_exact_stuck_lpgd_learns(tmp_path):
     from examples import lp_portfolio
 
     out = tmp_path / "lp"
-    result = lp_portfolio.main(["--quick", "--out", str(out), "--no-progress", "--taus", "3",
-                                "--iterations", "30", *SEEDS])
+    result = lp_portfolio.main(
+        ["--quick", "--out", str(out), "--no-progress", "--taus", "3", "--iterations", "30", *SEEDS]
+    )
     rows = _check_outputs(result, out, ["exact", "lpgd_tau=3"], [0, 1])
     for seed in (0, 1):
         exact = _run(rows, "exact", seed)
@@ -69,8 +73,9 @@ def test_sudoku_quick(tmp_path):
     from examples.sudoku import train
 
     out = tmp_path / "sudoku"
-    result = train.main(["--quick", "--out", str(out), "--no-progress", "--taus", "1", "10",
-                         *SEEDS])
+    result = train.main(
+        ["--quick", "--out", str(out), "--no-progress", "--taus", "1", "10", *SEEDS]
+    )
     rows = _check_outputs(result, out, ["exact", "lpgd_tau=1", "lpgd_tau=10"], [0, 1])
     for seed in (0, 1):
         starts = {m: _run(rows, m, seed)[0] for m in ("exact", "lpgd_tau=1", "lpgd_tau=10")}
@@ -92,8 +97,9 @@ def test_sudoku_9x9_quick(tmp_path):
     from examples.sudoku import train
 
     out = tmp_path / "sudoku9"
-    result = train.main(["--size", "9", "--quick", "--out", str(out), "--no-progress",
-                         "--no-exact", "--seeds", "0"])
+    result = train.main(
+        ["--size", "9", "--quick", "--out", str(out), "--no-progress", "--no-exact", "--seeds", "0"]
+    )
     rows = _check_outputs(result, out, ["lpgd_tau=10"], [0])
     losses = _run(rows, "lpgd_tau=10", 0)
     # The random rules' z grows like 1/ε on the givens; one LPGD step of Adam already
@@ -107,8 +113,7 @@ def test_markowitz_quick(tmp_path):
     from examples.markowitz import train
 
     out = tmp_path / "markowitz"
-    result = train.main(["--quick", "--out", str(out), "--no-progress", "--taus", "0.1",
-                         *SEEDS])
+    result = train.main(["--quick", "--out", str(out), "--no-progress", "--taus", "0.1", *SEEDS])
     rows = _check_outputs(result, out, ["exact", "lpgd_tau=0.1"], [0, 1])
     for seed in (0, 1):
         for method in ("exact", "lpgd_tau=0.1"):
@@ -133,9 +138,16 @@ def test_summary_target_and_verdict():
     for method, losses in (("exact", [3.0, 2.0, 1.5]), ("lpgd_tau=1", [3.0, 1.0, 0.5])):
         for seed in (0, 1):
             for i, loss in enumerate(losses):
-                rows.append({"method": method, "seed": seed, "iteration": 10 * i,
-                             "wall_time": float(i), "train_loss": loss + 0.1 * seed,
-                             "heldout_loss": loss})
+                rows.append(
+                    {
+                        "method": method,
+                        "seed": seed,
+                        "iteration": 10 * i,
+                        "wall_time": float(i),
+                        "train_loss": loss + 0.1 * seed,
+                        "heldout_loss": loss,
+                    }
+                )
     # GD: mean initial 3.05, mean final 1.55; 80% of its improvement is 1.85.
     assert analysis.gd_improvement_target(rows) == pytest.approx(1.85)
     target = 1.6
@@ -148,20 +160,27 @@ def test_summary_target_and_verdict():
     partial = analysis.markdown_table(analysis.summarize(rows, 0.52), 0.52)
     # One seed reached it: its iteration, with no spread to report (sample std).
     assert "not reached (0/2)" in partial and "| 20 (1/2 seeds) |" in partial
-    swapped = [{**r, "method": "lpgd_tau=1" if r["method"] == "exact" else "exact"}
-               for r in rows]
+    swapped = [{**r, "method": "lpgd_tau=1" if r["method"] == "exact" else "exact"} for r in rows]
     assert "GD wins" in analysis.verdict(analysis.summarize(swapped, 1.6))
     # A runner-up is named when its paired difference from the winner is not
     # significant (here: higher on one seed, lower on the other)...
-    close = rows + [{**r, "method": "lpgd_tau=3",
-                     "train_loss": r["train_loss"] + (0.05 if r["seed"] else -0.04)}
-                    for r in rows if r["method"] == "lpgd_tau=1"]
+    close = rows + [
+        {
+            **r,
+            "method": "lpgd_tau=3",
+            "train_loss": r["train_loss"] + (0.05 if r["seed"] else -0.04),
+        }
+        for r in rows
+        if r["method"] == "lpgd_tau=1"
+    ]
     text = analysis.verdict(analysis.summarize(close, 1.6))
-    assert "lowest final training loss: LPGD τ=1 (not significantly different: LPGD τ=3)" \
-        in text
+    assert "lowest final training loss: LPGD τ=1 (not significantly different: LPGD τ=3)" in text
     assert "GD (exact)" not in text.split("lowest final training loss")[1]
     # ...and not when it is worse by the same amount on every seed, however small.
-    worse = rows + [{**r, "method": "lpgd_tau=3", "train_loss": r["train_loss"] + 0.01}
-                    for r in rows if r["method"] == "lpgd_tau=1"]
+    worse = rows + [
+        {**r, "method": "lpgd_tau=3", "train_loss": r["train_loss"] + 0.01}
+        for r in rows
+        if r["method"] == "lpgd_tau=1"
+    ]
     text = analysis.verdict(analysis.summarize(worse, 1.6))
     assert "lowest final training loss: LPGD τ=1;" in text

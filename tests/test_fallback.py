@@ -21,8 +21,10 @@ from tests.reference import CLARABEL_EXACT
 def assignment_layer(**options):
     X = cp.Variable((10, 10), name="X")
     C = cp.Parameter((10, 10), name="C")
-    problem = cp.Problem(cp.Minimize(cp.sum(cp.multiply(C, X))),
-                         [X >= 0, cp.sum(X, axis=0) == 1, cp.sum(X, axis=1) == 1])
+    problem = cp.Problem(
+        cp.Minimize(cp.sum(cp.multiply(C, X))),
+        [X >= 0, cp.sum(X, axis=0) == 1, cp.sum(X, axis=1) == 1],
+    )
     return problem, C, X, cvxlpgd.CvxpyLayer(problem, [C], [X], **options)
 
 
@@ -41,8 +43,10 @@ def clarabel_solution(problem, C, X, value):
 def test_an_element_moreau_fails_on_is_answered_by_the_next_solver(gradient):
     problem, C, X, layer = assignment_layer(gradient=gradient)
     costs = torch.tensor(FAILING, requires_grad=True)
-    with pytest.warns(cvxlpgd.SolverFallbackWarning,
-                      match=f"batch index {FAILING_ROW} \\(forward: failed\\) → CLARABEL"):
+    with pytest.warns(
+        cvxlpgd.SolverFallbackWarning,
+        match=f"batch index {FAILING_ROW} \\(forward: failed\\) → CLARABEL",
+    ):
         (X_out,) = layer(costs)
     stats = layer.solver_stats
     assert stats.solver == "MOREAU"
@@ -66,8 +70,9 @@ def test_an_element_moreau_fails_on_is_answered_by_the_next_solver(gradient):
 
 def test_a_named_solver_falls_back_only_when_allowed():
     _, _, _, layer = assignment_layer(solver="MOREAU")
-    with pytest.raises(cvxlpgd.SolverError,
-                       match=f"MOREAU returned status 'failed' at batch index {FAILING_ROW}"):
+    with pytest.raises(
+        cvxlpgd.SolverError, match=f"MOREAU returned status 'failed' at batch index {FAILING_ROW}"
+    ):
         layer(torch.tensor(FAILING))
     _, _, _, layer = assignment_layer(solver="MOREAU", fallback=True)
     with pytest.warns(cvxlpgd.SolverFallbackWarning):
@@ -78,11 +83,13 @@ def test_a_named_solver_falls_back_only_when_allowed():
 def test_an_infeasible_element_names_every_solver_tried():
     x = cp.Variable(2, name="x")
     lo = cp.Parameter(2, name="lo")
-    layer = cvxlpgd.CvxpyLayer(cp.Problem(cp.Minimize(cp.sum(x)), [x >= lo, x <= 1]), [lo],
-                               [x])
-    with pytest.raises(cvxlpgd.SolverError, match="every solver tried \\(MOREAU 'infeasible', "
-                       "CLARABEL 'infeasible', SCS 'infeasible'\\) failed: status "
-                       "'infeasible' at batch index 1") as info:
+    layer = cvxlpgd.CvxpyLayer(cp.Problem(cp.Minimize(cp.sum(x)), [x >= lo, x <= 1]), [lo], [x])
+    with pytest.raises(
+        cvxlpgd.SolverError,
+        match="every solver tried \\(MOREAU 'infeasible', "
+        "CLARABEL 'infeasible', SCS 'infeasible'\\) failed: status "
+        "'infeasible' at batch index 1",
+    ) as info:
         layer(torch.tensor([[0.0, 0.0], [2.0, 0.0]]))
     assert info.value.batch_index == 1 and info.value.status == "infeasible"
 
@@ -128,8 +135,9 @@ def test_a_badly_scaled_wrong_answer_is_never_silent():
     coordinate in norm-wise residuals; component-wise it is a failure."""
     x = cp.Variable(2, name="x")
     c = cp.Parameter(2, name="c")
-    layer = cvxlpgd.CvxpyLayer(cp.Problem(cp.Minimize(cp.sum_squares(x) + c @ x), [x >= -1]),
-                               [c], [x])
+    layer = cvxlpgd.CvxpyLayer(
+        cp.Problem(cp.Minimize(cp.sum_squares(x) + c @ x), [x >= -1]), [c], [x]
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -151,11 +159,18 @@ def small_qp_layer(**options):
     return cvxlpgd.CvxpyLayer(problem, [z], [x], **options)
 
 
-@pytest.mark.parametrize("args, solver", [
-    ({"eps": 1e-10}, "SCS"), ({"eps": 1e-10, "max_iters": 20_000}, "SCS"),
-    ({"acceleration_lookback": 5}, "SCS"), ({"solve_method": "SCS"}, "SCS"),
-    ({"solve_method": "Clarabel", "verbose": False}, "CLARABEL"),
-    ({"verbose": False}, "MOREAU"), ({"tol_gap_abs": 1e-10}, "MOREAU")])
+@pytest.mark.parametrize(
+    "args, solver",
+    [
+        ({"eps": 1e-10}, "SCS"),
+        ({"eps": 1e-10, "max_iters": 20_000}, "SCS"),
+        ({"acceleration_lookback": 5}, "SCS"),
+        ({"solve_method": "SCS"}, "SCS"),
+        ({"solve_method": "Clarabel", "verbose": False}, "CLARABEL"),
+        ({"verbose": False}, "MOREAU"),
+        ({"tol_gap_abs": 1e-10}, "MOREAU"),
+    ],
+)
 def test_flat_settings_pick_the_solver_that_knows_them(args, solver):
     layer = small_qp_layer(solver_args=args)
     z = torch.tensor([0.3, -2.0, 5.0], requires_grad=True)
@@ -176,9 +191,16 @@ def test_a_setting_no_solver_knows_is_named():
 # ---- exact_backend="auto" ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("solver, quadratic, expected", [
-    ("auto", False, "diffcp"), ("auto", True, "moreau"), ("MOREAU", True, "moreau"),
-    ("SCS", True, "diffcp"), ("CLARABEL", False, "diffcp")])
+@pytest.mark.parametrize(
+    "solver, quadratic, expected",
+    [
+        ("auto", False, "diffcp"),
+        ("auto", True, "moreau"),
+        ("MOREAU", True, "moreau"),
+        ("SCS", True, "diffcp"),
+        ("CLARABEL", False, "diffcp"),
+    ],
+)
 def test_exact_backend_auto(solver, quadratic, expected):
     x = cp.Variable(3, name="x")
     z = cp.Parameter(3, name="z")

@@ -8,8 +8,11 @@ import torch
 import cvxlpgd
 from tests import problems
 
-TIGHT = {"SCS": {"eps_abs": 1e-9, "eps_rel": 1e-9, "max_iters": 200_000}, "CLARABEL": {},
-         "MOREAU": {}}
+TIGHT = {
+    "SCS": {"eps_abs": 1e-9, "eps_rel": 1e-9, "max_iters": 200_000},
+    "CLARABEL": {},
+    "MOREAU": {},
+}
 
 
 def reference(problem, params, values, outputs):

@@ -42,8 +42,9 @@ def qp_case():
 def test_exact_gradient_matches_finite_differences_on_qp(qp_case, solver):
     problem, params, outputs, values, weights, fd = qp_case
     settings = SCS_TIGHT if solver == "SCS" else TIGHT_CLARABEL
-    layer = cvxlpgd.CvxpyLayer(problem, params, outputs, gradient="exact", solver=solver,
-                               solver_args=settings)
+    layer = cvxlpgd.CvxpyLayer(
+        problem, params, outputs, gradient="exact", solver=solver, solver_args=settings
+    )
     grads = layer_gradients(layer, params, values, weights)
     for name in fd:  # L (quadratic term), q (c), G, E (A), h, f (b)
         assert relative_error(grads[name], fd[name]) < 1e-3, name
@@ -51,8 +52,9 @@ def test_exact_gradient_matches_finite_differences_on_qp(qp_case, solver):
 
 def test_lpgd_gradient_with_dual_outputs_matches_finite_differences(qp_case):
     problem, params, outputs, values, weights, fd = qp_case
-    layer = cvxlpgd.CvxpyLayer(problem, params, outputs, solver="CLARABEL", tau=1e-4,
-                               solver_args=TIGHT_CLARABEL)
+    layer = cvxlpgd.CvxpyLayer(
+        problem, params, outputs, solver="CLARABEL", tau=1e-4, solver_args=TIGHT_CLARABEL
+    )
     grads = layer_gradients(layer, params, values, weights)
     for name in fd:
         assert relative_error(grads[name], fd[name]) < 1e-4, name
@@ -63,8 +65,15 @@ def test_exact_and_lpgd_gradients_match_finite_differences_on_socp():
     weights = random_weights([np.zeros(x.shape)], seed=1)
     fd = finite_difference_gradient(problem, params, values, [x], weights)
     for gradient in ("exact", "lpgd"):
-        layer = cvxlpgd.CvxpyLayer(problem, params, [x], gradient=gradient, solver="CLARABEL",
-                                   tau=1e-4, solver_args=TIGHT_CLARABEL)
+        layer = cvxlpgd.CvxpyLayer(
+            problem,
+            params,
+            [x],
+            gradient=gradient,
+            solver="CLARABEL",
+            tau=1e-4,
+            solver_args=TIGHT_CLARABEL,
+        )
         grads = layer_gradients(layer, params, values, weights)
         for name in fd:
             assert relative_error(grads[name], fd[name]) < 1e-3, (gradient, name)
@@ -76,14 +85,16 @@ def test_symmetric_parameter_gradient_matches_symmetric_finite_differences():
     n = 3
     X = cp.Variable((n, n), symmetric=True)
     C = cp.Parameter((n, n), symmetric=True, name="C")
-    problem = cp.Problem(cp.Minimize(cp.trace(C @ X) + cp.sum_squares(X)),
-                         [X >> 0, cp.trace(X) == 1])
+    problem = cp.Problem(
+        cp.Minimize(cp.trace(C @ X) + cp.sum_squares(X)), [X >> 0, cp.trace(X) == 1]
+    )
     M = np.random.default_rng(3).standard_normal((n, n))
     values = {"C": M + M.T}
     weights = random_weights([np.zeros((n, n))], seed=2)
     fd = finite_difference_gradient(problem, [C], values, [X], weights, symmetric={"C"})
-    layer = cvxlpgd.CvxpyLayer(problem, [C], [X], solver="CLARABEL", tau=1e-4,
-                               solver_args=TIGHT_CLARABEL)
+    layer = cvxlpgd.CvxpyLayer(
+        problem, [C], [X], solver="CLARABEL", tau=1e-4, solver_args=TIGHT_CLARABEL
+    )
     grads = layer_gradients(layer, [C], values, weights)
     np.testing.assert_allclose(grads["C"], grads["C"].T)
     assert relative_error(grads["C"], fd["C"]) < 1e-3
@@ -98,17 +109,24 @@ def test_lpgd_approaches_exact_as_tau_shrinks(case, mode):
     else:
         problem, params, x, values = problems.socp()
     weights = random_weights([np.zeros(x.shape)], seed=5)
-    exact = layer_gradients(cvxlpgd.CvxpyLayer(problem, params, [x], gradient="exact",
-                                               solver="SCS", solver_args=SCS_TIGHT),
-                            params, values, weights)
-    layer = cvxlpgd.CvxpyLayer(problem, params, [x], solver="SCS", lpgd_mode=mode,
-                               solver_args=SCS_TIGHT)
+    exact = layer_gradients(
+        cvxlpgd.CvxpyLayer(
+            problem, params, [x], gradient="exact", solver="SCS", solver_args=SCS_TIGHT
+        ),
+        params,
+        values,
+        weights,
+    )
+    layer = cvxlpgd.CvxpyLayer(
+        problem, params, [x], solver="SCS", lpgd_mode=mode, solver_args=SCS_TIGHT
+    )
     flat_exact = np.concatenate([exact[p.name()].ravel() for p in params])
     errors = []
     for tau in (1.0, 1e-1, 1e-2, 1e-4):
         lpgd = layer_gradients(layer, params, values, weights, tau=tau)
-        errors.append(relative_error(np.concatenate([lpgd[p.name()].ravel() for p in params]),
-                                     flat_exact))
+        errors.append(
+            relative_error(np.concatenate([lpgd[p.name()].ravel() for p in params]), flat_exact)
+        )
     assert errors[0] > 1e-2, errors  # large τ really differs: the checks below have teeth
     assert all(a > b for a, b in zip(errors, errors[1:])), errors
     assert errors[-1] < 1e-3, errors
@@ -118,12 +136,22 @@ def test_lpgd_approaches_exact_as_tau_shrinks(case, mode):
 def test_lpgd_modes_agree_with_exact_for_small_tau(mode):
     problem, params, x, values = problems.socp()
     weights = random_weights([np.zeros(x.shape)], seed=6)
-    exact = layer_gradients(cvxlpgd.CvxpyLayer(problem, params, [x], gradient="exact",
-                                               solver="CLARABEL", solver_args=TIGHT_CLARABEL),
-                            params, values, weights)
-    lpgd = layer_gradients(cvxlpgd.CvxpyLayer(problem, params, [x], solver="SCS",
-                                              lpgd_mode=mode, tau=1e-4, solver_args=SCS_TIGHT),
-                           params, values, weights)
+    exact = layer_gradients(
+        cvxlpgd.CvxpyLayer(
+            problem, params, [x], gradient="exact", solver="CLARABEL", solver_args=TIGHT_CLARABEL
+        ),
+        params,
+        values,
+        weights,
+    )
+    lpgd = layer_gradients(
+        cvxlpgd.CvxpyLayer(
+            problem, params, [x], solver="SCS", lpgd_mode=mode, tau=1e-4, solver_args=SCS_TIGHT
+        ),
+        params,
+        values,
+        weights,
+    )
     for p in params:
         assert relative_error(lpgd[p.name()], exact[p.name()]) < 1e-3, (mode, p.name())
 
@@ -134,8 +162,7 @@ def test_quadratic_parameter_gradients_agree_between_qp_and_conic_forms():
     problem, params, x, values = problems.scaled_qp()
     weights = random_weights([np.zeros(x.shape)], seed=7)
     fd = finite_difference_gradient(problem, params, values, [x], weights)
-    layer = cvxlpgd.CvxpyLayer(problem, params, [x], solver="SCS", solver_args=SCS_TIGHT,
-                               tau=1e-4)
+    layer = cvxlpgd.CvxpyLayer(problem, params, [x], solver="SCS", solver_args=SCS_TIGHT, tau=1e-4)
     assert layer._template(quadratic=True).quadratic  # the LPGD path really uses P
     lpgd = layer_gradients(layer, params, values, weights)
     exact = layer_gradients(layer, params, values, weights, gradient="exact")

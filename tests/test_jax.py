@@ -37,8 +37,9 @@ def _qp_layers(**kwargs):
     problem, params, x, ineq, eq, values = qp()
     outputs = [x, ineq, eq]
     layer = CvxpyLayer(problem, params, outputs, solver="CLARABEL", solver_args=TIGHT, **kwargs)
-    torch_layer = cvxlpgd.CvxpyLayer(problem, params, outputs, solver="CLARABEL",
-                                     solver_args=TIGHT, **kwargs)
+    torch_layer = cvxlpgd.CvxpyLayer(
+        problem, params, outputs, solver="CLARABEL", solver_args=TIGHT, **kwargs
+    )
     return problem, params, outputs, values, layer, torch_layer
 
 
@@ -59,8 +60,7 @@ def test_values_and_duals_match_cvxpy_and_the_torch_layer():
 
 
 def test_exact_gradient_matches_finite_differences_of_the_solution_map():
-    problem, params, outputs, values, layer, _ = _qp_layers(gradient="exact",
-                                                             exact_mode="dense")
+    problem, params, outputs, values, layer, _ = _qp_layers(gradient="exact", exact_mode="dense")
     rng = np.random.default_rng(0)
     weights = [rng.standard_normal(o.shape) for o in outputs]
     args = [jnp.asarray(values[p.name()]) for p in params]
@@ -83,7 +83,8 @@ def test_gradients_equal_the_torch_layer(gradient):
     args = [values[p.name()] for p in params]
     w = np.array([1.0, -2.0, 0.5, 3.0])
     grads = jax.grad(lambda c, b: jnp.sum(jnp.asarray(w) * layer(c, b)[0]), argnums=(0, 1))(
-        *map(jnp.asarray, args))
+        *map(jnp.asarray, args)
+    )
     tensors = _torch(args)
     (torch.tensor(w) * torch_layer(*tensors)[0]).sum().backward()
     for g, t in zip(grads, tensors):
@@ -93,8 +94,7 @@ def test_gradients_equal_the_torch_layer(gradient):
 
 
 def test_jit_grad_vjp_and_jacrev():
-    problem, params, outputs, values, layer, _ = _qp_layers(gradient="exact",
-                                                             exact_mode="dense")
+    problem, params, outputs, values, layer, _ = _qp_layers(gradient="exact", exact_mode="dense")
     args = [jnp.asarray(values[p.name()]) for p in params]
     q = args[1]
 
@@ -112,8 +112,7 @@ def test_jit_grad_vjp_and_jacrev():
         np.testing.assert_allclose(row, jacobian[i], atol=1e-10)
     g = jax.grad(lambda q: jnp.sum(x_of(q) ** 2))(q)
     np.testing.assert_allclose(g, 2 * jacobian.T @ out, atol=1e-6)
-    np.testing.assert_allclose(jax.jit(jax.grad(lambda q: jnp.sum(x_of(q) ** 2)))(q), g,
-                               atol=1e-10)
+    np.testing.assert_allclose(jax.jit(jax.grad(lambda q: jnp.sum(x_of(q) ** 2)))(q), g, atol=1e-10)
     with pytest.raises(TypeError, match="jvp"):
         jax.jvp(x_of, (q,), (q,))
 
@@ -158,16 +157,19 @@ def test_geometric_program():
     x, y = cp.Variable(pos=True, name="x"), cp.Variable(pos=True, name="y")
     a, b = cp.Parameter(pos=True, name="a"), cp.Parameter(pos=True, name="b")
     problem = cp.Problem(cp.Minimize(a * x + 1 / (x * y)), [y <= b])
-    layer = CvxpyLayer(problem, [a, b], [x, y], gp=True, solver="CLARABEL",
-                       solver_args=TIGHT, gradient="exact")
-    torch_layer = cvxlpgd.CvxpyLayer(problem, [a, b], [x, y], gp=True, solver="CLARABEL",
-                                     solver_args=TIGHT, gradient="exact")
+    layer = CvxpyLayer(
+        problem, [a, b], [x, y], gp=True, solver="CLARABEL", solver_args=TIGHT, gradient="exact"
+    )
+    torch_layer = cvxlpgd.CvxpyLayer(
+        problem, [a, b], [x, y], gp=True, solver="CLARABEL", solver_args=TIGHT, gradient="exact"
+    )
     a.value, b.value = 2.0, 0.5
     problem.solve(gp=True, solver=cp.CLARABEL, **TIGHT_CLARABEL)
     xs, ys = layer(jnp.asarray(2.0), jnp.asarray(0.5))
     np.testing.assert_allclose([xs, ys], [x.value, y.value], rtol=1e-4)
     grads = jax.grad(lambda a, b: jnp.sum(layer(a, b)[0]), argnums=(0, 1))(
-        jnp.asarray(2.0), jnp.asarray(0.5))
+        jnp.asarray(2.0), jnp.asarray(0.5)
+    )
     tensors = _torch([2.0, 0.5])
     torch_layer(*tensors)[0].sum().backward()
     np.testing.assert_allclose(grads, [t.grad.item() for t in tensors], atol=1e-8)
@@ -180,17 +182,27 @@ def test_geometric_program():
 def test_quad_form_parameter_and_per_call_overrides():
     problem, params, x, values = scaled_qp()
     layer = CvxpyLayer(problem, params, [x], solver="CLARABEL", solver_args=TIGHT)
-    exact = CvxpyLayer(problem, params, [x], solver="CLARABEL", solver_args=TIGHT,
-                       gradient="exact", exact_mode="dense")
-    torch_layer = cvxlpgd.CvxpyLayer(problem, params, [x], solver="CLARABEL",
-                                     solver_args=TIGHT)
+    exact = CvxpyLayer(
+        problem,
+        params,
+        [x],
+        solver="CLARABEL",
+        solver_args=TIGHT,
+        gradient="exact",
+        exact_mode="dense",
+    )
+    torch_layer = cvxlpgd.CvxpyLayer(problem, params, [x], solver="CLARABEL", solver_args=TIGHT)
     args = [jnp.asarray(values[p.name()]) for p in params]
-    np.testing.assert_allclose(layer(*args)[0], torch_layer(*_torch(
-        [values[p.name()] for p in params]))[0].detach().numpy(), atol=1e-8)
+    np.testing.assert_allclose(
+        layer(*args)[0],
+        torch_layer(*_torch([values[p.name()] for p in params]))[0].detach().numpy(),
+        atol=1e-8,
+    )
 
     def grads(layer, **overrides):
-        return jax.grad(lambda *a: jnp.sum(jnp.arange(1.0, 4.0) * layer(*a, **overrides)[0]),
-                        argnums=(0, 1, 2))(*args)
+        return jax.grad(
+            lambda *a: jnp.sum(jnp.arange(1.0, 4.0) * layer(*a, **overrides)[0]), argnums=(0, 1, 2)
+        )(*args)
 
     overridden, reference = grads(layer, gradient="exact"), grads(exact)
     for g, r in zip(overridden, reference):
@@ -245,8 +257,9 @@ def test_import_does_not_load_the_torch_front_end_and_float32_works():
             m for m in sys.modules if m.startswith("cvxlpgd.torch"))
         print("ok")
     """)
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith("ok")
 

@@ -5,10 +5,18 @@ when a torch name is used. Checked in fresh interpreters."""
 import subprocess
 import sys
 
-CORE = ["cvxlpgd.problem.compile", "cvxlpgd.problem.template", "cvxlpgd.problem.readouts",
-        "cvxlpgd.lpgd.backward", "cvxlpgd.lpgd.zero_gradient", "cvxlpgd.engine.batch",
-        "cvxlpgd.engine.exact", "cvxlpgd.engine.catalog", "cvxlpgd.engine.options",
-        "cvxlpgd.solvers"]
+CORE = [
+    "cvxlpgd.problem.compile",
+    "cvxlpgd.problem.template",
+    "cvxlpgd.problem.readouts",
+    "cvxlpgd.lpgd.backward",
+    "cvxlpgd.lpgd.zero_gradient",
+    "cvxlpgd.engine.batch",
+    "cvxlpgd.engine.exact",
+    "cvxlpgd.engine.catalog",
+    "cvxlpgd.engine.options",
+    "cvxlpgd.solvers",
+]
 
 BLOCK_TORCH = """
 import sys
@@ -21,8 +29,7 @@ sys.meta_path.insert(0, Block())
 
 
 def run(code: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
 
 
 def test_the_core_imports_without_torch():
@@ -37,9 +44,11 @@ def test_torch_front_end_needs_torch():
 
 
 def test_import_cvxlpgd_loads_the_torch_layer_lazily():
-    result = run("import sys, cvxlpgd\n"
-                 "print('torch' in sys.modules, 'jax' in sys.modules)\n"
-                 "layer = cvxlpgd.CvxpyLayer\n"
-                 "print('torch' in sys.modules, layer.__module__)")
+    result = run(
+        "import sys, cvxlpgd\n"
+        "print('torch' in sys.modules, 'jax' in sys.modules)\n"
+        "layer = cvxlpgd.CvxpyLayer\n"
+        "print('torch' in sys.modules, layer.__module__)"
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split() == ["False", "False", "True", "cvxlpgd.torch.layer"]

@@ -27,9 +27,11 @@ def batched_qp_layer(**options):
 
 def batch(B, seed=0):
     rng = np.random.default_rng(seed)
-    return (torch.tensor(rng.standard_normal((B, N)), requires_grad=True),
-            torch.tensor(rng.standard_normal((B, M, N)), requires_grad=True),
-            torch.ones(M, dtype=torch.float64, requires_grad=True))
+    return (
+        torch.tensor(rng.standard_normal((B, N)), requires_grad=True),
+        torch.tensor(rng.standard_normal((B, M, N)), requires_grad=True),
+        torch.ones(M, dtype=torch.float64, requires_grad=True),
+    )
 
 
 def live_solvers(layer):
@@ -47,20 +49,20 @@ def test_a_large_batch_is_released_with_its_graph(warm_start):
     tracemalloc.start()
     before = tracemalloc.take_snapshot()
     (x,) = layer(*tensors)
-    assert len(layer._runtime.live) == 1       # the graph holds the forward state ...
+    assert len(layer._runtime.live) == 1  # the graph holds the forward state ...
     solvers = live_solvers(layer)
     x.sum().backward()
-    del x, tensors                           # the caller's tensors and their .grad
+    del x, tensors  # the caller's tensors and their .grad
     gc.collect()
     after = tracemalloc.take_snapshot()
     tracemalloc.stop()
-    assert layer._runtime.live == {}           # ... and drops it with the graph
+    assert layer._runtime.live == {}  # ... and drops it with the graph
     # Moreau's compiled solver for B (C++ memory tracemalloc does not see) is gone too.
     assert all(ref() is None for ref in solvers)
     held = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
-    solution_bytes = B * (N + 2 * M) * 8     # x, y, s: what warm starts need
-    stats_bytes = B * 600                    # solver_stats: 3 records per element
-    bound = stats_bytes + (solution_bytes if warm_start else 0) + 2 ** 20
+    solution_bytes = B * (N + 2 * M) * 8  # x, y, s: what warm starts need
+    stats_bytes = B * 600  # solver_stats: 3 records per element
+    bound = stats_bytes + (solution_bytes if warm_start else 0) + 2**20
     assert held < bound, f"{held / 2**20:.1f} MiB held after the graph is gone"
     assert len(layer.solver_stats.forward) == B
 
@@ -79,8 +81,14 @@ def test_small_batches_keep_their_solver_for_the_next_call():
     B = 8
     assert B * (N + M + M * N) <= KEEP_WORKSPACE_NUMBERS
     layer(*batch(B))[0].sum().backward()
-    (cached,) = [entry[-1] for entry in layer._runtime.engines["cpu"]._solvers.values()
-                 if hasattr(entry[-1], "solve")]
+    (cached,) = [
+        entry[-1]
+        for entry in layer._runtime.engines["cpu"]._solvers.values()
+        if hasattr(entry[-1], "solve")
+    ]
     layer(*batch(B, seed=1))[0].sum().backward()
-    assert [entry[-1] for entry in layer._runtime.engines["cpu"]._solvers.values()
-            if hasattr(entry[-1], "solve")] == [cached]
+    assert [
+        entry[-1]
+        for entry in layer._runtime.engines["cpu"]._solvers.values()
+        if hasattr(entry[-1], "solve")
+    ] == [cached]

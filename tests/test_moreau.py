@@ -8,6 +8,7 @@ import torch
 
 import cvxlpgd
 import cvxlpgd.engine.selection
+import cvxlpgd.solvers.moreau_settings
 from cvxlpgd.engine.selection import LARGE_PROBLEM_NONZEROS, choose_solver
 from cvxlpgd.engine.status import verify
 from cvxlpgd.problem.compile import compile_problem
@@ -38,8 +39,9 @@ def test_one_batched_call_equals_a_loop_of_single_solves(settings):
     together = batch_solver("MOREAU", template.structure, settings).solve(batch)
     for i in range(5):
         A, P = batch.element_matrices(template.structure, i)
-        alone = solve_cone_program(A, batch.b[i], batch.c[i], template.cones, P=P,
-                                   solver="MOREAU", settings=settings)
+        alone = solve_cone_program(
+            A, batch.b[i], batch.c[i], template.cones, P=P, solver="MOREAU", settings=settings
+        )
         np.testing.assert_allclose(together.x[i], alone.x, atol=1e-9)
         np.testing.assert_allclose(together.y[i], alone.y, atol=1e-9)
     assert together.status == ["optimal"] * 5
@@ -54,13 +56,14 @@ def test_lpgd_with_moreau_equals_lpgd_with_clarabel(case):
     else:
         problem, params, x, values = problems.exp_cone()
     rng = np.random.default_rng(3)
-    arrays = [values[p.name()] + 0.05 * rng.standard_normal((3, *np.shape(values[p.name()])))
-              for p in params[:1]] + [values[p.name()] for p in params[1:]]
+    arrays = [
+        values[p.name()] + 0.05 * rng.standard_normal((3, *np.shape(values[p.name()])))
+        for p in params[:1]
+    ] + [values[p.name()] for p in params[1:]]
     weights = torch.tensor(rng.standard_normal((3, *x.shape)))
     grads = {}
     for solver in ("MOREAU", "CLARABEL"):
-        layer = cvxlpgd.CvxpyLayer(problem, params, [x], solver=solver, tau=0.05,
-                                   solver_args=TIGHT)
+        layer = cvxlpgd.CvxpyLayer(problem, params, [x], solver=solver, tau=0.05, solver_args=TIGHT)
         tensors = [torch.tensor(a, requires_grad=True) for a in arrays]
         (out,) = layer(*tensors)
         (weights * out).sum().backward()
@@ -101,8 +104,9 @@ def test_the_layer_reports_what_auto_chose():
 
 def test_solver_args_per_solver_under_auto():
     problem, params, x, values = problems.scaled_qp()
-    layer = cvxlpgd.CvxpyLayer(problem, params, [x], solver_args={
-        "SCS": {"eps": 1e-3}, "MOREAU": {"max_iter": 1}})
+    layer = cvxlpgd.CvxpyLayer(
+        problem, params, [x], solver_args={"SCS": {"eps": 1e-3}, "MOREAU": {"max_iter": 1}}
+    )
     # Moreau gets its own settings (one iteration: not solved), so the element falls back
     # to Clarabel (its defaults), not to SCS (whose loose settings are not applied).
     with pytest.warns(cvxlpgd.SolverFallbackWarning, match="batch index 0 .*→ CLARABEL"):
@@ -110,16 +114,14 @@ def test_solver_args_per_solver_under_auto():
     assert layer.solver_stats.solver == "MOREAU"
     assert layer.solver_stats.forward[0].solver == "CLARABEL"
     assert layer.solver_stats.solver_fallbacks == {0: "CLARABEL"}
-    strict = cvxlpgd.CvxpyLayer(problem, params, [x], solver="MOREAU",
-                                solver_args={"max_iter": 1})
+    strict = cvxlpgd.CvxpyLayer(problem, params, [x], solver="MOREAU", solver_args={"max_iter": 1})
     with pytest.raises(cvxlpgd.SolverError, match="MOREAU returned status 'failed'"):
         strict(*[torch.tensor(values[p.name()]) for p in params])
 
 
 def test_unknown_moreau_setting_is_named():
     problem, params, x, values = problems.scaled_qp()
-    layer = cvxlpgd.CvxpyLayer(problem, params, [x], solver="MOREAU",
-                               solver_args={"eps_abs": 1e-3})
+    layer = cvxlpgd.CvxpyLayer(problem, params, [x], solver="MOREAU", solver_args={"eps_abs": 1e-3})
     with pytest.raises(ValueError, match="unknown Moreau setting.*eps_abs"):
         layer(*[torch.tensor(values[p.name()]) for p in params])
 
@@ -155,10 +157,9 @@ def test_an_active_set_failure_is_solved_again_by_the_interior_point_method():
     y = cp.Parameter(60, name="y")
     problem = cp.Problem(cp.Minimize(cp.sum_squares(D @ x - y) + 0.5 * cp.norm1(x)))
     template = compile_problem(problem, [y], [x])
-    values = [D @ np.where(rng.uniform(size=100) < 0.05, 1.0, 0.0) + 0.05
-              * rng.standard_normal(60)]
+    values = [D @ np.where(rng.uniform(size=100) < 0.05, 1.0, 0.0) + 0.05 * rng.standard_normal(60)]
     batch = template.program_data(template.stack_parameters(values, 1))
-    assert cvxlpgd.solvers.moreau_backend.uses_active_set(template.structure, {})
+    assert cvxlpgd.solvers.moreau_settings.uses_active_set(template.structure, {})
     raw = template.structure
     import moreau
 

@@ -43,7 +43,7 @@ def round_trip(model, how):
 def step(model, z):
     model.zero_grad()
     out = model(z)
-    (out ** 2).sum().backward()
+    (out**2).sum().backward()
     return out.detach(), [p.grad.clone() for p in model.parameters()]
 
 
@@ -51,17 +51,20 @@ Z = torch.tensor([[0.5, -1.0], [2.0, 0.1], [-0.3, 0.7]], dtype=torch.float64)
 
 
 @pytest.mark.parametrize("how", ["deepcopy", "pickle", "torch.save"])
-@pytest.mark.parametrize("options", [
-    {"solver": "SCS"},
-    {"solver": "MOREAU", "gradient": "exact", "exact_backend": "moreau"},
-    {"solver": "CLARABEL", "warm_start": True, "workers": 2},
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"solver": "SCS"},
+        {"solver": "MOREAU", "gradient": "exact", "exact_backend": "moreau"},
+        {"solver": "CLARABEL", "warm_start": True, "workers": 2},
+    ],
+)
 def test_copies_before_and_after_calls_give_the_same_outputs_and_gradients(how, options):
     torch.manual_seed(0)
     model = Model(**options)
-    fresh = round_trip(model, how)               # before any call
+    fresh = round_trip(model, how)  # before any call
     expected, expected_grads = step(model, Z)
-    after = round_trip(model, how)               # after a call (caches and pools exist)
+    after = round_trip(model, how)  # after a call (caches and pools exist)
     for copied in (fresh, after):
         assert copied.layer is not model.layer
         out, grads = step(copied, Z)
@@ -69,7 +72,7 @@ def test_copies_before_and_after_calls_give_the_same_outputs_and_gradients(how, 
         for got, ref in zip(grads, expected_grads):
             torch.testing.assert_close(got, ref, atol=1e-6, rtol=0)
         assert copied.layer.solver_stats is not None
-        assert repr(copied.layer) .replace("MOREAU", "") == repr(model.layer).replace("MOREAU", "")
+        assert repr(copied.layer).replace("MOREAU", "") == repr(model.layer).replace("MOREAU", "")
     # The copy is independent: the original still works after the copy ran.
     out, _ = step(model, Z)
     torch.testing.assert_close(out, expected, atol=1e-7, rtol=0)
@@ -112,5 +115,5 @@ def test_a_graph_keeps_its_layer_alive():
     linear = copied.linear
     del copied
     gc.collect()
-    (out ** 2).sum().backward()  # the deleted copy's layer is still there for backward
+    (out**2).sum().backward()  # the deleted copy's layer is still there for backward
     torch.testing.assert_close(linear.weight.grad, expected_grads[1], atol=1e-6, rtol=0)

@@ -105,17 +105,25 @@ def test_lpgd_on_the_objective_loss_equals_pyepo_pg(instances, solver):
 
     # cvxlpgd: the flow LP as a layer, LPGD central with τ = σ, loss Σ ⟨c, w(ĉ)⟩.
     problem, cost, flow = shortest_path_lp(optmodel.arcs, GRID[0] * GRID[1])
-    layer = CvxpyLayer(problem, [cost], [flow], gradient="lpgd", tau=SIGMA,
-                       lpgd_mode="central", solver=solver)
+    layer = CvxpyLayer(
+        problem, [cost], [flow], gradient="lpgd", tau=SIGMA, lpgd_mode="central", solver=solver
+    )
     pred_lpgd = torch.tensor(c_hat, dtype=torch.float64, requires_grad=True)
     (w,) = layer(pred_lpgd)
     (true_cost * w).sum().backward()
 
     # The reference, from the enumerated paths: (w₊ − w₋) / (2σ).
     paths = _paths(optmodel.arcs)
-    reference = np.array([(paths[np.argmin(paths @ (c_hat[i] + SIGMA * c[i]))]
-                           - paths[np.argmin(paths @ (c_hat[i] - SIGMA * c[i]))])
-                          / (2 * SIGMA) for i in range(BATCH)])
+    reference = np.array(
+        [
+            (
+                paths[np.argmin(paths @ (c_hat[i] + SIGMA * c[i]))]
+                - paths[np.argmin(paths @ (c_hat[i] - SIGMA * c[i]))]
+            )
+            / (2 * SIGMA)
+            for i in range(BATCH)
+        ]
+    )
     assert np.abs(reference).max() == pytest.approx(1 / (2 * SIGMA))  # some are nonzero
     np.testing.assert_allclose(pred_pg.grad.numpy(), reference, rtol=1e-7, atol=1e-12)
     np.testing.assert_allclose(pred_lpgd.grad.numpy(), reference, atol=1e-6)

@@ -14,11 +14,17 @@ from tests.reference import CLARABEL_EXACT, central_differences, relative_error
 from tests.test_gradients import SCS_TIGHT
 
 N = 3
-TIGHT = {"SCS": SCS_TIGHT, "CLARABEL": {"tol_gap_abs": 1e-10, "tol_gap_rel": 1e-10},
-         "MOREAU": {"tol_gap_abs": 1e-10, "tol_gap_rel": 1e-10}}
-PATHS = [("MOREAU", "lpgd", {"tau": 1e-4}), ("SCS", "lpgd", {"tau": 1e-4}),
-         ("CLARABEL", "lpgd", {"tau": 1e-4}),
-         ("MOREAU", "exact", {"exact_backend": "moreau"})]
+TIGHT = {
+    "SCS": SCS_TIGHT,
+    "CLARABEL": {"tol_gap_abs": 1e-10, "tol_gap_rel": 1e-10},
+    "MOREAU": {"tol_gap_abs": 1e-10, "tol_gap_rel": 1e-10},
+}
+PATHS = [
+    ("MOREAU", "lpgd", {"tau": 1e-4}),
+    ("SCS", "lpgd", {"tau": 1e-4}),
+    ("CLARABEL", "lpgd", {"tau": 1e-4}),
+    ("MOREAU", "exact", {"exact_backend": "moreau"}),
+]
 
 
 def random_psd(rng, shift=1.0):
@@ -40,24 +46,54 @@ def forms():
     inactive = [x <= 100]  # SCS needs a constraint row; the optimum stays interior
     half = 0.5
     return {
-        "psd": (cp.Problem(cp.Minimize(half * cp.quad_form(x, Q) + q @ x), inactive), x,
-                [Q, q], lambda v: v["Q"], lambda dP: {"Q": dP}),
-        "sum": (cp.Problem(cp.Minimize(half * cp.quad_form(x, Q + Q2) + q @ x), inactive),
-                x, [Q, Q2, q], lambda v: v["Q"] + v["Q2"], lambda dP: {"Q": dP, "Q2": dP}),
-        "negated": (cp.Problem(cp.Minimize(half * cp.quad_form(x, -Nsd) + q @ x), inactive),
-                    x, [Nsd, q], lambda v: -v["Nsd"], lambda dP: {"Nsd": -dP}),
-        "maximize": (cp.Problem(cp.Maximize(half * cp.quad_form(x, Nsd) - q @ x), inactive),
-                     x, [Nsd, q], lambda v: -v["Nsd"], lambda dP: {"Nsd": -dP}),
-        "two terms": (cp.Problem(cp.Minimize(half * cp.quad_form(x, Q) + q @ x
-                                             + half * cp.quad_form(x, Q2)), inactive),
-                      x, [Q, Q2, q], lambda v: v["Q"] + v["Q2"],
-                      lambda dP: {"Q": dP, "Q2": dP}),
+        "psd": (
+            cp.Problem(cp.Minimize(half * cp.quad_form(x, Q) + q @ x), inactive),
+            x,
+            [Q, q],
+            lambda v: v["Q"],
+            lambda dP: {"Q": dP},
+        ),
+        "sum": (
+            cp.Problem(cp.Minimize(half * cp.quad_form(x, Q + Q2) + q @ x), inactive),
+            x,
+            [Q, Q2, q],
+            lambda v: v["Q"] + v["Q2"],
+            lambda dP: {"Q": dP, "Q2": dP},
+        ),
+        "negated": (
+            cp.Problem(cp.Minimize(half * cp.quad_form(x, -Nsd) + q @ x), inactive),
+            x,
+            [Nsd, q],
+            lambda v: -v["Nsd"],
+            lambda dP: {"Nsd": -dP},
+        ),
+        "maximize": (
+            cp.Problem(cp.Maximize(half * cp.quad_form(x, Nsd) - q @ x), inactive),
+            x,
+            [Nsd, q],
+            lambda v: -v["Nsd"],
+            lambda dP: {"Nsd": -dP},
+        ),
+        "two terms": (
+            cp.Problem(
+                cp.Minimize(half * cp.quad_form(x, Q) + q @ x + half * cp.quad_form(x, Q2)),
+                inactive,
+            ),
+            x,
+            [Q, Q2, q],
+            lambda v: v["Q"] + v["Q2"],
+            lambda dP: {"Q": dP, "Q2": dP},
+        ),
     }
 
 
 def form_values(rng):
-    return {"Q": random_psd(rng), "Q2": random_psd(rng, 0.5), "Nsd": -random_psd(rng),
-            "q": rng.standard_normal(N)}
+    return {
+        "Q": random_psd(rng),
+        "Q2": random_psd(rng, 0.5),
+        "Nsd": -random_psd(rng),
+        "q": rng.standard_normal(N),
+    }
 
 
 def closed_form(form, seed):
@@ -80,8 +116,9 @@ def closed_form(form, seed):
 @pytest.mark.parametrize("solver, gradient, options", PATHS)
 def test_values_and_gradients_match_the_closed_form(form, solver, gradient, options):
     problem, x, params, values, w, x_star, expected = closed_form(form, 0)
-    layer = cvxlpgd.CvxpyLayer(problem, params, [x], solver=solver, gradient=gradient,
-                               solver_args=TIGHT[solver], **options)
+    layer = cvxlpgd.CvxpyLayer(
+        problem, params, [x], solver=solver, gradient=gradient, solver_args=TIGHT[solver], **options
+    )
     tensors = [torch.tensor(values[p.name()], requires_grad=True) for p in params]
     (x_out,) = layer(*tensors)
     (torch.tensor(w) * x_out).sum().backward()
@@ -100,8 +137,11 @@ def constrained_qp(Q, q, h):
     return problem, x, limit
 
 
-CONSTRAINED = {"Q": random_psd(np.random.default_rng(4)), "q": np.array([-3.0, -2.0, 1.0]),
-               "h": np.array([0.2, -1.0, 3.0])}
+CONSTRAINED = {
+    "Q": random_psd(np.random.default_rng(4)),
+    "q": np.array([-3.0, -2.0, 1.0]),
+    "h": np.array([0.2, -1.0, 3.0]),
+}
 
 
 @pytest.fixture(scope="module")
@@ -123,15 +163,23 @@ def constrained_reference():
 
 
 @pytest.mark.parametrize("solver, gradient, options", PATHS)
-def test_constrained_gradients_match_finite_differences(constrained_reference, solver,
-                                                        gradient, options):
+def test_constrained_gradients_match_finite_differences(
+    constrained_reference, solver, gradient, options
+):
     (x_ref, dual_ref), weights, fd = constrained_reference
     assert np.sum(dual_ref > 1e-3) == 2  # two active rows, one inactive: a real test
     Q = cp.Parameter((N, N), PSD=True, name="Q")
     q, h = cp.Parameter(N, name="q"), cp.Parameter(N, name="h")
     problem, x, limit = constrained_qp(Q, q, h)
-    layer = cvxlpgd.CvxpyLayer(problem, [Q, q, h], [x, limit], solver=solver,
-                               gradient=gradient, solver_args=TIGHT[solver], **options)
+    layer = cvxlpgd.CvxpyLayer(
+        problem,
+        [Q, q, h],
+        [x, limit],
+        solver=solver,
+        gradient=gradient,
+        solver_args=TIGHT[solver],
+        **options,
+    )
     tensors = [torch.tensor(CONSTRAINED[name], requires_grad=True) for name in "Qqh"]
     x_out, dual_out = layer(*tensors)
     assert np.allclose(x_out.detach().numpy(), x_ref, atol=1e-6)
@@ -148,8 +196,9 @@ def test_a_batch_of_matrices_is_solved_element_by_element(solver):
     rng = np.random.default_rng(6)
     Qs = np.stack([random_psd(rng) for _ in range(4)])
     qs = rng.standard_normal((4, N))
-    layer = cvxlpgd.CvxpyLayer(problem, params, [x], solver=solver, solver_args=TIGHT[solver],
-                               tau=1e-4)
+    layer = cvxlpgd.CvxpyLayer(
+        problem, params, [x], solver=solver, solver_args=TIGHT[solver], tau=1e-4
+    )
     Q_t = torch.tensor(Qs, requires_grad=True)
     (x_out,) = layer(Q_t, torch.tensor(qs))
     x_out.sum().backward()
@@ -171,8 +220,11 @@ def small_problem(**attributes):
 def test_quad_form_parameter_in_a_constraint_is_refused():
     x, Q, q = small_problem(PSD=True)
     problem = cp.Problem(cp.Minimize(q @ x), [cp.quad_form(x, Q) <= 1])
-    with pytest.raises(ValueError, match="cannot stay parametric in a constraint.*"
-                                         r"sum_squares\(F @ x\)"):
+    with pytest.raises(
+        ValueError,
+        match="cannot stay parametric in a constraint.*"
+        r"sum_squares\(F @ x\)",
+    ):
         cvxlpgd.CvxpyLayer(problem, [Q, q], [x])
 
 

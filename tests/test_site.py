@@ -24,16 +24,21 @@ def site(tmp_path_factory):
     if shutil.which("mkdocs") is None and not (Path(sys.executable).parent / "mkdocs").exists():
         pytest.fail("mkdocs is not installed: pip install -e '.[docs]'")
     target = tmp_path_factory.mktemp("site")
-    result = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir",
-                             str(target)], cwd=ROOT, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(target)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     return target
 
 
 def visible_text(html: str) -> str:
     """A page without code, scripts and MathML (where backslashes are legitimate)."""
-    return re.sub(r"<pre.*?</pre>|<code.*?</code>|<script.*?</script>|<math.*?</math>", "",
-                  html, flags=re.S)
+    return re.sub(
+        r"<pre.*?</pre>|<code.*?</code>|<script.*?</script>|<math.*?</math>", "", html, flags=re.S
+    )
 
 
 def test_mathematics_is_rendered_at_build_time(site):
@@ -62,16 +67,18 @@ def test_no_tex_is_shown_as_text(site):
     for page in sorted(site.rglob("*.html")):
         html = page.read_text(encoding="utf-8")
         outside = re.sub(r"<[^>]+>", "", visible_text(html))
-        assert not _TEX_LEFT.findall(outside), \
+        assert not _TEX_LEFT.findall(outside), (
             f"{page.relative_to(site)}: TeX outside math {_TEX_LEFT.findall(outside)[:5]}"
+        )
         for math in re.findall(r"<math.*?</math>", html, flags=re.S):
             tokens = re.findall(r"<m(?:i|o|n|text)\b[^>]*>([^<]*)</m", math)
             shown = [token for token in tokens if "\\" in token]
             assert not shown, f"{page.relative_to(site)}: a backslash shown in {shown[:3]}"
     # The formula that showed it renders its four partial derivatives, no backslash.
     lpgd = (site / "lpgd" / "index.html").read_text(encoding="utf-8")
-    gradient = next(m for m in re.findall(r'<div class="arithmatex">.*?</div>', lpgd, re.S)
-                    if "<mi>G</mi>" in m)
+    gradient = next(
+        m for m in re.findall(r'<div class="arithmatex">.*?</div>', lpgd, re.S) if "<mi>G</mi>" in m
+    )
     assert gradient.count("&#x02202;") == 8 and "\\" not in gradient  # ∂, 4 fractions
 
 
@@ -93,14 +100,17 @@ def test_display_formulas_scroll_sideways_only(site):
     assert re.search(r"div\.arithmatex\s*\{[^}]*overflow-y:\s*hidden", css)
     assert re.search(r"div\.arithmatex\s*\{[^}]*overflow-x:\s*auto", css)
     for name in ("lpgd", "diagnostics"):
-        assert 'stylesheets/math.css' in (site / name / "index.html").read_text(encoding="utf-8")
+        assert "stylesheets/math.css" in (site / name / "index.html").read_text(encoding="utf-8")
 
 
 def test_the_site_loads_no_script_style_or_font_from_the_internet(site):
     for page in site.rglob("*.html"):
         html = page.read_text(encoding="utf-8")
-        external = re.findall(r'<script[^>]+src="https?://[^"]+"|<link[^>]+href="https?://'
-                              r'[^"]+"[^>]*>', html)
+        external = re.findall(
+            r'<script[^>]+src="https?://[^"]+"|<link[^>]+href="https?://'
+            r'[^"]+"[^>]*>',
+            html,
+        )
         external = [tag for tag in external if 'rel="canonical"' not in tag]
         assert not external, f"{page.relative_to(site)}: {external[:3]}"
         assert "fonts.googleapis" not in html and "mathjax" not in html.lower()
@@ -108,30 +118,42 @@ def test_the_site_loads_no_script_style_or_font_from_the_internet(site):
 
 def test_api_signatures_show_default_values_not_constant_names(site):
     api = (site / "api" / "index.html").read_text(encoding="utf-8")
-    constants = re.findall(r'<span class="o">=</span>\s*<span class="n">([A-Z][A-Z0-9_]+)</span>',
-                           api)
+    constants = re.findall(
+        r'<span class="o">=</span>\s*<span class="n">([A-Z][A-Z0-9_]+)</span>', api
+    )
     assert not constants, f"signatures show constant names: {sorted(set(constants))}"
     assert re.search(r'tau</span>.{0,200}?<span class="mf">0.1</span>', api, re.S)
     # The literal defaults agree with the constants other modules use.
     layer_defaults = inspect.signature(cvxlpgd.CvxpyLayer).parameters
     assert layer_defaults["tau"].default == DEFAULT_TAU
     assert layer_defaults["solver"].default == DEFAULT_SOLVER
-    assert (inspect.signature(cvxlpgd.compare_gradients).parameters["taus"].default
-            == compare.DEFAULT_TAUS)
+    assert (
+        inspect.signature(cvxlpgd.compare_gradients).parameters["taus"].default
+        == compare.DEFAULT_TAUS
+    )
     for function in (zero_gradient.zero_gradient_report, zero_gradient.warn_if_zero_gradient):
         if "atol" in inspect.signature(function).parameters:
-            assert inspect.signature(function).parameters["atol"].default == \
-                zero_gradient.ZERO_ATOL
+            assert inspect.signature(function).parameters["atol"].default == zero_gradient.ZERO_ATOL
 
 
 def test_nothing_refers_to_files_outside_the_repository():
-    files = [ROOT / "README.md", ROOT / "mkdocs.yml", *ROOT.glob("docs/**/*.md"),
-             *ROOT.glob("docs/**/*.py"), *ROOT.glob("cvxlpgd/**/*.py"),
-             *ROOT.glob("examples/**/*.py"), *ROOT.glob("benchmarks/**/*.py")]
+    files = [
+        ROOT / "README.md",
+        ROOT / "mkdocs.yml",
+        *ROOT.glob("docs/**/*.md"),
+        *ROOT.glob("docs/**/*.py"),
+        *ROOT.glob("cvxlpgd/**/*.py"),
+        *ROOT.glob("examples/**/*.py"),
+        *ROOT.glob("benchmarks/**/*.py"),
+    ]
     assert len(files) > 30
     outside = re.compile(r"\.\./shared|/work/shared|DESIGN\.md|PAPER\.md")
-    offenders = [f"{path.relative_to(ROOT)}: {match.group(0)}" for path in files
-                 for match in [outside.search(path.read_text(encoding="utf-8"))] if match]
+    offenders = [
+        f"{path.relative_to(ROOT)}: {match.group(0)}"
+        for path in files
+        for match in [outside.search(path.read_text(encoding="utf-8"))]
+        if match
+    ]
     assert not offenders
 
 

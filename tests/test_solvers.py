@@ -48,8 +48,14 @@ PER_ELEMENT = ("SCS", "CLARABEL", "ECOS")
 
 def cone_dims(dims) -> ConeDims:
     """CVXPY's ConeDims → the package's."""
-    return ConeDims(zero=dims.zero, nonneg=dims.nonneg, soc=tuple(dims.soc),
-                    psd=tuple(dims.psd), exp=dims.exp, power=tuple(dims.p3d))
+    return ConeDims(
+        zero=dims.zero,
+        nonneg=dims.nonneg,
+        soc=tuple(dims.soc),
+        psd=tuple(dims.psd),
+        exp=dims.exp,
+        power=tuple(dims.p3d),
+    )
 
 
 def problem_data(prob: cp.Problem, quad: bool = True) -> dict:
@@ -63,9 +69,12 @@ def problem_data(prob: cp.Problem, quad: bool = True) -> dict:
     if isinstance(prob.objective, cp.Maximize):
         value = -value  # CVXPY hands the solver min −f
     return {
-        "A": sp.csc_matrix(data["A"]), "b": np.asarray(data["b"], float),
-        "c": np.asarray(data["c"], float), "P": sp.csc_matrix(data["P"]) if has_p else None,
-        "cones": cone_dims(data["dims"]), "value": value - float(offset),
+        "A": sp.csc_matrix(data["A"]),
+        "b": np.asarray(data["b"], float),
+        "c": np.asarray(data["c"], float),
+        "P": sp.csc_matrix(data["P"]) if has_p else None,
+        "cones": cone_dims(data["dims"]),
+        "value": value - float(offset),
     }
 
 
@@ -106,21 +115,21 @@ def cone_violation(v: np.ndarray, cones: ConeDims, dual: bool) -> float:
     i = cones.zero
     if not dual:
         worst.append(np.abs(v[:i]).max(initial=0.0))  # zero cone; its dual is free
-    worst.append(max(0.0, -v[i:i + cones.nonneg].min(initial=0.0)))
+    worst.append(max(0.0, -v[i : i + cones.nonneg].min(initial=0.0)))
     i += cones.nonneg
     for q in cones.soc:  # self-dual
-        worst.append(max(0.0, np.linalg.norm(v[i + 1:i + q]) - v[i]))
+        worst.append(max(0.0, np.linalg.norm(v[i + 1 : i + q]) - v[i]))
         i += q
     for n in cones.psd:  # self-dual
-        worst.append(max(0.0, -np.linalg.eigvalsh(svec_unpack(v[i:i + svec_size(n)], n))[0]))
+        worst.append(max(0.0, -np.linalg.eigvalsh(svec_unpack(v[i : i + svec_size(n)], n))[0]))
         i += svec_size(n)
     for k in range(cones.exp + cones.dual_exp):
         primal_block = (k < cones.exp) != dual  # K_exp unless (dual of exp) or (ed)
         check = _exp_violation if primal_block else _exp_dual_violation
-        worst.append(check(*v[i:i + 3]))
+        worst.append(check(*v[i : i + 3]))
         i += 3
     for alpha in cones.power:
-        worst.append(_pow_violation(*v[i:i + 3], alpha, dual))
+        worst.append(_pow_violation(*v[i : i + 3], alpha, dual))
         i += 3
     assert i == v.size
     return float(max(worst))
@@ -146,8 +155,16 @@ def assert_kkt(data: dict, sol: Solution, tol: float) -> None:
 
 
 def solve(data: dict, solver: str, settings: dict | None = None, warm_start=None) -> Solution:
-    return solve_cone_program(data["A"], data["b"], data["c"], data["cones"], P=data["P"],
-                              solver=solver, settings=settings, warm_start=warm_start)
+    return solve_cone_program(
+        data["A"],
+        data["b"],
+        data["c"],
+        data["cones"],
+        P=data["P"],
+        solver=solver,
+        settings=settings,
+        warm_start=warm_start,
+    )
 
 
 # ------------------------------------------------------------------ CVXPY problems
@@ -167,42 +184,63 @@ def cvxpy_problem(kind: str, quad: bool = True) -> dict:
         prob = cp.Problem(cp.Minimize(q @ x), [A @ x <= b, cp.abs(x) <= 2, cp.sum(x) == 1])
     elif kind == "qp":
         F = rng.standard_normal((n, n))
-        prob = cp.Problem(cp.Minimize(cp.sum_squares(F @ x) + q @ x + 3.0),
-                          [A @ x <= b, cp.sum(x) == 1])
+        prob = cp.Problem(
+            cp.Minimize(cp.sum_squares(F @ x) + q @ x + 3.0), [A @ x <= b, cp.sum(x) == 1]
+        )
     elif kind == "socp":
         F = rng.standard_normal((5, n))
-        prob = cp.Problem(cp.Minimize(cp.norm(F @ x - 1) + 0.1 * q @ x),
-                          [A @ x <= b, cp.norm(x) <= 3])
+        prob = cp.Problem(
+            cp.Minimize(cp.norm(F @ x - 1) + 0.1 * q @ x), [A @ x <= b, cp.norm(x) <= 3]
+        )
     elif kind == "sdp":
         k = 4
         C = rng.standard_normal((k, k))
         X = cp.Variable((k, k), symmetric=True)
-        prob = cp.Problem(cp.Minimize(cp.trace((C + C.T) @ X)),
-                          [X >> 0, cp.trace(X) == 1, X[0, 1] >= 0.05])
+        prob = cp.Problem(
+            cp.Minimize(cp.trace((C + C.T) @ X)), [X >> 0, cp.trace(X) == 1, X[0, 1] >= 0.05]
+        )
     elif kind == "exp":
         z = cp.Variable(6)
-        prob = cp.Problem(cp.Minimize(-cp.sum(cp.entr(z)) + rng.standard_normal(6) @ z
-                                      + cp.log_sum_exp(z[:3])),
-                          [cp.sum(z) == 1, z[0] >= 0.1])
+        prob = cp.Problem(
+            cp.Minimize(-cp.sum(cp.entr(z)) + rng.standard_normal(6) @ z + cp.log_sum_exp(z[:3])),
+            [cp.sum(z) == 1, z[0] >= 0.1],
+        )
     elif kind == "pow":
         u, v, w = cp.Variable(3), cp.Variable(3), cp.Variable(3)
-        prob = cp.Problem(cp.Maximize(cp.sum(w) - 0.2 * cp.sum(u + v)),
-                          [cp.constraints.PowCone3D(u, v, w, [0.3, 0.5, 0.8]),
-                           u + 2 * v <= np.array([1.0, 2.0, 3.0])])
+        prob = cp.Problem(
+            cp.Maximize(cp.sum(w) - 0.2 * cp.sum(u + v)),
+            [
+                cp.constraints.PowCone3D(u, v, w, [0.3, 0.5, 0.8]),
+                u + 2 * v <= np.array([1.0, 2.0, 3.0]),
+            ],
+        )
     else:  # pragma: no cover
         raise ValueError(kind)
     return problem_data(prob, quad=quad)
 
 
 CASES = [
-    ("lp", "SCS"), ("lp", "CLARABEL"), ("lp", "ECOS"),
-    ("qp", "SCS"), ("qp", "CLARABEL"),
-    ("socp", "SCS"), ("socp", "CLARABEL"), ("socp", "ECOS"),
-    ("sdp", "SCS"), ("sdp", "CLARABEL"),
-    ("exp", "SCS"), ("exp", "CLARABEL"), ("exp", "ECOS"),
-    ("pow", "SCS"), ("pow", "CLARABEL"),
-    ("lp", "MOREAU"), ("qp", "MOREAU"), ("socp", "MOREAU"), ("sdp", "MOREAU"),
-    ("exp", "MOREAU"), ("pow", "MOREAU"),
+    ("lp", "SCS"),
+    ("lp", "CLARABEL"),
+    ("lp", "ECOS"),
+    ("qp", "SCS"),
+    ("qp", "CLARABEL"),
+    ("socp", "SCS"),
+    ("socp", "CLARABEL"),
+    ("socp", "ECOS"),
+    ("sdp", "SCS"),
+    ("sdp", "CLARABEL"),
+    ("exp", "SCS"),
+    ("exp", "CLARABEL"),
+    ("exp", "ECOS"),
+    ("pow", "SCS"),
+    ("pow", "CLARABEL"),
+    ("lp", "MOREAU"),
+    ("qp", "MOREAU"),
+    ("socp", "MOREAU"),
+    ("sdp", "MOREAU"),
+    ("exp", "MOREAU"),
+    ("pow", "MOREAU"),
 ]
 
 
@@ -212,8 +250,7 @@ def test_cvxpy_problems(kind, solver):
     sol = solve(data, solver)
     assert sol.status == OPTIMAL
     assert sol.iterations > 0 and sol.solve_time > 0
-    assert objective(data, sol.x) == pytest.approx(data["value"], rel=TOL[solver],
-                                                   abs=TOL[solver])
+    assert objective(data, sol.x) == pytest.approx(data["value"], rel=TOL[solver], abs=TOL[solver])
     assert_kkt(data, sol, TOL[solver])
 
 
@@ -245,12 +282,14 @@ def eigen_sdp(n: int = 4) -> tuple[dict, dict]:
     trace_row = svec_pack(np.eye(n))  # 1 on diagonal positions, 0 elsewhere
     A = sp.vstack([sp.csr_matrix(trace_row), -sp.eye(k)]).tocsc()
     b = np.concatenate([[1.0], np.zeros(k)])
-    data = {"A": A, "b": b, "c": svec_pack(C), "P": None,
-            "cones": ConeDims(zero=1, psd=(n,))}
+    data = {"A": A, "b": b, "c": svec_pack(C), "P": None, "cones": ConeDims(zero=1, psd=(n,))}
     lam, vecs = np.linalg.eigh(C)
     v = vecs[:, 0]
-    expected = {"value": lam[0], "x": svec_pack(np.outer(v, v)),
-                "y": np.concatenate([[-lam[0]], svec_pack(C - lam[0] * np.eye(n))])}
+    expected = {
+        "value": lam[0],
+        "x": svec_pack(np.outer(v, v)),
+        "y": np.concatenate([[-lam[0]], svec_pack(C - lam[0] * np.eye(n))]),
+    }
     return data, expected
 
 
@@ -281,11 +320,15 @@ def banded_sdp(n: int = 8) -> dict:
     rows, cols = svec_lower_indices(n)
     band = np.flatnonzero(rows - cols <= 1)
     k = svec_size(n)
-    select = sp.csc_matrix((np.ones(band.size), (band, np.arange(band.size))),
-                           shape=(k, band.size))
+    select = sp.csc_matrix((np.ones(band.size), (band, np.arange(band.size))), shape=(k, band.size))
     A = sp.vstack([sp.csr_matrix(svec_pack(np.eye(n))[band]), -select]).tocsc()
-    return {"A": A, "b": np.concatenate([[1.0], np.zeros(k)]), "c": svec_pack(C)[band],
-            "P": None, "cones": ConeDims(zero=1, psd=(n,))}
+    return {
+        "A": A,
+        "b": np.concatenate([[1.0], np.zeros(k)]),
+        "c": svec_pack(C)[band],
+        "P": None,
+        "cones": ConeDims(zero=1, psd=(n,)),
+    }
 
 
 def test_clarabel_rebuilds_when_updates_are_not_allowed():
@@ -297,7 +340,8 @@ def test_clarabel_rebuilds_when_updates_are_not_allowed():
         reference = solve(data | {"c": c}, "SCS", {"eps": 1e-9})
         assert sol.status == reference.status == OPTIMAL
         assert objective(data | {"c": c}, sol.x) == pytest.approx(
-            objective(data | {"c": c}, reference.x), abs=1e-6)
+            objective(data | {"c": c}, reference.x), abs=1e-6
+        )
         assert_kkt(data | {"c": c}, sol, TOL["CLARABEL"])
 
 
@@ -307,14 +351,13 @@ def test_psd_upper_permutation_matches_upper_triangle():
     rng = np.random.default_rng(0)
     M = rng.standard_normal((n, n))
     M = M + M.T
-    upper = np.array([M[r, c] * (1.0 if r == c else SQRT2)
-                      for c in range(n) for r in range(c + 1)])
+    upper = np.array([M[r, c] * (1.0 if r == c else SQRT2) for c in range(n) for r in range(c + 1)])
     cones = ConeDims(zero=2, soc=(3,), psd=(n, 1))
     perm = psd_upper_permutation(cones)
     v = np.concatenate([[7.0, 8.0], [1.0, 2.0, 3.0], svec_pack(M), [4.0]])
     w = v[perm]
     np.testing.assert_array_equal(w[:5], v[:5])
-    np.testing.assert_allclose(w[5:5 + svec_size(n)], upper)
+    np.testing.assert_allclose(w[5 : 5 + svec_size(n)], upper)
     assert w[-1] == 4.0
     assert psd_upper_permutation(ConeDims(nonneg=3, psd=(1,))) is None
 
@@ -325,8 +368,13 @@ def exp_problem() -> dict:
     With y and z swapped the optimum would be 2·log(1/2) instead.
     """
     A = sp.csc_matrix(np.array([[-1.0], [0.0], [0.0]]))
-    return {"A": A, "b": np.array([0.0, 1.0, 2.0]), "c": np.array([-1.0]), "P": None,
-            "cones": ConeDims(exp=1)}
+    return {
+        "A": A,
+        "b": np.array([0.0, 1.0, 2.0]),
+        "c": np.array([-1.0]),
+        "P": None,
+        "cones": ConeDims(exp=1),
+    }
 
 
 @pytest.mark.parametrize("solver", SOLVERS)
@@ -352,20 +400,28 @@ def test_exp_swap_permutation():
 def test_power_cone_exponent(solver):
     # max z s.t. (1, 2, z) ∈ {x^α y^(1−α) ≥ |z|}, α = 0.3: z* = 2^0.7 (2^0.3 if α were
     # read as 1 − α).
-    data = {"A": sp.csc_matrix(np.array([[0.0], [0.0], [-1.0]])),
-            "b": np.array([1.0, 2.0, 0.0]), "c": np.array([-1.0]), "P": None,
-            "cones": ConeDims(power=(0.3,))}
+    data = {
+        "A": sp.csc_matrix(np.array([[0.0], [0.0], [-1.0]])),
+        "b": np.array([1.0, 2.0, 0.0]),
+        "c": np.array([-1.0]),
+        "P": None,
+        "cones": ConeDims(power=(0.3,)),
+    }
     sol = solve(data, solver)
     assert sol.status == OPTIMAL
-    assert sol.x[0] == pytest.approx(2.0 ** 0.7, abs=1e-5)
+    assert sol.x[0] == pytest.approx(2.0**0.7, abs=1e-5)
     assert_kkt(data, sol, TOL[solver])
 
 
 def test_scs_dual_exp_cone():
     # min v s.t. (−1, v, 1) ∈ K*_exp = {−u·exp(v/u) ≤ e·w}: v* = −1.
-    data = {"A": sp.csc_matrix(np.array([[0.0], [-1.0], [0.0]])),
-            "b": np.array([-1.0, 0.0, 1.0]), "c": np.array([1.0]), "P": None,
-            "cones": ConeDims(dual_exp=1)}
+    data = {
+        "A": sp.csc_matrix(np.array([[0.0], [-1.0], [0.0]])),
+        "b": np.array([-1.0, 0.0, 1.0]),
+        "c": np.array([1.0]),
+        "P": None,
+        "cones": ConeDims(dual_exp=1),
+    }
     sol = solve(data, "SCS")
     assert sol.status == OPTIMAL
     assert sol.x[0] == pytest.approx(-1.0, abs=1e-5)
@@ -379,8 +435,9 @@ def test_scs_dual_exp_cone():
 def test_infeasible_lp(solver):
     # x ≥ 1 and x ≤ 0: rows −x + s = −1 and x + s = 0 with s ≥ 0.
     A = sp.csc_matrix(np.array([[-1.0], [1.0]]))
-    sol = solve_cone_program(A, np.array([-1.0, 0.0]), np.array([1.0]), ConeDims(nonneg=2),
-                             solver=solver)
+    sol = solve_cone_program(
+        A, np.array([-1.0, 0.0]), np.array([1.0]), ConeDims(nonneg=2), solver=solver
+    )
     assert sol.status == INFEASIBLE
     assert not sol.ok
 
@@ -389,8 +446,7 @@ def test_infeasible_lp(solver):
 def test_unbounded_lp(solver):
     # min x s.t. x ≤ 1.
     A = sp.csc_matrix(np.array([[1.0]]))
-    sol = solve_cone_program(A, np.array([1.0]), np.array([1.0]), ConeDims(nonneg=1),
-                             solver=solver)
+    sol = solve_cone_program(A, np.array([1.0]), np.array([1.0]), ConeDims(nonneg=1), solver=solver)
     assert sol.status == UNBOUNDED
     assert not sol.ok
 
@@ -404,7 +460,8 @@ def test_scs_warm_start_from_solution_is_much_faster():
     cold = backend.setup(data["A"], data["P"], data["cones"], {}).solve(data["b"], data["c"])
     # A fresh workspace, so that SCS's adapted scale from the cold solve does not help.
     warm = backend.setup(data["A"], data["P"], data["cones"], {}).solve(
-        data["b"], data["c"], warm_start=(cold.x, cold.y, cold.s))
+        data["b"], data["c"], warm_start=(cold.x, cold.y, cold.s)
+    )
     assert cold.iterations >= 50
     assert warm.iterations <= cold.iterations // 4
     assert warm.status == OPTIMAL
@@ -429,12 +486,13 @@ def perturbed(data: dict, seed: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     b = data["b"].copy()
     zero, nonneg = data["cones"].zero, data["cones"].nonneg
-    b[zero:zero + nonneg] += rng.random(nonneg) * 0.5
+    b[zero : zero + nonneg] += rng.random(nonneg) * 0.5
     return b, data["c"] + 0.3 * rng.standard_normal(data["c"].size)
 
 
-@pytest.mark.parametrize("kind, solver", [("qp", "SCS"), ("qp", "CLARABEL"), ("lp", "ECOS"),
-                                          ("sdp", "CLARABEL")])
+@pytest.mark.parametrize(
+    "kind, solver", [("qp", "SCS"), ("qp", "CLARABEL"), ("lp", "ECOS"), ("sdp", "CLARABEL")]
+)
 def test_workspace_reuse_matches_fresh_setup(kind, solver):
     data = cvxpy_problem(kind)
     backend = get_backend(solver)
@@ -446,7 +504,8 @@ def test_workspace_reuse_matches_fresh_setup(kind, solver):
         fresh = backend.setup(data["A"], data["P"], data["cones"], {}).solve(b, c)
         assert sol.status == fresh.status == OPTIMAL
         assert objective(data | {"c": c}, sol.x) == pytest.approx(
-            objective(data | {"c": c}, fresh.x), rel=TOL[solver], abs=TOL[solver])
+            objective(data | {"c": c}, fresh.x), rel=TOL[solver], abs=TOL[solver]
+        )
         np.testing.assert_allclose(sol.y, fresh.y, atol=100 * TOL[solver])
         assert_kkt(data | {"b": b, "c": c}, sol, TOL[solver])
     # Later solves must not overwrite earlier results (no shared buffers).
@@ -503,20 +562,29 @@ def test_get_backend_names():
 
 
 def test_capabilities():
-    assert [(get_backend(n).supports_quadratic, get_backend(n).supports_warm_start)
-            for n in PER_ELEMENT] == [(True, True), (True, False), (False, False)]
-    assert [CAPABILITIES[n] == {"quadratic": get_backend(n).supports_quadratic,
-                                "warm_start": get_backend(n).supports_warm_start}
-            for n in PER_ELEMENT] == [True] * 3
+    assert [
+        (get_backend(n).supports_quadratic, get_backend(n).supports_warm_start) for n in PER_ELEMENT
+    ] == [(True, True), (True, False), (False, False)]
+    assert [
+        CAPABILITIES[n]
+        == {
+            "quadratic": get_backend(n).supports_quadratic,
+            "warm_start": get_backend(n).supports_warm_start,
+        }
+        for n in PER_ELEMENT
+    ] == [True] * 3
 
 
-@pytest.mark.parametrize("solver, settings, pattern", [
-    ("SCS", {"not_a_setting": 1}, "not_a_setting"),
-    ("SCS", {"warm_start": True}, "warm_start"),
-    ("CLARABEL", {"not_a_setting": 1, "other": 2}, "not_a_setting, other"),
-    ("CLARABEL", {"max_iter": "many"}, "max_iter"),
-    ("ECOS", {"not_a_setting": 1}, "not_a_setting"),
-])
+@pytest.mark.parametrize(
+    "solver, settings, pattern",
+    [
+        ("SCS", {"not_a_setting": 1}, "not_a_setting"),
+        ("SCS", {"warm_start": True}, "warm_start"),
+        ("CLARABEL", {"not_a_setting": 1, "other": 2}, "not_a_setting, other"),
+        ("CLARABEL", {"max_iter": "many"}, "max_iter"),
+        ("ECOS", {"not_a_setting": 1}, "not_a_setting"),
+    ],
+)
 def test_bad_settings(solver, settings, pattern):
     data = cvxpy_problem("lp")
     with pytest.raises(ValueError, match=pattern):
@@ -535,8 +603,11 @@ def test_scs_settings_defaults_and_eps_alias():
 
 def test_settings_are_applied():
     data = cvxpy_problem("socp")
-    for solver, settings in [("SCS", {"max_iters": 5}), ("CLARABEL", {"max_iter": 2}),
-                             ("ECOS", {"max_iters": 2})]:
+    for solver, settings in [
+        ("SCS", {"max_iters": 5}),
+        ("CLARABEL", {"max_iter": 2}),
+        ("ECOS", {"max_iters": 2}),
+    ]:
         sol = solve(data, solver, settings)
         assert sol.iterations <= 5
         assert sol.status != OPTIMAL
@@ -548,13 +619,16 @@ def test_ecos_rejects_quadratic_objective():
         get_backend("ECOS").setup(data["A"], data["P"], data["cones"], {})
 
 
-@pytest.mark.parametrize("solver, cones, pattern", [
-    ("ECOS", ConeDims(psd=(2,)), "semidefinite"),
-    ("ECOS", ConeDims(power=(0.5,)), "power"),
-    ("ECOS", ConeDims(dual_exp=1), "dual exponential"),
-    ("CLARABEL", ConeDims(dual_exp=1), "dual exponential"),
-    ("CLARABEL", ConeDims(power=(-0.5,)), "power"),
-])
+@pytest.mark.parametrize(
+    "solver, cones, pattern",
+    [
+        ("ECOS", ConeDims(psd=(2,)), "semidefinite"),
+        ("ECOS", ConeDims(power=(0.5,)), "power"),
+        ("ECOS", ConeDims(dual_exp=1), "dual exponential"),
+        ("CLARABEL", ConeDims(dual_exp=1), "dual exponential"),
+        ("CLARABEL", ConeDims(power=(-0.5,)), "power"),
+    ],
+)
 def test_unsupported_cones(solver, cones, pattern):
     A = sp.csc_matrix(np.ones((cones.size, 1)))
     with pytest.raises(ValueError, match=pattern):
@@ -581,7 +655,6 @@ def test_unconstrained_qp_has_no_rows_and_solves(solver):
     """min ½xᵀPx + cᵀx with m = 0 (SCS itself needs a row: the backend adds a void one)."""
     P = sp.csc_matrix(np.array([[2.0, 0.5], [0.5, 1.0]]))
     c = np.array([1.0, -1.0])
-    sol = solve_cone_program(sp.csc_matrix((0, 2)), np.zeros(0), c, ConeDims(), P=P,
-                             solver=solver)
+    sol = solve_cone_program(sp.csc_matrix((0, 2)), np.zeros(0), c, ConeDims(), P=P, solver=solver)
     assert sol.status == OPTIMAL and sol.y.shape == sol.s.shape == (0,)
     np.testing.assert_allclose(sol.x, np.linalg.solve(P.toarray(), -c), atol=1e-6)

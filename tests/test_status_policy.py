@@ -41,16 +41,18 @@ def test_infeasible_element_raises_with_status_and_index_on_every_path(solver, g
 def test_unbounded_element_raises_on_every_path(solver, gradient):
     x = cp.Variable(name="x")
     c = cp.Parameter(name="c")
-    layer = cvxlpgd.CvxpyLayer(cp.Problem(cp.Minimize(c * x), [x >= 0]), [c], [x],
-                               solver=solver, gradient=gradient)
+    layer = cvxlpgd.CvxpyLayer(
+        cp.Problem(cp.Minimize(c * x), [x >= 0]), [c], [x], solver=solver, gradient=gradient
+    )
     with pytest.raises(cvxlpgd.SolverError, match="unbounded.* batch index 2") as info:
         layer(torch.tensor([1.0, 2.0, -1.0], requires_grad=True))
     assert info.value.batch_index == 2
 
 
-@pytest.mark.parametrize("solver, settings", [("CLARABEL", {"max_iter": 2}),
-                                              ("MOREAU", {"max_iter": 2}),
-                                              ("ECOS", {"max_iters": 2})])
+@pytest.mark.parametrize(
+    "solver, settings",
+    [("CLARABEL", {"max_iter": 2}), ("MOREAU", {"max_iter": 2}), ("ECOS", {"max_iters": 2})],
+)
 @pytest.mark.parametrize("gradient", ["lpgd", "exact"])
 def test_iteration_limit_of_an_interior_point_method_is_never_silent(solver, settings, gradient):
     """Its last iterate is "inaccurate" (a warning) or, where it violates the
@@ -59,8 +61,9 @@ def test_iteration_limit_of_an_interior_point_method_is_never_silent(solver, set
     z = cp.Parameter(3, name="z")
     problem = cp.Problem(cp.Minimize(cp.sum_squares(x - z) + cp.norm(x, 1)), [cp.sum(x) == 1])
     value = torch.tensor([[0.3, -2.0, 5.0]], requires_grad=True)
-    layer = cvxlpgd.CvxpyLayer(problem, [z], [x], solver=solver, solver_args=settings,
-                               gradient=gradient)
+    layer = cvxlpgd.CvxpyLayer(
+        problem, [z], [x], solver=solver, solver_args=settings, gradient=gradient
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -68,11 +71,17 @@ def test_iteration_limit_of_an_interior_point_method_is_never_silent(solver, set
         except cvxlpgd.SolverError as error:
             assert error.batch_index == 0
         else:
-            assert any(issubclass(w.category, cvxlpgd.InaccurateSolutionWarning)
-                       for w in caught)
+            assert any(issubclass(w.category, cvxlpgd.InaccurateSolutionWarning) for w in caught)
             assert layer.solver_stats.inaccurate == [0]
-    strict = cvxlpgd.CvxpyLayer(problem, [z], [x], solver=solver, solver_args=settings,
-                                gradient=gradient, inaccurate="raise")
+    strict = cvxlpgd.CvxpyLayer(
+        problem,
+        [z],
+        [x],
+        solver=solver,
+        solver_args=settings,
+        gradient=gradient,
+        inaccurate="raise",
+    )
     with pytest.raises(cvxlpgd.SolverError, match="batch index 0"):
         strict(value)
 
@@ -82,18 +91,27 @@ def test_scs_iteration_limit_warns_and_marks_the_stats(gradient):
     x = cp.Variable(3, name="x")
     z = cp.Parameter(3, name="z")
     problem = cp.Problem(cp.Minimize(cp.sum_squares(x - z)), [cp.sum(x) == 1, x >= 0])
-    layer = cvxlpgd.CvxpyLayer(problem, [z], [x], solver="SCS", gradient=gradient,
-                               solver_args={"max_iters": 65})
+    layer = cvxlpgd.CvxpyLayer(
+        problem, [z], [x], solver="SCS", gradient=gradient, solver_args={"max_iters": 65}
+    )
     z_value = torch.tensor([[0.3, -2.0, 5.0], [0.1, 0.2, 0.3]], requires_grad=True)
     # 65 iterations: close, not converged; 25: a point that violates the constraints.
     with pytest.raises(cvxlpgd.SolverError, match="'failed' at batch index 0"):
-        cvxlpgd.CvxpyLayer(problem, [z], [x], solver="SCS", gradient=gradient,
-                           solver_args={"max_iters": 25})(z_value)
+        cvxlpgd.CvxpyLayer(
+            problem, [z], [x], solver="SCS", gradient=gradient, solver_args={"max_iters": 25}
+        )(z_value)
     with pytest.warns(cvxlpgd.InaccurateSolutionWarning, match="batch index 0 .*inaccurate"):
         (out,) = layer(z_value)
     assert 0 in layer.solver_stats.inaccurate
-    strict = cvxlpgd.CvxpyLayer(problem, [z], [x], solver="SCS", gradient=gradient,
-                                solver_args={"max_iters": 65}, inaccurate="raise")
+    strict = cvxlpgd.CvxpyLayer(
+        problem,
+        [z],
+        [x],
+        solver="SCS",
+        gradient=gradient,
+        solver_args={"max_iters": 65},
+        inaccurate="raise",
+    )
     with pytest.raises(cvxlpgd.SolverError, match="inaccurate='raise'"):
         strict(z_value)
 
@@ -103,8 +121,9 @@ def test_scs_iteration_limit_warns_and_marks_the_stats(gradient):
 def test_huge_costs_never_give_silent_garbage(solver, scale):
     x = cp.Variable(2, name="x")
     c = cp.Parameter(2, name="c")
-    layer = cvxlpgd.CvxpyLayer(cp.Problem(cp.Minimize(c @ x), [cp.sum(x) == 1, x >= 0]),
-                               [c], [x], solver=solver)
+    layer = cvxlpgd.CvxpyLayer(
+        cp.Problem(cp.Minimize(c @ x), [cp.sum(x) == 1, x >= 0]), [c], [x], solver=solver
+    )
     c_value = torch.tensor([scale, 1.0], dtype=torch.float64, requires_grad=True)
     with warnings.catch_warnings():
         warnings.simplefilter("error", cvxlpgd.InaccurateSolutionWarning)
@@ -125,8 +144,7 @@ def test_lpgd_falls_back_to_the_side_that_solves_and_says_so():
     problem = cp.Problem(cp.Minimize(c @ x), [x >= 0])
     c_value = torch.tensor([[1.0, 2.0], [10.0, 10.0]], requires_grad=True)
     for mode in ("central", "lower"):
-        layer = cvxlpgd.CvxpyLayer(problem, [c], [x], solver="CLARABEL", tau=5.0,
-                                   lpgd_mode=mode)
+        layer = cvxlpgd.CvxpyLayer(problem, [c], [x], solver="CLARABEL", tau=5.0, lpgd_mode=mode)
         c_value.grad = None
         (x_star,) = layer(c_value)
         with pytest.warns(cvxlpgd.LPGDFallbackWarning, match=r"0: upper only, tau=5"):
@@ -144,8 +162,7 @@ def test_lpgd_fails_only_when_no_fallback_solves():
     x = cp.Variable(name="x")
     a = cp.Parameter(name="a")
     cons = [x >= 0, x <= 0, x >= 0, x <= 0]
-    layer = cvxlpgd.CvxpyLayer(cp.Problem(cp.Minimize(a * x), cons), [a], cons,
-                               solver="CLARABEL")
+    layer = cvxlpgd.CvxpyLayer(cp.Problem(cp.Minimize(a * x), cons), [a], cons, solver="CLARABEL")
     outs = layer(torch.tensor(1.0, requires_grad=True))
     loss = outs[0] + outs[1] - outs[2] - outs[3]
     with pytest.raises(cvxlpgd.SolverError, match="infeasible.* also with .* tau down to") as info:

@@ -34,7 +34,7 @@ def loss_of(layer):
 def eager_grads(layer, c, h, weights=None):
     c, h = c.clone().requires_grad_(), h.clone().requires_grad_()
     (x,) = layer(c, h)
-    loss = (x ** 2).sum() if weights is None else (x * weights).sum()
+    loss = (x**2).sum() if weights is None else (x * weights).sum()
     loss.backward()
     return c.grad, h.grad
 
@@ -73,8 +73,12 @@ def test_jacrev_with_exact_gradients_equals_the_eager_jacobian():
 
 
 def test_jacrev_of_a_batched_call_with_moreau_derivative():
-    layer = box_qp_layer("exact", solver="MOREAU", exact_backend="moreau",
-                         solver_args={"solver": "ipm", "tol_gap_abs": 1e-10, "tol_gap_rel": 1e-10})
+    layer = box_qp_layer(
+        "exact",
+        solver="MOREAU",
+        exact_backend="moreau",
+        solver_args={"solver": "ipm", "tol_gap_abs": 1e-10, "tol_gap_rel": 1e-10},
+    )
     cs = torch.tensor([[1.0, -1.0, 0.5], [-0.1, 0.4, -3.0]], dtype=torch.float64)
     jac = jacrev(lambda c: layer(c, H)[0])(cs)  # (2, 3, 2, 3)
     free = (-cs / 2 < H).double()
@@ -111,8 +115,9 @@ def test_vmap_is_one_batched_solve_with_the_batched_call_values(gradient, monkey
     nested = cs.reshape(1, 5, 3).expand(2, 5, 3) * torch.tensor([1.0, -1.0]).reshape(2, 1, 1)
     values = vmap(lambda c: layer(c, H)[0])(nested)
     assert solves == [10]
-    torch.testing.assert_close(values, layer(nested.reshape(10, 3), H)[0].reshape(2, 5, 3),
-                               atol=1e-9, rtol=0)
+    torch.testing.assert_close(
+        values, layer(nested.reshape(10, 3), H)[0].reshape(2, 5, 3), atol=1e-9, rtol=0
+    )
 
 
 @pytest.mark.parametrize("gradient", ["exact", "lpgd"])
@@ -133,16 +138,16 @@ def test_vmap_with_two_outputs_and_a_dual():
     c = cp.Parameter(2, name="c")
     limit = x <= 1
     problem = cp.Problem(cp.Minimize(c @ x + cp.sum_squares(x)), [limit])
-    layer = cvxlpgd.CvxpyLayer(problem, [c], [x, limit], solver="SCS",
-                               solver_args=TIGHT["SCS"])
+    layer = cvxlpgd.CvxpyLayer(problem, [c], [x, limit], solver="SCS", solver_args=TIGHT["SCS"])
     cs = torch.tensor([[-4.0, 1.0], [2.0, -1.0], [0.0, -6.0]], dtype=torch.float64)
     xs, duals = vmap(lambda c: layer(c))(cs)
     ref_x, ref_dual = layer(cs)
     torch.testing.assert_close(xs, ref_x, atol=1e-9, rtol=0)
     torch.testing.assert_close(duals, ref_dual, atol=1e-9, rtol=0)
     # Active bound x_i = 1 has dual -c_i - 2.
-    torch.testing.assert_close(duals[0], torch.tensor([2.0, 0.0], dtype=torch.float64),
-                               atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        duals[0], torch.tensor([2.0, 0.0], dtype=torch.float64), atol=1e-5, rtol=0
+    )
 
 
 def test_call_keys_name_the_layer_so_cached_compiled_graphs_are_not_shared():

@@ -14,18 +14,26 @@ Three tools, all plain NumPy on the inside (plotting is optional):
 
 from cvxlpgd.diagnostics.compare import GradientComparison, compare_gradients
 from cvxlpgd.diagnostics.scan import TauScan, tau_scan
+from cvxlpgd.lpgd.tau_estimate import suggest_tau
 from cvxlpgd.lpgd.zero_gradient import (
     ZeroGradientReport,
     ZeroGradientWarning,
     probe_larger_tau,
-    suggest_tau,
     warn_if_zero_gradient,
     zero_gradient_report,
 )
 from cvxlpgd.solvers import solver_tolerance
 
 __all__ = [
-    "ZeroGradientWarning", "ZeroGradientReport", "GradientComparison", "TauScan",
-    "compare_gradients", "tau_scan", "zero_gradient_report", "suggest_tau",
-    "solver_tolerance", "probe_larger_tau", "warn_if_zero_gradient",
+    "ZeroGradientWarning",
+    "ZeroGradientReport",
+    "GradientComparison",
+    "TauScan",
+    "compare_gradients",
+    "tau_scan",
+    "zero_gradient_report",
+    "suggest_tau",
+    "solver_tolerance",
+    "probe_larger_tau",
+    "warn_if_zero_gradient",
 ]

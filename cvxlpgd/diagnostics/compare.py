@@ -56,14 +56,18 @@ def _prepare(layer, tensors, loss_weights, seed):
         weights = [torch.from_numpy(rng.standard_normal(tuple(o.shape))) for o in outputs]
     else:
         if len(loss_weights) != len(outputs):
-            raise ValueError(f"loss_weights must hold one array per output ({len(outputs)}), "
-                             f"got {len(loss_weights)}")
+            raise ValueError(
+                f"loss_weights must hold one array per output ({len(outputs)}), "
+                f"got {len(loss_weights)}"
+            )
         weights = []
         for k, (w, o) in enumerate(zip(loss_weights, outputs)):
             w = torch.as_tensor(np.asarray(w, dtype=float))
             if tuple(w.shape) != tuple(o.shape):
-                raise ValueError(f"loss_weights[{k}] must have the output's shape "
-                                 f"{tuple(o.shape)}, got {tuple(w.shape)}")
+                raise ValueError(
+                    f"loss_weights[{k}] must have the output's shape "
+                    f"{tuple(o.shape)}, got {tuple(w.shape)}"
+                )
             weights.append(w)
     batched = [t.dim() == len(p.shape) + 1 for p, t in zip(layer.parameters_, base)]
     return base, outputs, weights, batched
@@ -76,8 +80,7 @@ def _layer_gradient(layer, base, weights, **call) -> list[np.ndarray]:
         outputs = layer(*inputs, **call)
         loss = sum((w * o).sum() for w, o in zip(weights, outputs))
         loss.backward()
-    return [np.zeros(tuple(t.shape)) if t.grad is None else t.grad.numpy().copy()
-            for t in inputs]
+    return [np.zeros(tuple(t.shape)) if t.grad is None else t.grad.numpy().copy() for t in inputs]
 
 
 def _fd_directions(param, value: np.ndarray, step: float):
@@ -115,15 +118,17 @@ def _finite_differences(layer, base, weights, batched, step: float) -> list[np.n
     parameter's entry (b, j) only element b, so only that element is re-solved.
     """
     batch_size = max([t.shape[0] for t, flag in zip(base, batched) if flag], default=1)
-    per_element = [[(t[b] if flag else t).numpy() for t, flag in zip(base, batched)]
-                   for b in range(batch_size)]
-    w_elements = [[(w[b] if any(batched) else w).numpy() for w in weights]
-                  for b in range(batch_size)]
+    per_element = [
+        [(t[b] if flag else t).numpy() for t, flag in zip(base, batched)] for b in range(batch_size)
+    ]
+    w_elements = [
+        [(w[b] if any(batched) else w).numpy() for w in weights] for b in range(batch_size)
+    ]
     rows = []  # (parameter index, target entries incl. batch index, sign, 1/(hi-lo)·factor,
     #            element b, parameter values)
     grads = [np.zeros(tuple(t.shape)) for t in base]
     for k, (param, flag) in enumerate(zip(layer.parameters_, batched)):
-        for b in (range(batch_size) if flag else [0]):
+        for b in range(batch_size) if flag else [0]:
             value = per_element[b][k]
             for targets, direction, lo, hi, factor in _fd_directions(param, value, step):
                 scale = factor / (hi - lo)
@@ -137,9 +142,10 @@ def _finite_differences(layer, base, weights, batched, step: float) -> list[np.n
                         rows.append((k, targets, sign * scale, e, values))
     with torch.no_grad(), diagnosing(layer):
         for start in range(0, len(rows), _FD_CHUNK):
-            chunk = rows[start:start + _FD_CHUNK]
-            inputs = [torch.from_numpy(np.stack([r[4][k] for r in chunk]))
-                      for k in range(len(base))]
+            chunk = rows[start : start + _FD_CHUNK]
+            inputs = [
+                torch.from_numpy(np.stack([r[4][k] for r in chunk])) for k in range(len(base))
+            ]
             outputs = [o.numpy() for o in layer(*inputs)]
             for j, (k, targets, weight, e, _) in enumerate(chunk):
                 loss = sum(float(np.sum(w * o[j])) for w, o in zip(w_elements[e], outputs))
@@ -185,33 +191,48 @@ class GradientComparison(dict):
             When there is no such row.
         """
         for row in self["rows"]:
-            if row["parameter"] == parameter and row["method"] == method and (
-                    method != "lpgd" or row["tau"] == tau):
+            if (
+                row["parameter"] == parameter
+                and row["method"] == method
+                and (method != "lpgd" or row["tau"] == tau)
+            ):
                 return row
         raise KeyError((parameter, method, tau))
 
     def __str__(self) -> str:
-        header = (f"{'parameter':<12} {'method':<16} {'norm':>9} {'cos(fd)':>8} "
-                  f"{'relerr(fd)':>10} {'cos(exact)':>10} {'relerr(exact)':>13}")
-        lines = [f"Gradient comparison: loss = sum_k <w_k, output_k>, finite-difference step "
-                 f"{_format(self['fd_step'])}", header, "-" * len(header)]
+        header = (
+            f"{'parameter':<12} {'method':<16} {'norm':>9} {'cos(fd)':>8} "
+            f"{'relerr(fd)':>10} {'cos(exact)':>10} {'relerr(exact)':>13}"
+        )
+        lines = [
+            f"Gradient comparison: loss = sum_k <w_k, output_k>, finite-difference step "
+            f"{_format(self['fd_step'])}",
+            header,
+            "-" * len(header),
+        ]
         for row in self["rows"]:
             method = row["method"] if row["tau"] is None else f"lpgd tau={row['tau']:g}"
             lines.append(
                 f"{row['parameter']:<12.12} {method:<16} {_format(row['norm'], '9.3g')} "
                 f"{_format(row['cosine_fd'], '8.4f')} {_format(row['rel_error_fd'], '10.2e')} "
                 f"{_format(row['cosine_exact'], '10.4f')} "
-                f"{_format(row['rel_error_exact'], '13.2e')}")
+                f"{_format(row['rel_error_exact'], '13.2e')}"
+            )
         for method, message in self["errors"].items():
             lines.append(f"{method}: {message}")
         return "\n".join(lines)
 
 
-def compare_gradients(layer, *tensors: torch.Tensor,
-                      taus: Sequence[float] = (1e-3, 1e-2, 1e-1, 1.0),
-                      loss_weights: Sequence | None = None, fd_step: float | None = 1e-4,
-                      seed: int = 0, rho: float | None = None,
-                      lpgd_mode: str | None = None) -> GradientComparison:
+def compare_gradients(
+    layer,
+    *tensors: torch.Tensor,
+    taus: Sequence[float] = (1e-3, 1e-2, 1e-1, 1.0),
+    loss_weights: Sequence | None = None,
+    fd_step: float | None = 1e-4,
+    seed: int = 0,
+    rho: float | None = None,
+    lpgd_mode: str | None = None,
+) -> GradientComparison:
     r"""LPGD at several τ next to the exact gradient and finite differences.
 
     For the linear loss ``ℓ(θ) = Σ_k ⟨w_k, output_k(θ)⟩`` (random seeded weights unless
@@ -283,8 +304,7 @@ def compare_gradients(layer, *tensors: torch.Tensor,
     lpgd = {}
     for tau in taus:
         try:
-            lpgd[tau] = _layer_gradient(layer, base, weights, gradient="lpgd", tau=tau,
-                                        **overrides)
+            lpgd[tau] = _layer_gradient(layer, base, weights, gradient="lpgd", tau=tau, **overrides)
         except SolverError as err:
             errors[f"lpgd tau={tau:g}"] = str(err)
     try:
@@ -292,43 +312,66 @@ def compare_gradients(layer, *tensors: torch.Tensor,
     except SolverError as err:
         exact = None
         errors["exact"] = str(err)
-    fd = None if fd_step is None else _finite_differences(layer, base, weights, batched,
-                                                          float(fd_step))
+    fd = (
+        None
+        if fd_step is None
+        else _finite_differences(layer, base, weights, batched, float(fd_step))
+    )
 
     def flat(grads):
         return None if grads is None else np.concatenate([np.ravel(g) for g in grads])
 
     rows = []
     for index, name in enumerate([*names, "(all)"]):
+
         def pick(grads, index=index):
             if grads is None:
                 return None
             return flat(grads) if index == len(names) else grads[index]
 
         ref_fd, ref_exact = pick(fd), pick(exact)
-        methods: list[tuple[str, float | None, Any]] = [("fd", None, ref_fd),
-                                                        ("exact", None, ref_exact)]
+        methods: list[tuple[str, float | None, Any]] = [
+            ("fd", None, ref_fd),
+            ("exact", None, ref_exact),
+        ]
         methods += [("lpgd", t, pick(lpgd[t])) for t in taus if t in lpgd]
         for method, method_tau, grad in methods:
             if grad is None:
                 continue
-            rows.append({
-                "parameter": name, "method": method, "tau": method_tau,
-                "norm": float(np.linalg.norm(grad)),
-                "cosine_fd": None if ref_fd is None or method == "fd"
-                else _cosine(grad, ref_fd),
-                "rel_error_fd": None if ref_fd is None or method == "fd"
-                else _relative_error(grad, ref_fd),
-                "cosine_exact": None if ref_exact is None or method != "lpgd"
-                else _cosine(grad, ref_exact),
-                "rel_error_exact": None if ref_exact is None or method != "lpgd"
-                else _relative_error(grad, ref_exact),
-            })
+            rows.append(
+                {
+                    "parameter": name,
+                    "method": method,
+                    "tau": method_tau,
+                    "norm": float(np.linalg.norm(grad)),
+                    "cosine_fd": None
+                    if ref_fd is None or method == "fd"
+                    else _cosine(grad, ref_fd),
+                    "rel_error_fd": None
+                    if ref_fd is None or method == "fd"
+                    else _relative_error(grad, ref_fd),
+                    "cosine_exact": None
+                    if ref_exact is None or method != "lpgd"
+                    else _cosine(grad, ref_exact),
+                    "rel_error_exact": None
+                    if ref_exact is None or method != "lpgd"
+                    else _relative_error(grad, ref_exact),
+                }
+            )
     gradients = {
-        name: {"fd": None if fd is None else fd[i],
-               "exact": None if exact is None else exact[i],
-               "lpgd": {tau: grads[i] for tau, grads in lpgd.items()}}
-        for i, name in enumerate(names)}
-    return GradientComparison(taus=taus, fd_step=None if fd_step is None else float(fd_step),
-                              seed=None if loss_weights is not None else seed,
-                              parameters=names, gradients=gradients, errors=errors, rows=rows)
+        name: {
+            "fd": None if fd is None else fd[i],
+            "exact": None if exact is None else exact[i],
+            "lpgd": {tau: grads[i] for tau, grads in lpgd.items()},
+        }
+        for i, name in enumerate(names)
+    }
+    return GradientComparison(
+        taus=taus,
+        fd_step=None if fd_step is None else float(fd_step),
+        seed=None if loss_weights is not None else seed,
+        parameters=names,
+        gradients=gradients,
+        errors=errors,
+        rows=rows,
+    )

@@ -22,7 +22,7 @@ class TauScan(dict):
     solve returned the unperturbed solution while a larger τ would move it: the
     zero-gradient warning's condition) — lists, one entry per τ —, and
     ``"exact_norm"`` (float), ``"suggested_tau"`` (the estimate of
-    :func:`suggest_tau` at the first zero-gradient τ, or None).
+    :func:`cvxlpgd.diagnostics.suggest_tau` at the first zero-gradient τ, or None).
 
     Attributes
     ----------
@@ -33,25 +33,39 @@ class TauScan(dict):
     ax = None
 
     def __str__(self) -> str:
-        lines = [f"tau scan: exact gradient norm {self['exact_norm']:.4g}",
-                 f"{'tau':>9} {'lpgd norm':>10} {'cos(exact)':>10} {'relerr(exact)':>13}  "
-                 "tau too small", "-" * 59]
-        for tau, norm, cos, err, zero in zip(self["taus"], self["lpgd_norm"], self["cosine"],
-                                             self["rel_error"], self["too_small"]):
-            lines.append(f"{tau:>9.3g} {norm:>10.4g} {cos:>10.4f} {err:>13.2e}  "
-                         f"{'yes' if zero else ''}")
+        lines = [
+            f"tau scan: exact gradient norm {self['exact_norm']:.4g}",
+            f"{'tau':>9} {'lpgd norm':>10} {'cos(exact)':>10} {'relerr(exact)':>13}  tau too small",
+            "-" * 59,
+        ]
+        for tau, norm, cos, err, zero in zip(
+            self["taus"], self["lpgd_norm"], self["cosine"], self["rel_error"], self["too_small"]
+        ):
+            lines.append(
+                f"{tau:>9.3g} {norm:>10.4g} {cos:>10.4f} {err:>13.2e}  {'yes' if zero else ''}"
+            )
         if self["exact_norm"] <= 1e-8 * max([*self["lpgd_norm"], 1e-300]):
-            lines.append("the exact gradient is numerically zero (an LP's vertex does not "
-                         "move): the agreement columns compare with solver noise")
+            lines.append(
+                "the exact gradient is numerically zero (an LP's vertex does not "
+                "move): the agreement columns compare with solver noise"
+            )
         if self["suggested_tau"] is not None:
-            lines.append(f"zero LPGD gradients where tau is too small; estimated tau scale "
-                         f"that moves the solution: {self['suggested_tau']:.3g}")
+            lines.append(
+                f"zero LPGD gradients where tau is too small; estimated tau scale "
+                f"that moves the solution: {self['suggested_tau']:.3g}"
+            )
         return "\n".join(lines)
 
 
-def tau_scan(layer, *tensors: torch.Tensor, taus: Sequence[float] = tuple(np.logspace(-4, 1, 11)),
-             loss_weights: Sequence | None = None, seed: int = 0, plot: bool = False,
-             ax=None) -> TauScan:
+def tau_scan(
+    layer,
+    *tensors: torch.Tensor,
+    taus: Sequence[float] = tuple(np.logspace(-4, 1, 11)),
+    loss_weights: Sequence | None = None,
+    seed: int = 0,
+    plot: bool = False,
+    ax=None,
+) -> TauScan:
     """LPGD gradient norm and agreement with the exact gradient as τ varies.
 
     Same loss as :func:`compare_gradients` (a seeded random linear loss on the outputs
@@ -95,13 +109,15 @@ def tau_scan(layer, *tensors: torch.Tensor, taus: Sequence[float] = tuple(np.log
     if plot:
         plt = _pyplot()
     base, _, weights, _ = _prepare(layer, tensors, loss_weights, seed)
-    exact = np.concatenate([g.ravel() for g in
-                            _layer_gradient(layer, base, weights, gradient="exact")])
+    exact = np.concatenate(
+        [g.ravel() for g in _layer_gradient(layer, base, weights, gradient="exact")]
+    )
     norms, cosines, errors, too_small = [], [], [], []
     suggested = None
     for tau in taus:
-        grad = np.concatenate([g.ravel() for g in
-                               _layer_gradient(layer, base, weights, gradient="lpgd", tau=tau)])
+        grad = np.concatenate(
+            [g.ravel() for g in _layer_gradient(layer, base, weights, gradient="lpgd", tau=tau)]
+        )
         report = last_report(layer)
         norms.append(float(np.linalg.norm(grad)))
         cosines.append(_cosine(grad, exact))
@@ -109,9 +125,15 @@ def tau_scan(layer, *tensors: torch.Tensor, taus: Sequence[float] = tuple(np.log
         too_small.append(report is not None)
         if report is not None and suggested is None and math.isfinite(report.suggested_tau):
             suggested = report.suggested_tau
-    scan = TauScan(taus=taus, lpgd_norm=norms, cosine=cosines, rel_error=errors,
-                   too_small=too_small,
-                   exact_norm=float(np.linalg.norm(exact)), suggested_tau=suggested)
+    scan = TauScan(
+        taus=taus,
+        lpgd_norm=norms,
+        cosine=cosines,
+        rel_error=errors,
+        too_small=too_small,
+        exact_norm=float(np.linalg.norm(exact)),
+        suggested_tau=suggested,
+    )
     if plot:
         scan.ax = _plot_scan(plt, scan, ax)
     return scan
@@ -121,8 +143,10 @@ def _pyplot():
     try:
         import matplotlib.pyplot as plt
     except ImportError as err:  # optional dependency
-        raise ImportError("tau_scan(plot=True) needs matplotlib, which is not installed: "
-                          "pip install matplotlib (or cvxlpgd[examples])") from err
+        raise ImportError(
+            "tau_scan(plot=True) needs matplotlib, which is not installed: "
+            "pip install matplotlib (or cvxlpgd[examples])"
+        ) from err
     return plt
 
 

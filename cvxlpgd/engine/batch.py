@@ -6,14 +6,9 @@ solver per compiled structure and settings (Moreau's compiled solvers live there
 and runs:
 
 * **forward** — one batched solve; every element's status is checked.
-* **LPGD backward** — the perturbed problems of :mod:`cvxlpgd.lpgd.formulas` as one batched
-  solve per side, warm-started from the forward solution. With ρ = 0 they have the
-  forward matrices, so the forward solver's factorizations serve them (a repeated
-  backward pass with SCS, whose workspaces carry state from one solve to the next,
-  replays the forward on fresh ones first: :meth:`BatchEngine._backward_workspaces`).
-  With ρ > 0 a solver built for P' = P + ρI [+ ρAᵀA] does. On LPs and QPs the
-  perturbed problems are first answered from the forward's active set where that is
-  verified optimal (:mod:`cvxlpgd.engine.prediction`); only the others are re-solved.
+* **LPGD backward** — the perturbed problems of :mod:`cvxlpgd.lpgd.formulas`, one batched
+  solve per side or predicted from the forward's active set
+  (:class:`cvxlpgd.engine.lpgd_pass.LPGDPass`).
 * **exact backward** — diffcp's adjoint at the forward solution, per element on the
   executor, or Moreau's implicit derivative of its last solve.
 """
@@ -25,7 +20,6 @@ from typing import cast
 
 import numpy as np
 
-from cvxlpgd.engine.catalog import SolverCatalog
 from cvxlpgd.engine.exact import check_diffcp_cones, diffcp_gradient
 from cvxlpgd.engine.fallback import (
     ChainResult,
@@ -34,26 +28,22 @@ from cvxlpgd.engine.fallback import (
     solve_chain,
     warn_solver_fallbacks,
 )
-from cvxlpgd.engine.prediction import ActiveSetCounts, solve_sides_with_prediction
-from cvxlpgd.engine.state import ForwardState, SolveRecord
+from cvxlpgd.engine.lpgd_pass import LPGDPass
+from cvxlpgd.engine.state import ForwardState
 from cvxlpgd.engine.status import inaccurate_rows, report_inaccurate, verify
-from cvxlpgd.lpgd.active_set import polyhedral
-from cvxlpgd.lpgd.backward import LPGDResult, lpgd_backward, warn_fallbacks
 from cvxlpgd.lpgd.formulas import (
-    SIDE_NAMES,
     DataGradient,
-    identifiable_dual_gradient,
-    proximal_batch,
 )
 from cvxlpgd.lpgd.zero_gradient import warn_if_zero_gradient
 from cvxlpgd.problem.program import ProgramBatch
 from cvxlpgd.solvers import SOLVERS
-from cvxlpgd.solvers.base import INACCURATE_STATUSES, BatchSolution, DifferentiableBatchSolver
+from cvxlpgd.solvers.base import BatchSolution, DifferentiableBatchSolver
 from cvxlpgd.solvers.parallel import WarmStartMemory
 
 __all__ = ["BatchEngine"]
 
-class BatchEngine(SolverCatalog):
+
+class BatchEngine(LPGDPass):
     """Solve batches of compiled problems and differentiate them.
 
     Parameters
@@ -87,11 +77,20 @@ class BatchEngine(SolverCatalog):
         (:mod:`cvxlpgd.engine.prediction`); False re-solves them all.
     """
 
-    def __init__(self, solver: str = "AUTO", settings: dict | None = None, *,
-                 executor: Executor | None = None, workers: int | None = None,
-                 partitions: int | None = None, warm_starts: WarmStartMemory | None = None,
-                 share_factorizations: bool = True, device: str = "cpu",
-                 fallback: bool | None = None, active_set: bool = True):
+    def __init__(
+        self,
+        solver: str = "AUTO",
+        settings: dict | None = None,
+        *,
+        executor: Executor | None = None,
+        workers: int | None = None,
+        partitions: int | None = None,
+        warm_starts: WarmStartMemory | None = None,
+        share_factorizations: bool = True,
+        device: str = "cpu",
+        fallback: bool | None = None,
+        active_set: bool = True,
+    ):
         name = solver.upper() if isinstance(solver, str) else solver
         if name != "AUTO" and name not in SOLVERS:
             raise ValueError(f"solver must be 'auto' or one of {SOLVERS}, got {solver!r}")
@@ -109,9 +108,17 @@ class BatchEngine(SolverCatalog):
 
     # ---- forward ---------------------------------------------------------------------
 
-    def forward(self, template, batch: ProgramBatch, *, settings: dict | None = None,
-                exact_backend: str | None = None, exact_mode: str = "lsqr",
-                lpgd_tau: float | None = None, inaccurate: str = "warn") -> ForwardState:
+    def forward(
+        self,
+        template,
+        batch: ProgramBatch,
+        *,
+        settings: dict | None = None,
+        exact_backend: str | None = None,
+        exact_mode: str = "lsqr",
+        lpgd_tau: float | None = None,
+        inaccurate: str = "warn",
+    ) -> ForwardState:
         """Solve every element of ``batch``.
 
         Parameters
@@ -145,16 +152,25 @@ class BatchEngine(SolverCatalog):
             with another solver.
         """
         structure = template.structure
-        name, args = self.resolve(structure, batch.batch_size, batch.shared_matrices, settings,
-                                  exact_backend)
+        name, args = self.resolve(
+            structure, batch.batch_size, batch.shared_matrices, settings, exact_backend
+        )
         if exact_backend == "diffcp":
             check_diffcp_cones(structure.cones)
         if exact_backend == "moreau" and name != "MOREAU":
-            raise ValueError(f"exact_backend='moreau' needs solver='MOREAU' (this call solves "
-                             f"with {name}); use exact_backend='diffcp'")
+            raise ValueError(
+                f"exact_backend='moreau' needs solver='MOREAU' (this call solves "
+                f"with {name}); use exact_backend='diffcp'"
+            )
         call_settings = self.call_settings(name, args, lpgd_tau, exact_backend, structure.cones)
-        solver = self.batch_solver(template, "forward", structure, name, call_settings,
-                                   enable_grad=exact_backend == "moreau")
+        solver = self.batch_solver(
+            template,
+            "forward",
+            structure,
+            name,
+            call_settings,
+            enable_grad=exact_backend == "moreau",
+        )
         tolerance = self.tolerance(template, name, call_settings)
         warm = None
         if self.warm_starts is not None and solver.supports_warm_start:
@@ -163,16 +179,20 @@ class BatchEngine(SolverCatalog):
 
         def solve_with(other: str, problems: ProgramBatch, rows) -> BatchSolution:
             if other == name:
-                return verify(solver.solve(problems, warm, reuse), problems, structure,
-                              tolerance)
+                return verify(solver.solve(problems, warm, reuse), problems, structure, tolerance)
             rescue, rescue_tolerance = self._fallback_solver(
-                template, "forward", structure, other,
-                self.call_settings(other, args, lpgd_tau, None, structure.cones,
-                                   primary=False))
-            start = None if warm is None or not rescue.supports_warm_start else tuple(
-                a[rows] for a in warm)
-            return verify(rescue.solve(problems, start, {}), problems, structure,
-                          rescue_tolerance)
+                template,
+                "forward",
+                structure,
+                other,
+                self.call_settings(other, args, lpgd_tau, None, structure.cones, primary=False),
+            )
+            start = (
+                None
+                if warm is None or not rescue.supports_warm_start
+                else tuple(a[rows] for a in warm)
+            )
+            return verify(rescue.solve(problems, start, {}), problems, structure, rescue_tolerance)
 
         chain = fallback_chain(name, structure, self.fallback)
         result = solve_chain(solve_with, chain, batch)
@@ -180,14 +200,35 @@ class BatchEngine(SolverCatalog):
         if failure is not None:
             raise failure
         solution = result.solution
-        state = ForwardState(template, batch, solution, solver, call_settings, reuse=reuse,
-                             exact_backend=exact_backend, exact_mode=exact_mode,
-                             warm_started=warm is not None, tolerance=tolerance,
-                             warm_start=warm, call_args=args, lpgd_tau=lpgd_tau, chain=chain)
-        warn_solver_fallbacks([(i, "forward", result.attempts[i][0][1], other)
-                               for i, other in result.fallbacks().items()])
-        report_inaccurate([(int(i), solution.status[i], "forward")
-                           for i in np.flatnonzero(inaccurate_rows(solution))], inaccurate)
+        state = ForwardState(
+            template,
+            batch,
+            solution,
+            solver,
+            call_settings,
+            reuse=reuse,
+            exact_backend=exact_backend,
+            exact_mode=exact_mode,
+            warm_started=warm is not None,
+            tolerance=tolerance,
+            warm_start=warm,
+            call_args=args,
+            lpgd_tau=lpgd_tau,
+            chain=chain,
+        )
+        warn_solver_fallbacks(
+            [
+                (i, "forward", result.attempts[i][0][1], other)
+                for i, other in result.fallbacks().items()
+            ]
+        )
+        report_inaccurate(
+            [
+                (int(i), solution.status[i], "forward")
+                for i in np.flatnonzero(inaccurate_rows(solution))
+            ],
+            inaccurate,
+        )
         if exact_backend == "moreau":
             state.moreau_solves = solver.solve_count[batch.batch_size]
         if self.warm_starts is not None and solver.supports_warm_start:
@@ -196,114 +237,9 @@ class BatchEngine(SolverCatalog):
 
     # ---- backward --------------------------------------------------------------------
 
-    def backward_lpgd(self, state: ForwardState, dx: np.ndarray, dy: np.ndarray, *,
-                      tau: float, rho: float, mode: str, ds: np.ndarray | None = None,
-                      inaccurate: str = "warn", active_set: bool | None = None
-                      ) -> LPGDResult:
-        """LPGD data gradients of every element (see :mod:`cvxlpgd.lpgd.backward`).
-
-        On LPs and QPs the perturbed problems are first answered from the forward's
-        active set (:mod:`cvxlpgd.engine.prediction`; ``active_set=False``, or the engine's
-        ``active_set=False``, re-solves them all).
-
-        Raises
-        ------
-        SolverError
-            When a perturbed problem is not solved even after the fallbacks (side and
-            batch index named), or is inaccurate with ``inaccurate="raise"``.
-        """
-        template, batch = state.template, state.batch
-        structure = template.structure
-        solver = state.solver
-        solve_batch, solve_structure, variant = batch, structure, "forward"
-        if rho > 0:
-            slack_term = ds is not None and bool(np.any(ds))
-            proximal = self._proximal(template, slack_term)
-            solve_structure, variant = proximal.structure, f"proximal{int(slack_term)}"
-            solver = self.batch_solver(template, variant, solve_structure, solver.name,
-                                       state.settings)
-            solve_batch = proximal_batch(batch, rho, proximal, structure)
-        kept: list[dict] = []  # the re-solves' workspaces, found at the first re-solve
-
-        def reuse() -> dict:
-            if not kept:
-                kept.append(self._backward_workspaces(state, solver) if rho == 0 else {})
-            return kept[0]
-
-        rescued: list[tuple[int, str, str, str]] = []
-
-        def resolve(sign: int, side_batch: ProgramBatch, forward_rows: np.ndarray):
-            def solve_with(other: str, problems: ProgramBatch, sub):
-                picked = forward_rows[sub]
-                if other == solver.name:  # first in the chain: the whole side
-                    active, tolerance, workspaces = solver, state.tolerance, reuse()
-                else:
-                    active, tolerance = self._fallback_solver(
-                        template, variant, solve_structure, other,
-                        self.call_settings(other, state.call_args, tau, None,
-                                           structure.cones, primary=False))
-                    workspaces = {}
-                warm = None
-                if active.supports_warm_start:
-                    warm = tuple(array[picked] for array in state.solution.point)
-                return verify(active.solve(problems, warm, workspaces), problems,
-                              solve_structure, tolerance)
-
-            result = solve_chain(solve_with, state.chain or (solver.name,), side_batch)
-            rescued.extend((int(forward_rows[i]), f"LPGD {SIDE_NAMES[sign]}",
-                            result.attempts[i][0][1], other)
-                           for i, other in result.fallbacks().items())
-            return result.solution
-
-        counts = ActiveSetCounts()
-        predicting = (self.active_set if active_set is None else active_set) and polyhedral(
-            solve_structure)
-
-        def solve_sides(requests, rows):
-            forward_rows = np.arange(batch.batch_size)[rows]
-            if predicting:
-                return solve_sides_with_prediction(requests, solve_structure, state.solution,
-                                                   forward_rows, state.tolerance, solver.name,
-                                                   resolve, counts)
-            return [resolve(sign, side_batch, forward_rows) for sign, side_batch in requests]
-
-        dy = identifiable_dual_gradient(batch, structure, dy)
-        result = lpgd_backward(solve_sides, solve_batch, structure, state.solution, dx, dy, ds,
-                               tau=tau, rho=rho, mode=mode,
-                               matrices=template.parametrized_matrices())
-        stats = state.stats
-        assert stats is not None  # set when the state was made
-        stats.backward, entries = _backward_records(batch.batch_size, result)
-        stats.fallbacks = dict(result.fallbacks)
-        stats.active_set_predicted, stats.active_set_resolved = counts.predicted, counts.resolved
-        warn_solver_fallbacks(rescued)
-        warn_fallbacks(result.fallbacks, tau, mode)
-        report_inaccurate(entries, inaccurate)
-        return result
-
-    @staticmethod
-    def _backward_workspaces(state: ForwardState, solver) -> dict:
-        """Where the ρ = 0 re-solves find their factorizations.
-
-        The forward's own, normally. A solver that carries state from one solve on a
-        workspace to the next (SCS: its acceleration memory and adaptive scale) would
-        then make a second backward pass of the same forward start from where the first
-        left off; so the first pass takes the forward workspaces, and a later one
-        replays the forward solves on fresh workspaces first — the state the first pass
-        found — and gets bitwise the same gradient. (The replay costs a factorization
-        and a forward solve, paid only by repeated backward passes.)
-        """
-        if solver.solves_independently:
-            return state.reuse
-        if not state.reuse.get("used_by_backward"):
-            state.reuse["used_by_backward"] = True
-            return state.reuse
-        fresh: dict = {}
-        solver.solve(state.batch, state.warm_start, fresh)
-        return fresh
-
-    def backward(self, state: ForwardState, dx: np.ndarray, dy: np.ndarray, options,
-                 owner) -> DataGradient:
+    def backward(
+        self, state: ForwardState, dx: np.ndarray, dy: np.ndarray, options, owner
+    ) -> DataGradient:
         """The data gradients a call asked for: the exact derivative when the forward
         prepared one, else LPGD's with the call's τ, ρ and mode (and the zero-gradient
         check of :func:`cvxlpgd.lpgd.zero_gradient.warn_if_zero_gradient`).
@@ -325,19 +261,33 @@ class BatchEngine(SolverCatalog):
         """
         if state.exact_backend is not None:
             return self.backward_exact(state, dx, dy)
-        result = self.backward_lpgd(state, dx, dy, tau=options.tau, rho=options.rho,
-                                    mode=options.lpgd_mode, inaccurate=options.inaccurate)
+        result = self.backward_lpgd(
+            state,
+            dx,
+            dy,
+            tau=options.tau,
+            rho=options.rho,
+            mode=options.lpgd_mode,
+            inaccurate=options.inaccurate,
+        )
         warn_if_zero_gradient(owner, state, result, dx, dy, options)
         return result.gradient
 
-    def backward_exact(self, state: ForwardState, dx: np.ndarray, dy: np.ndarray
-                       ) -> DataGradient:
+    def backward_exact(self, state: ForwardState, dx: np.ndarray, dy: np.ndarray) -> DataGradient:
         """The exact data gradients of every element (diffcp's adjoint or Moreau's)."""
         if state.exact_backend == "moreau":
             return self._moreau_backward(state, dx, dy)
-        return diffcp_gradient(state.template.structure, state.batch, state.solution.point,
-                               dx, dy, state.exact_mode, executor=self.executor,
-                               workers=self.workers, partitions=self.partitions)
+        return diffcp_gradient(
+            state.template.structure,
+            state.batch,
+            state.solution.point,
+            dx,
+            dy,
+            state.exact_mode,
+            executor=self.executor,
+            workers=self.workers,
+            partitions=self.partitions,
+        )
 
     def _moreau_backward(self, state: ForwardState, dx, dy) -> DataGradient:
         """Moreau's derivative of its own solutions.
@@ -354,37 +304,42 @@ class BatchEngine(SolverCatalog):
             # Another batch of this size was solved since: replay this one's forward
             # solve (same start: bitwise the same solution) so that Moreau's derivative
             # is this batch's.
-            again = verify(solver.solve(batch, state.warm_start), batch, structure,
-                           state.tolerance)
+            again = verify(solver.solve(batch, state.warm_start), batch, structure, state.tolerance)
             others |= set(np.flatnonzero(~again.ok).tolist())
         raw = solver.backward(B, dx, dy)
         gradient = DataGradient(raw["dc"], raw["db"], raw["dA_data"], raw["dP_data"])
         if others:
             rows = np.array(sorted(others))
-            twin = self.batch_solver(state.template, "exact-rescue", structure, "MOREAU",
-                                     state.settings, enable_grad=True)
+            twin = self.batch_solver(
+                state.template,
+                "exact-rescue",
+                structure,
+                "MOREAU",
+                state.settings,
+                enable_grad=True,
+            )
             sub = batch.rows(rows)
-            again = verify(twin.solve(sub, tuple(a[rows] for a in state.solution.point)), sub,
-                           structure, state.tolerance)
-            failure = chain_failure(ChainResult(again), rows,
-                                    "Moreau's derivative needs Moreau's own solution; use "
-                                    "exact_backend='diffcp' or gradient='lpgd'")
+            again = verify(
+                twin.solve(sub, tuple(a[rows] for a in state.solution.point)),
+                sub,
+                structure,
+                state.tolerance,
+            )
+            failure = chain_failure(
+                ChainResult(again),
+                rows,
+                "Moreau's derivative needs Moreau's own solution; use "
+                "exact_backend='diffcp' or gradient='lpgd'",
+            )
             if failure is not None:
                 raise failure
             part = twin.backward(rows.size, dx[rows], dy[rows])
-            for name, key in (("dc", "dc"), ("db", "db"), ("dA_data", "dA_data"),
-                              ("dP_data", "dP_data")):
+            for name, key in (
+                ("dc", "dc"),
+                ("db", "db"),
+                ("dA_data", "dA_data"),
+                ("dP_data", "dP_data"),
+            ):
                 if getattr(gradient, name) is not None:
                     getattr(gradient, name)[rows] = part[key]
         return gradient
-
-
-def _backward_records(batch_size: int, result: LPGDResult):
-    """Per element, the record of the last solve of each side; and inaccurate entries."""
-    records: list[dict[str, SolveRecord]] = [{} for _ in range(batch_size)]
-    for indices, sign, solution in result.solves:
-        for index, record in zip(indices, SolveRecord.rows_of(solution)):
-            records[int(index)][SIDE_NAMES[sign]] = record
-    entries = [(i, record.status, f"LPGD {side}") for i, sides in enumerate(records)
-               for side, record in sides.items() if record.status in INACCURATE_STATUSES]
-    return records, entries

@@ -14,10 +14,11 @@ import numpy as np
 from cvxlpgd.engine.exact import choose_exact_backend
 from cvxlpgd.engine.options import CallOptions, validate_solver
 from cvxlpgd.engine.solver_args import routes_elsewhere
-from cvxlpgd.problem.compile import compile_problem, validate_problem
+from cvxlpgd.problem.compile import compile_problem
 from cvxlpgd.problem.naming import leaf_label
 from cvxlpgd.problem.parameters import parameter_specs
 from cvxlpgd.problem.template import ConeTemplate
+from cvxlpgd.problem.validate import validate_problem
 from cvxlpgd.solvers import supports_quadratic
 from cvxlpgd.solvers.moreau_backend import moreau_available
 
@@ -26,11 +27,27 @@ class CompiledProblem:
     """Mixin of the layers: their configuration, compiled templates and the exact-backend
     choice. A layer's constructor calls :meth:`_configure` first."""
 
-    def _configure(self, problem, parameters, variables, *, gradient: str, tau: float,
-                   rho: float, lpgd_mode: str, exact_mode: str, exact_backend: str,
-                   solver: str, solver_args: dict | None, workers: int | None,
-                   warm_start: bool, inaccurate: str, gp: bool,
-                   fallback: bool | None, active_set: bool = True) -> ConeTemplate:
+    def _configure(
+        self,
+        problem,
+        parameters,
+        variables,
+        *,
+        gradient: str,
+        tau: float,
+        rho: float,
+        lpgd_mode: str,
+        exact_mode: str,
+        exact_backend: str,
+        solver: str,
+        solver_args: dict | None,
+        workers: int | None,
+        warm_start: bool,
+        inaccurate: str,
+        gp: bool,
+        fallback: bool | None,
+        active_set: bool = True,
+    ) -> ConeTemplate:
         """Check the constructor's arguments, store them and compile the problem.
 
         Sets ``options``, ``solver``, ``gp``, ``problem``, ``parameters_``,
@@ -49,13 +66,19 @@ class CompiledProblem:
             Naming the argument and what was expected.
         """
         solver = validate_solver(solver)
-        self.options = CallOptions(gradient=gradient, tau=float(tau), rho=float(rho),
-                                   lpgd_mode=lpgd_mode, exact_mode=exact_mode,
-                                   exact_backend=exact_backend,
-                                   solver_args=dict(solver_args or {}),
-                                   inaccurate=inaccurate).validated(solver)
-        if workers is not None and (isinstance(workers, bool) or not isinstance(
-                workers, (int, np.integer)) or workers < 1):
+        self.options = CallOptions(
+            gradient=gradient,
+            tau=float(tau),
+            rho=float(rho),
+            lpgd_mode=lpgd_mode,
+            exact_mode=exact_mode,
+            exact_backend=exact_backend,
+            solver_args=dict(solver_args or {}),
+            inaccurate=inaccurate,
+        ).validated(solver)
+        if workers is not None and (
+            isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1
+        ):
             raise ValueError(f"workers must be a positive integer, got {workers!r}")
         if fallback is not None and not isinstance(fallback, bool):
             raise TypeError(f"fallback must be True, False or None, got {fallback!r}")
@@ -63,18 +86,17 @@ class CompiledProblem:
             if not isinstance(value, bool):
                 raise TypeError(f"{name} must be True or False, got {value!r}")
         self.solver, self.gp, self.problem = solver, gp, problem
-        self.parameters_, self.variables_ = validate_problem(problem, parameters, variables,
-                                                             gp=gp)
+        self.parameters_, self.variables_ = validate_problem(problem, parameters, variables, gp=gp)
         self.workers = None if workers is None else int(workers)
         self.fallback, self.warm_start, self.active_set = fallback, warm_start, active_set
         self._specs = parameter_specs(self.parameters_)
-        self._output_labels = tuple(output_label(item, i)
-                                    for i, item in enumerate(self.variables_))
+        self._output_labels = tuple(output_label(item, i) for i, item in enumerate(self.variables_))
         self._templates: dict[bool, ConeTemplate] = {}
         template = self._template(quadratic=self._solves_quadratic(None))
         if self.options.gradient == "exact":
-            self._template(quadratic=self._solves_quadratic(
-                self.exact_backend_for(self.options.exact_backend)))
+            self._template(
+                quadratic=self._solves_quadratic(self.exact_backend_for(self.options.exact_backend))
+            )
         return template
 
     def _solves_quadratic(self, exact_backend: str | None) -> bool:
@@ -114,13 +136,17 @@ class CompiledProblem:
         if not usable:
             return "diffcp"
         args = self.options.solver_args if solver_args is None else solver_args
-        return choose_exact_backend(self._template(quadratic=True), usable,
-                                    self.solver == "AUTO" and routes_elsewhere(args, "MOREAU"))
+        return choose_exact_backend(
+            self._template(quadratic=True),
+            usable,
+            self.solver == "AUTO" and routes_elsewhere(args, "MOREAU"),
+        )
 
     def _template(self, quadratic: bool) -> ConeTemplate:
         if quadratic not in self._templates:
-            template = compile_problem(self.problem, self.parameters_, self.variables_,
-                                       quadratic=quadratic, gp=self.gp)
+            template = compile_problem(
+                self.problem, self.parameters_, self.variables_, quadratic=quadratic, gp=self.gp
+            )
             if quadratic and not template.quadratic:  # no quadratic term: one form serves both
                 self._templates[False] = template
             self._templates[quadratic] = template

@@ -17,9 +17,15 @@ from diffcp.cone_program import pi as _pi
 #: The diffcp releases whose internals this module was written against.
 TESTED_VERSIONS = ("1.1",)
 #: (module, attribute) pairs the exact path uses.
-USED = ((_cones, "parse_cone_dict"), (_cones, "parse_cone_dict_cpp"),
-        (_diffcp, "dprojection"), (_diffcp, "M_dense"), (_diffcp, "M_operator"),
-        (_diffcp, "_solve_adjoint_derivative_dense"), (_diffcp, "lsqr"))
+USED = (
+    (_cones, "parse_cone_dict"),
+    (_cones, "parse_cone_dict_cpp"),
+    (_diffcp, "dprojection"),
+    (_diffcp, "M_dense"),
+    (_diffcp, "M_operator"),
+    (_diffcp, "_solve_adjoint_derivative_dense"),
+    (_diffcp, "lsqr"),
+)
 
 
 def check() -> None:
@@ -30,12 +36,17 @@ def check() -> None:
     ImportError
         Naming the missing attributes and the installed diffcp version.
     """
-    missing = [f"{module.__name__}.{name}" for module, name in USED
-               if not callable(getattr(module, name, None))]
+    missing = [
+        f"{module.__name__}.{name}"
+        for module, name in USED
+        if not callable(getattr(module, name, None))
+    ]
     if missing:
-        raise ImportError(f"diffcp {diffcp.__version__} lacks {', '.join(missing)}, which "
-                          f"cvxlpgd's exact path uses (written for diffcp "
-                          f"{', '.join(TESTED_VERSIONS)}.x)")
+        raise ImportError(
+            f"diffcp {diffcp.__version__} lacks {', '.join(missing)}, which "
+            f"cvxlpgd's exact path uses (written for diffcp "
+            f"{', '.join(TESTED_VERSIONS)}.x)"
+        )
 
 
 def parse_cones(scs_cones: dict) -> tuple[list, object]:

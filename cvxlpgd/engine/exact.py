@@ -64,8 +64,7 @@ def validate_exact_options(mode: str, backend: str) -> None:
         raise ValueError(f"exact_backend must be one of {EXACT_BACKENDS}, got {backend!r}")
 
 
-def choose_exact_backend(template, moreau_usable: bool, settings_elsewhere: bool = False
-                         ) -> str:
+def choose_exact_backend(template, moreau_usable: bool, settings_elsewhere: bool = False) -> str:
     """The exact derivative ``exact_backend="auto"`` computes.
 
     Moreau's, when Moreau can solve the call and diffcp cannot differentiate the
@@ -113,14 +112,25 @@ def check_diffcp_cones(cones: ConeDims) -> None:
         Naming the power cones and the alternatives.
     """
     if cones.power:
-        raise ValueError(f"the exact derivative through diffcp does not cover power cones "
-                         f"(this problem has {len(cones.power)}); use gradient='lpgd', or "
-                         "exact_backend='moreau' with solver='MOREAU'")
+        raise ValueError(
+            f"the exact derivative through diffcp does not cover power cones "
+            f"(this problem has {len(cones.power)}); use gradient='lpgd', or "
+            "exact_backend='moreau' with solver='MOREAU'"
+        )
 
 
-def adjoint_at_solution(A: sp.csc_matrix, b: np.ndarray, c: np.ndarray, cones: ConeDims,
-                        x: np.ndarray, y: np.ndarray, s: np.ndarray, *, mode: str = "lsqr",
-                        A_pattern=None) -> Adjoint:
+def adjoint_at_solution(
+    A: sp.csc_matrix,
+    b: np.ndarray,
+    c: np.ndarray,
+    cones: ConeDims,
+    x: np.ndarray,
+    y: np.ndarray,
+    s: np.ndarray,
+    *,
+    mode: str = "lsqr",
+    A_pattern=None,
+) -> Adjoint:
     """diffcp's adjoint derivative at a given primal-dual solution (formulas above).
 
     Parameters
@@ -147,8 +157,7 @@ def adjoint_at_solution(A: sp.csc_matrix, b: np.ndarray, c: np.ndarray, cones: C
     cone_list, parsed = internals.parse_cones(cones.to_scs())
     u, v, w = x, y - s, np.array([1.0])
     b_col, c_col = b[:, None], c[:, None]
-    Q = sp.csc_matrix(sp.bmat([[None, A.T, c_col], [-A, None, b_col],
-                               [-c_col.T, -b_col.T, None]]))
+    Q = sp.csc_matrix(sp.bmat([[None, A.T, c_col], [-A, None, b_col], [-c_col.T, -b_col.T, None]]))
     dual_projection = internals.dual_projection_derivative(v, parsed)
     M = internals.residual_derivative(Q, parsed, u, v, w[0], dense=mode == "dense")
     MT = M.T if mode == "dense" else M.transpose()
@@ -160,8 +169,9 @@ def adjoint_at_solution(A: sp.csc_matrix, b: np.ndarray, c: np.ndarray, cones: C
         rows, cols = A_pattern.rows, A_pattern.cols
 
     def adjoint(dx, dy, ds):
-        dz = np.concatenate([dx, dual_projection.rmatvec(dy + ds) - ds,
-                             [-(x @ dx + y @ dy + s @ ds)]])
+        dz = np.concatenate(
+            [dx, dual_projection.rmatvec(dy + ds) - ds, [-(x @ dx + y @ dy + s @ ds)]]
+        )
         if not np.any(dz):
             r = np.zeros(dz.size)
         elif mode == "dense":
@@ -169,11 +179,10 @@ def adjoint_at_solution(A: sp.csc_matrix, b: np.ndarray, c: np.ndarray, cones: C
         elif mode == "lsqr":
             r = internals.solve_adjoint_lsqr(MT, dz)
         else:
-            operator = spla.LinearOperator((dz.size, dz.size), matvec=MT.matvec,
-                                           rmatvec=MT.rmatvec)
+            operator = spla.LinearOperator((dz.size, dz.size), matvec=MT.matvec, rmatvec=MT.rmatvec)
             r = spla.lsmr(operator, dz, maxiter=10 * dz.size, atol=1e-10, btol=1e-10)[0]
         dA = pi_z[cols] * r[n + rows] - pi_z[n + rows] * r[cols]
-        db = pi_z[n:n + m] * r[-1] - pi_z[-1] * r[n:n + m]
+        db = pi_z[n : n + m] * r[-1] - pi_z[-1] * r[n : n + m]
         dc = pi_z[:n] * r[-1] - pi_z[-1] * r[:n]
         return dA, db, dc
 
@@ -220,22 +229,42 @@ def adjoint_partition(task: AdjointTask) -> DataGradient:
         One row per element; ``dP_data`` is None.
     """
     structure, batch = task.structure, task.batch
-    out = DataGradient.zeros(ProgramStructure(structure.cones, structure.A_pattern, None),
-                             batch.batch_size)
+    out = DataGradient.zeros(
+        ProgramStructure(structure.cones, structure.A_pattern, None), batch.batch_size
+    )
     X, Y, S = task.point
     assert out.dA_data is not None
     for j in range(batch.batch_size):
         A, _ = batch.element_matrices(structure, j)
-        adjoint = adjoint_at_solution(A, batch.b[j], batch.c[j], structure.cones, X[j], Y[j],
-                                      S[j], mode=task.mode, A_pattern=structure.A_pattern)
-        out.dA_data[j], out.db[j], out.dc[j] = adjoint(task.dx[j], task.dy[j],
-                                                       np.zeros_like(task.dy[j]))
+        adjoint = adjoint_at_solution(
+            A,
+            batch.b[j],
+            batch.c[j],
+            structure.cones,
+            X[j],
+            Y[j],
+            S[j],
+            mode=task.mode,
+            A_pattern=structure.A_pattern,
+        )
+        out.dA_data[j], out.db[j], out.dc[j] = adjoint(
+            task.dx[j], task.dy[j], np.zeros_like(task.dy[j])
+        )
     return out
 
 
-def diffcp_gradient(structure: ProgramStructure, batch: ProgramBatch, point: tuple,
-                    dx: np.ndarray, dy: np.ndarray, mode: str, *, executor=None,
-                    workers: int | None = None, partitions: int | None = None) -> DataGradient:
+def diffcp_gradient(
+    structure: ProgramStructure,
+    batch: ProgramBatch,
+    point: tuple,
+    dx: np.ndarray,
+    dy: np.ndarray,
+    mode: str,
+    *,
+    executor=None,
+    workers: int | None = None,
+    partitions: int | None = None,
+) -> DataGradient:
     """diffcp's adjoint for every element of a batch, in partitions on an executor.
 
     Parameters
@@ -264,12 +293,21 @@ def diffcp_gradient(structure: ProgramStructure, batch: ProgramBatch, point: tup
     tasks = []
     for part in parts:
         rows = slice(part.start, part.stop)
-        tasks.append((AdjointTask(structure, batch.rows(rows), tuple(a[rows] for a in point),
-                                  dx[rows], dy[rows], mode),))
+        tasks.append(
+            (
+                AdjointTask(
+                    structure,
+                    batch.rows(rows),
+                    tuple(a[rows] for a in point),
+                    dx[rows],
+                    dy[rows],
+                    mode,
+                ),
+            )
+        )
     if executor is None:
         single = len(tasks) == 1 or workers == 1
         executor = None if single else thread_pool(workers or default_workers())
     blocks = run_tasks(adjoint_partition, tasks, executor)
-    dc, db, dA = (np.concatenate(parts) for parts in
-                  zip(*(block.parts()[:3] for block in blocks)))
+    dc, db, dA = (np.concatenate(parts) for parts in zip(*(block.parts()[:3] for block in blocks)))
     return DataGradient(dc, db, dA, dP_data=None)

@@ -100,8 +100,10 @@ def fallback_chain(primary: str, structure: ProgramStructure, enabled: bool) -> 
     """
     if not enabled:
         return (primary,)
-    return (primary, *(name for name in FALLBACK_ORDER
-                       if name != primary and accepts(name, structure)))
+    return (
+        primary,
+        *(name for name in FALLBACK_ORDER if name != primary and accepts(name, structure)),
+    )
 
 
 @dataclass
@@ -162,16 +164,25 @@ def solve_chain(solve: SolveWith, chain: tuple[str, ...], batch: ProgramBatch) -
         for k, row in enumerate(pending):
             new = again.status[k]
             attempts[int(row)].append((name, new))
-            better = (new == OPTIMAL or (new in INACCURATE_STATUSES
-                                         and status[row] not in INACCURATE_STATUSES))
+            better = new == OPTIMAL or (
+                new in INACCURATE_STATUSES and status[row] not in INACCURATE_STATUSES
+            )
             if better:
                 x[row], y[row], s[row] = again.x[k], again.y[k], again.s[k]
                 status[row], answered[row] = new, name
             iterations[row] += again.iterations[k]
             seconds[row] += again.solve_time[k]
         pending = np.array([row for row in pending if status[row] != OPTIMAL], dtype=np.int64)
-    merged = replace(first, x=x, y=y, s=s, status=status, iterations=iterations,
-                     solve_time=seconds, answered_by=answered)
+    merged = replace(
+        first,
+        x=x,
+        y=y,
+        s=s,
+        status=status,
+        iterations=iterations,
+        solve_time=seconds,
+        answered_by=answered,
+    )
     return ChainResult(merged, attempts)
 
 
@@ -179,8 +190,9 @@ def solve_chain(solve: SolveWith, chain: tuple[str, ...], batch: ProgramBatch) -
 _CERTIFICATES = (INFEASIBLE, UNBOUNDED, INFEASIBLE_INACCURATE, UNBOUNDED_INACCURATE)
 
 
-def chain_failure(result: ChainResult, indices: np.ndarray | None = None, what: str = "",
-                  side: str | None = None) -> SolverError | None:
+def chain_failure(
+    result: ChainResult, indices: np.ndarray | None = None, what: str = "", side: str | None = None
+) -> SolverError | None:
     """The error for the first element no solver of the chain answered, or None.
 
     Parameters
@@ -215,7 +227,10 @@ def chain_failure(result: ChainResult, indices: np.ndarray | None = None, what: 
     return SolverError(
         f"{who} status {status!r} at batch index {index}{where}{more}: the problem is "
         "infeasible, unbounded or beyond the solvers for these parameter values",
-        status=status, batch_index=index, side=side)
+        status=status,
+        batch_index=index,
+        side=side,
+    )
 
 
 def warn_solver_fallbacks(entries: list[tuple[int, str, str, str]]) -> None:
@@ -228,9 +243,13 @@ def warn_solver_fallbacks(entries: list[tuple[int, str, str, str]]) -> None:
     """
     if not entries:
         return
-    shown = "; ".join(f"{index} ({solve}: {status}) → {name}"
-                      for index, solve, status, name in entries[:10])
+    shown = "; ".join(
+        f"{index} ({solve}: {status}) → {name}" for index, solve, status, name in entries[:10]
+    )
     more = f"; and {len(entries) - 10} more" if len(entries) > 10 else ""
-    warn_user(f"{len(entries)} element(s) were solved by a fallback solver after the first "
-              f"one failed or was inaccurate: batch index {shown}{more} (see "
-              "layer.solver_stats)", SolverFallbackWarning)
+    warn_user(
+        f"{len(entries)} element(s) were solved by a fallback solver after the first "
+        f"one failed or was inaccurate: batch index {shown}{more} (see "
+        "layer.solver_stats)",
+        SolverFallbackWarning,
+    )

@@ -94,14 +94,17 @@ class CallOptions:
             raise TypeError(f"solver_args must be a dict, got {type(self.solver_args).__name__}")
         if self.rho > 0 and solver != "AUTO" and not supports_quadratic(solver):
             quadratic = tuple(name for name in SOLVERS if supports_quadratic(name))
-            raise ValueError(f"rho > 0 adds a quadratic proximal term, which {solver} does not "
-                             f"accept; use rho=0 or one of {quadratic}")
+            raise ValueError(
+                f"rho > 0 adds a quadratic proximal term, which {solver} does not "
+                f"accept; use rho=0 or one of {quadratic}"
+            )
         if self.exact_backend == "moreau" and solver not in ("MOREAU", "AUTO"):
             raise ValueError(f"exact_backend='moreau' needs solver='MOREAU', got {solver!r}")
         return self
 
-    def override(self, solver: str, *, gradient=None, tau=None, rho=None, lpgd_mode=None,
-                 solver_args=None) -> CallOptions:
+    def override(
+        self, solver: str, *, gradient=None, tau=None, rho=None, lpgd_mode=None, solver_args=None
+    ) -> CallOptions:
         """These options with a call's overrides (None keeps the layer's), validated.
 
         ``solver_args`` are merged over the layer's.

@@ -69,8 +69,9 @@ def _stack(batches: list[ProgramBatch]) -> ProgramBatch:
             return np.broadcast_to(data[0][0], (c.shape[0], data[0].shape[1]))
         return np.concatenate(data)
 
-    return ProgramBatch(c=c, b=b, A_data=join([x.A_data for x in batches]),
-                        P_data=join([x.P_data for x in batches]))
+    return ProgramBatch(
+        c=c, b=b, A_data=join([x.A_data for x in batches]), P_data=join([x.P_data for x in batches])
+    )
 
 
 def _products(batch: ProgramBatch, structure: ProgramStructure, x: np.ndarray):
@@ -84,9 +85,14 @@ def _products(batch: ProgramBatch, structure: ProgramStructure, x: np.ndarray):
         return pattern.sum_by(terms, "rows"), pattern.sum_by(np.abs(terms), "rows")
 
 
-def check(solution: BatchSolution, problems: ProgramBatch, structure: ProgramStructure,
-          active: np.ndarray, tolerance: float, size: np.ndarray | None = None
-          ) -> np.ndarray:
+def check(
+    solution: BatchSolution,
+    problems: ProgramBatch,
+    structure: ProgramStructure,
+    active: np.ndarray,
+    tolerance: float,
+    size: np.ndarray | None = None,
+) -> np.ndarray:
     """Which predicted points are the unique optima: the solvers' checks, and strict
     complementarity (inactive rows sᵢ > ε(1 + |b'ᵢ| + (|A||x|)ᵢ), active inequality rows
     yᵢ > ε(1 + ‖y‖∞): a row at zero on both sides is a tie, an LP's optimum may then be
@@ -120,17 +126,23 @@ def check(solution: BatchSolution, problems: ProgramBatch, structure: ProgramStr
         size = _products(problems, structure, solution.x)[1]
     y, act = solution.y[:, rows], active[:, rows]
     with np.errstate(invalid="ignore"):
-        slack = act | (solution.s[:, rows] > limit * (1 + np.abs(problems.b[:, rows])
-                                                     + size[:, rows]))
+        slack = act | (
+            solution.s[:, rows] > limit * (1 + np.abs(problems.b[:, rows]) + size[:, rows])
+        )
         dual = ~act | (y > limit * (1 + np.abs(y).max(axis=1, initial=0.0)[:, None]))
     return ok & slack.all(axis=1) & dual.all(axis=1)
 
 
-def solve_sides_with_prediction(requests: list[tuple[int, ProgramBatch]],
-                                structure: ProgramStructure, forward: BatchSolution,
-                                forward_rows: np.ndarray, tolerance: float, solver: str,
-                                resolve: Resolve, counts: ActiveSetCounts
-                                ) -> list[BatchSolution]:
+def solve_sides_with_prediction(
+    requests: list[tuple[int, ProgramBatch]],
+    structure: ProgramStructure,
+    forward: BatchSolution,
+    forward_rows: np.ndarray,
+    tolerance: float,
+    solver: str,
+    resolve: Resolve,
+    counts: ActiveSetCounts,
+) -> list[BatchSolution]:
     """The perturbed problems of each side: predicted where verified, else the solvers'.
 
     Parameters
@@ -162,8 +174,7 @@ def solve_sides_with_prediction(requests: list[tuple[int, ProgramBatch]],
     tic = time.perf_counter()
     sides = [problems for _, problems in requests]
     B = sides[0].batch_size
-    active = active_rows(forward.y[forward_rows], forward.s[forward_rows],
-                         structure.cones.zero)
+    active = active_rows(forward.y[forward_rows], forward.s[forward_rows], structure.cones.zero)
     x, y, trusted = predict(sides, structure, active)
     picked = np.flatnonzero(trusted)
     S, k = len(sides), picked.size
@@ -174,11 +185,13 @@ def solve_sides_with_prediction(requests: list[tuple[int, ProgramBatch]],
         act = np.tile(active[picked], (S, 1))
         Ax, size = _products(stacked, structure, xs)
         ss = np.where(act, 0.0, stacked.b - Ax)
-        candidate = BatchSolution(xs, ys, ss, [OPTIMAL] * (S * k), np.zeros(S * k, np.int64),
-                                  np.zeros(S * k), ACTIVE_SET)
+        candidate = BatchSolution(
+            xs, ys, ss, [OPTIMAL] * (S * k), np.zeros(S * k, np.int64), np.zeros(S * k), ACTIVE_SET
+        )
         s[:, picked] = ss.reshape(S, k, -1)
-        ok[:, picked] = check(candidate, stacked, structure, act,
-                              min(tolerance, CHECK_TOLERANCE), size).reshape(S, k)
+        ok[:, picked] = check(
+            candidate, stacked, structure, act, min(tolerance, CHECK_TOLERANCE), size
+        ).reshape(S, k)
     points, good = list(zip(x, y, s)), list(ok)
     share = (time.perf_counter() - tic) / (B * len(sides))
     out = []
@@ -190,13 +203,13 @@ def solve_sides_with_prediction(requests: list[tuple[int, ProgramBatch]],
         iterations, seconds = np.zeros(B, dtype=np.int64), np.full(B, share)
         if rest.size:
             whole = rest.size == B  # the side's own arrays: a solver's kept workspaces match
-            again = resolve(sign, problems if whole else problems.rows(rest),
-                            forward_rows[rest])
+            again = resolve(sign, problems if whole else problems.rows(rest), forward_rows[rest])
             px[rest], py[rest], ps[rest] = again.x, again.y, again.s
             iterations[rest] = again.iterations
             seconds[rest] += again.solve_time
             for j, row in enumerate(rest):
                 status[row], answered[row] = again.status[j], again.solvers[j]
-        out.append(BatchSolution(px, py, ps, status, iterations, seconds, solver,
-                                 answered_by=answered))
+        out.append(
+            BatchSolution(px, py, ps, status, iterations, seconds, solver, answered_by=answered)
+        )
     return out

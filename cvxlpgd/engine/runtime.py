@@ -41,7 +41,7 @@ MAX_ENTRIES = 256
 #: holds many times the batch's data; rebuilding it costs little next to a solve of a
 #: large batch but a sizeable part of a call of small problems, which therefore keep
 #: theirs (measurements: docs/pytorch.md, memory).
-KEEP_WORKSPACE_NUMBERS = 2 ** 16
+KEEP_WORKSPACE_NUMBERS = 2**16
 
 _STAMPS = itertools.count(1)
 
@@ -118,10 +118,14 @@ class LayerRuntime:
         if engine is None:
             layer = self.layer
             engine = self.engines[where] = BatchEngine(
-                layer.solver, executor=self.executor, workers=layer.workers,
+                layer.solver,
+                executor=self.executor,
+                workers=layer.workers,
                 fallback=layer.fallback,
-                warm_starts=self.warm_starts if layer.warm_start else None, device=where,
-                active_set=getattr(layer, "active_set", True))  # older pickles lack it
+                warm_starts=self.warm_starts if layer.warm_start else None,
+                device=where,
+                active_set=getattr(layer, "active_set", True),
+            )  # older pickles lack it
         return engine
 
     def set_executor(self, executor) -> None:
@@ -133,8 +137,9 @@ class LayerRuntime:
         """The kind of call prepared under ``key`` earlier, if it is still kept."""
         return self.kinds.get(key) or self.pinned.get(key)
 
-    def kind(self, key: str, options: CallOptions, needs_grad: bool, *,
-             pinned: bool = False) -> CallKind:
+    def kind(
+        self, key: str, options: CallOptions, needs_grad: bool, *, pinned: bool = False
+    ) -> CallKind:
         """The kind of call ``key`` names (a key names one kind), prepared once and kept (at most
         :data:`MAX_ENTRIES`, the oldest dropped first, unless ``pinned``: a key that
         cannot be decoded again)."""
@@ -143,8 +148,7 @@ class LayerRuntime:
             layer = self.layer
             exact_backend = None
             if needs_grad and options.gradient == "exact":
-                exact_backend = layer.exact_backend_for(options.exact_backend,
-                                                        options.solver_args)
+                exact_backend = layer.exact_backend_for(options.exact_backend, options.solver_args)
             lpgd_tau = options.tau if needs_grad and exact_backend is None else None
             template = layer._template(quadratic=layer._solves_quadratic(exact_backend))
             kind = CallKind(options, needs_grad, exact_backend, lpgd_tau, template)
@@ -156,8 +160,15 @@ class LayerRuntime:
 
     # ---- forward -------------------------------------------------------------------------
 
-    def solve(self, kind: CallKind, key: str, values: list[np.ndarray], batched,
-              batch_size: int, where: str = "cpu") -> ForwardState:
+    def solve(
+        self,
+        kind: CallKind,
+        key: str,
+        values: list[np.ndarray],
+        batched,
+        batch_size: int,
+        where: str = "cpu",
+    ) -> ForwardState:
         """Solve every element of one call; its recipe is kept for rebuilt backward passes.
 
         Parameters
@@ -184,12 +195,20 @@ class LayerRuntime:
         template, options = kind.template, kind.options
         batch = template.program_data(template.stack_parameters(values, batch_size), batched)
         state = self.engine(where).forward(
-            template, batch, settings=options.solver_args, exact_backend=kind.exact_backend,
-            exact_mode=options.exact_mode, lpgd_tau=kind.lpgd_tau,
-            inaccurate=options.inaccurate)
+            template,
+            batch,
+            settings=options.solver_args,
+            exact_backend=kind.exact_backend,
+            exact_mode=options.exact_mode,
+            lpgd_tau=kind.lpgd_tau,
+            inaccurate=options.inaccurate,
+        )
         if kind.needs_grad:
-            _bounded_put(self.recipes, (key, where, batch_size),
-                         (state.solver.name, state.settings, state.call_args))
+            _bounded_put(
+                self.recipes,
+                (key, where, batch_size),
+                (state.solver.name, state.settings, state.call_args),
+            )
         return state
 
     def keep(self, state: ForwardState, batched, where: str = "cpu") -> int:
@@ -219,8 +238,16 @@ class LayerRuntime:
 
     # ---- backward ------------------------------------------------------------------------
 
-    def rebuild(self, kind: CallKind, key: str, values: list[np.ndarray], batched,
-                batch_size: int, solution, where: str = "cpu") -> ForwardState:
+    def rebuild(
+        self,
+        kind: CallKind,
+        key: str,
+        values: list[np.ndarray],
+        batched,
+        batch_size: int,
+        solution,
+        where: str = "cpu",
+    ) -> ForwardState:
         """The forward state of a call from its parameters and solution, solving nothing.
 
         Parameters
@@ -238,30 +265,61 @@ class LayerRuntime:
         batch = template.program_data(template.stack_parameters(values, batch_size), batched)
         recipe = self.recipes.get((key, where, batch_size))
         if recipe is None:  # no forward of this size ran here: pick as the forward would
-            name, args = engine.resolve(template.structure, batch_size, batch.shared_matrices,
-                                        options.solver_args, kind.exact_backend)
-            recipe = (name, engine.call_settings(name, args, kind.lpgd_tau, kind.exact_backend,
-                                                 template.structure.cones), args)
+            name, args = engine.resolve(
+                template.structure,
+                batch_size,
+                batch.shared_matrices,
+                options.solver_args,
+                kind.exact_backend,
+            )
+            recipe = (
+                name,
+                engine.call_settings(
+                    name, args, kind.lpgd_tau, kind.exact_backend, template.structure.cones
+                ),
+                args,
+            )
         name, settings, args = recipe
-        solver = engine.batch_solver(template, "forward", template.structure, name, settings,
-                                     enable_grad=kind.exact_backend == "moreau")
+        solver = engine.batch_solver(
+            template,
+            "forward",
+            template.structure,
+            name,
+            settings,
+            enable_grad=kind.exact_backend == "moreau",
+        )
         x, y, s = (np.ascontiguousarray(a, dtype=np.float64) for a in solution)
-        point = BatchSolution(x=x, y=y, s=s, status=["optimal"] * batch_size,
-                              iterations=np.zeros(batch_size, dtype=np.int64),
-                              solve_time=np.zeros(batch_size), solver=name)
+        point = BatchSolution(
+            x=x,
+            y=y,
+            s=s,
+            status=["optimal"] * batch_size,
+            iterations=np.zeros(batch_size, dtype=np.int64),
+            solve_time=np.zeros(batch_size),
+            solver=name,
+        )
         # moreau_solves=-1: Moreau's derivative belongs to another solve, so it re-solves.
         # A reuse record marked as used: a solver that carries state between solves (SCS)
         # replays the (cold) forward solves first, as a repeated backward pass does.
-        return ForwardState(template, batch, point, solver, settings,
-                            reuse={"used_by_backward": True},
-                            exact_backend=kind.exact_backend, exact_mode=options.exact_mode,
-                            moreau_solves=-1,
-                            tolerance=engine.tolerance(template, name, settings),
-                            call_args=args, lpgd_tau=kind.lpgd_tau,
-                            chain=fallback_chain(name, template.structure, engine.fallback))
+        return ForwardState(
+            template,
+            batch,
+            point,
+            solver,
+            settings,
+            reuse={"used_by_backward": True},
+            exact_backend=kind.exact_backend,
+            exact_mode=options.exact_mode,
+            moreau_solves=-1,
+            tolerance=engine.tolerance(template, name, settings),
+            call_args=args,
+            lpgd_tau=kind.lpgd_tau,
+            chain=fallback_chain(name, template.structure, engine.fallback),
+        )
 
-    def gradients(self, kind: CallKind, state: ForwardState, incoming: list,
-                  where: str = "cpu") -> list[np.ndarray]:
+    def gradients(
+        self, kind: CallKind, state: ForwardState, incoming: list, where: str = "cpu"
+    ) -> list[np.ndarray]:
         r"""Per-element gradients of the parameters, θ̄ = Tᵀ D̄(x̄, ȳ).
 
         T is the affine map θ ↦ (c, b, A, P) and D̄ the LPGD or exact data gradient of
@@ -283,8 +341,9 @@ class LayerRuntime:
         template = state.template
         dx, dy = template.output_adjoint(incoming, state.batch.batch_size)
         data_grad = self.engine(where).backward(state, dx, dy, kind.options, self.layer)
-        return template.parameter_gradient(data_grad.dc, data_grad.db, data_grad.dA_data,
-                                           data_grad.dP_data)
+        return template.parameter_gradient(
+            data_grad.dc, data_grad.db, data_grad.dA_data, data_grad.dP_data
+        )
 
 
 def _bounded_put(table: dict, key, value) -> None:

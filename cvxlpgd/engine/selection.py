@@ -25,8 +25,13 @@ from cvxlpgd.solvers.moreau_backend import moreau_available
 LARGE_PROBLEM_NONZEROS = 20_000
 
 
-def choose_solver(structure: ProgramStructure, batch_size: int, *,
-                  shared_matrices: bool = True, executor: bool = False) -> tuple[str, str]:
+def choose_solver(
+    structure: ProgramStructure,
+    batch_size: int,
+    *,
+    shared_matrices: bool = True,
+    executor: bool = False,
+) -> tuple[str, str]:
     """The solver ``solver="auto"`` uses for ``batch_size`` problems of ``structure``.
 
     Parameters
@@ -51,10 +56,13 @@ def choose_solver(structure: ProgramStructure, batch_size: int, *,
         return "SCS", "an executor was given: the per-element solves run on it"
     if structure.cones.dual_exp:
         return "SCS", "Moreau does not support the dual exponential cone"
-    nonzeros = structure.A_pattern.nnz + (0 if structure.P_pattern is None
-                                          else structure.P_pattern.nnz)
+    nonzeros = structure.A_pattern.nnz + (
+        0 if structure.P_pattern is None else structure.P_pattern.nnz
+    )
     if nonzeros >= LARGE_PROBLEM_NONZEROS and (batch_size == 1 or shared_matrices):
-        return "SCS", (f"a large problem ({nonzeros} nonzeros ≥ {LARGE_PROBLEM_NONZEROS}) "
-                       "with matrices one factorization serves: SCS factorizes once and "
-                       "reuses it in every solve and LPGD's re-solves")
+        return "SCS", (
+            f"a large problem ({nonzeros} nonzeros ≥ {LARGE_PROBLEM_NONZEROS}) "
+            "with matrices one factorization serves: SCS factorizes once and "
+            "reuses it in every solve and LPGD's re-solves"
+        )
     return "MOREAU", "a batch of small or medium problems: Moreau solves it in one call"

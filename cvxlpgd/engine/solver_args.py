@@ -33,11 +33,30 @@ SHARED_SETTINGS = frozenset({"verbose"})
 #: diffcp's ``solve_method`` values → solver names.
 SOLVE_METHODS = {"SCS": "SCS", "ECOS": "ECOS", "CLARABEL": "CLARABEL"}
 #: SCS's keyword settings (SCS ≥ 3.2), with the ``eps`` alias of both tolerances.
-SCS_SETTINGS = frozenset({
-    "normalize", "scale", "adaptive_scale", "rho_x", "max_iters", "eps", "eps_abs",
-    "eps_rel", "eps_infeas", "alpha", "time_limit_secs", "verbose", "acceleration_lookback",
-    "acceleration_interval", "write_data_filename", "log_csv_filename", "linear_solver",
-    "use_indirect", "gpu", "mkl"})
+SCS_SETTINGS = frozenset(
+    {
+        "normalize",
+        "scale",
+        "adaptive_scale",
+        "rho_x",
+        "max_iters",
+        "eps",
+        "eps_abs",
+        "eps_rel",
+        "eps_infeas",
+        "alpha",
+        "time_limit_secs",
+        "verbose",
+        "acceleration_lookback",
+        "acceleration_interval",
+        "write_data_filename",
+        "log_csv_filename",
+        "linear_solver",
+        "use_indirect",
+        "gpu",
+        "mkl",
+    }
+)
 
 
 @functools.cache
@@ -61,14 +80,25 @@ def setting_names(name: str) -> frozenset[str]:
         import clarabel
 
         defaults = clarabel.DefaultSettings()
-        return frozenset({n for n in dir(defaults)
-                          if not n.startswith("_") and not callable(getattr(defaults, n))}
-                         | set(INTERIOR_POINT_ALIASES))
+        return frozenset(
+            {
+                n
+                for n in dir(defaults)
+                if not n.startswith("_") and not callable(getattr(defaults, n))
+            }
+            | set(INTERIOR_POINT_ALIASES)
+        )
     if name == "MOREAU" and moreau_available():
         import moreau
 
-        return frozenset((set(moreau.Settings.model_fields) | set(moreau.IPMSettings.model_fields)
-                          | set(INTERIOR_POINT_ALIASES)) - {"batch_size", "enable_grad"})
+        return frozenset(
+            (
+                set(moreau.Settings.model_fields)
+                | set(moreau.IPMSettings.model_fields)
+                | set(INTERIOR_POINT_ALIASES)
+            )
+            - {"batch_size", "enable_grad"}
+        )
     return frozenset()
 
 
@@ -84,8 +114,7 @@ def is_per_solver(settings: dict) -> bool:
     -------
     bool
     """
-    return bool(settings) and all(isinstance(k, str) and k.upper() in SOLVERS
-                                  for k in settings)
+    return bool(settings) and all(isinstance(k, str) and k.upper() in SOLVERS for k in settings)
 
 
 def route(settings: dict, choice: str, accepted: tuple[str, ...]) -> tuple[str, dict]:
@@ -117,8 +146,10 @@ def route(settings: dict, choice: str, accepted: tuple[str, ...]) -> tuple[str, 
         name = SOLVE_METHODS.get(str(method).upper())
         if name is None or name not in accepted:
             usable = sorted(set(SOLVE_METHODS) & set(accepted))
-            raise ValueError(f"solver_args solve_method={method!r} is not a solver for this "
-                             f"problem here; use one of {usable}")
+            raise ValueError(
+                f"solver_args solve_method={method!r} is not a solver for this "
+                f"problem here; use one of {usable}"
+            )
         return name, settings
     names = set(settings) - SHARED_SETTINGS
     if not names:
@@ -130,11 +161,15 @@ def route(settings: dict, choice: str, accepted: tuple[str, ...]) -> tuple[str, 
     known = set().union(*(setting_names(n) for n in SOLVERS))
     unknown = sorted(names - known)
     if unknown:
-        raise ValueError(f"solver_args: unknown setting(s) {', '.join(map(repr, unknown))}: no "
-                         f"installed solver ({', '.join(accepted)}) takes them; see "
-                         "docs/solvers.md for each solver's settings")
-    raise ValueError(f"solver_args: no single solver takes all of {sorted(names)}; pass "
-                     "solver=... or a dictionary per solver ({'SCS': {...}, 'MOREAU': {...}})")
+        raise ValueError(
+            f"solver_args: unknown setting(s) {', '.join(map(repr, unknown))}: no "
+            f"installed solver ({', '.join(accepted)}) takes them; see "
+            "docs/solvers.md for each solver's settings"
+        )
+    raise ValueError(
+        f"solver_args: no single solver takes all of {sorted(names)}; pass "
+        "solver=... or a dictionary per solver ({'SCS': {...}, 'MOREAU': {...}})"
+    )
 
 
 def routes_elsewhere(settings: dict, name: str) -> bool:

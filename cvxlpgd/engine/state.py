@@ -50,9 +50,12 @@ class SolveRecord:
         -------
         list of SolveRecord
         """
-        return [cls(status, int(it), float(t), name) for status, it, t, name in
-                zip(solution.status, solution.iterations, solution.solve_time,
-                    solution.solvers)]
+        return [
+            cls(status, int(it), float(t), name)
+            for status, it, t, name in zip(
+                solution.status, solution.iterations, solution.solve_time, solution.solvers
+            )
+        ]
 
 
 @dataclass
@@ -190,10 +193,12 @@ class ForwardState:
 
     def __post_init__(self):
         if self.stats is None:
-            self.stats = SolverStats(SolveRecord.rows_of(self.solution),
-                                     solver=self.solution.solver,
-                                     warm_started=self.warm_started,
-                                     exact_backend=self.exact_backend or "")
+            self.stats = SolverStats(
+                SolveRecord.rows_of(self.solution),
+                solver=self.solution.solver,
+                warm_started=self.warm_started,
+                exact_backend=self.exact_backend or "",
+            )
 
     @property
     def x(self) -> np.ndarray:

@@ -93,11 +93,12 @@ def validate_inaccurate_policy(policy: str) -> None:
 #: Above this many entries (B · nnz) a batch that shares its matrices is checked with one
 #: sparse matrix instead of per-entry products (memory); below, the per-entry products
 #: need no matrix to be built.
-SHARED_PRODUCT_ENTRIES = 2 ** 20
+SHARED_PRODUCT_ENTRIES = 2**20
 
 
-def residuals(solution: BatchSolution, batch: ProgramBatch, structure: ProgramStructure
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def residuals(
+    solution: BatchSolution, batch: ProgramBatch, structure: ProgramStructure
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Component-wise relative primal and dual residuals, and the relative duality gap,
     of every element (formulas above).
 
@@ -141,7 +142,8 @@ def residuals(solution: BatchSolution, batch: ProgramBatch, structure: ProgramSt
         quadratic, linear = np.einsum("ij,ij->i", x, Px), np.einsum("ij,ij->i", batch.c, x)
         dual_linear = np.einsum("ij,ij->i", batch.b, y)
         gap = np.abs(quadratic + linear + dual_linear) / (
-            1 + np.abs(quadratic) + np.abs(linear) + np.abs(dual_linear))
+            1 + np.abs(quadratic) + np.abs(linear) + np.abs(dual_linear)
+        )
     return primal, dual, gap
 
 
@@ -152,8 +154,9 @@ def _relative(residual: np.ndarray, size: np.ndarray) -> np.ndarray:
     return np.max(np.abs(residual) / (1 + size), axis=1)
 
 
-def verify(solution: BatchSolution, batch: ProgramBatch, structure: ProgramStructure,
-           tolerance: float) -> BatchSolution:
+def verify(
+    solution: BatchSolution, batch: ProgramBatch, structure: ProgramStructure, tolerance: float
+) -> BatchSolution:
     """The solution with statuses corrected by the checks above (a new object).
 
     Parameters
@@ -218,13 +221,16 @@ def report_inaccurate(entries: list[tuple[int, str, str]], policy: str) -> None:
         return
     shown = ", ".join(f"{index} ({status}, {solve})" for index, status, solve in entries[:10])
     more = f" and {len(entries) - 10} more" if len(entries) > 10 else ""
-    text = (f"inaccurate solution(s) at batch index {shown}{more}: the values are not "
-            "accurate to the solver's tolerance (iteration limit, numerical trouble or "
-            "residuals above the tolerance); see layer.solver_stats")
+    text = (
+        f"inaccurate solution(s) at batch index {shown}{more}: the values are not "
+        "accurate to the solver's tolerance (iteration limit, numerical trouble or "
+        "residuals above the tolerance); see layer.solver_stats"
+    )
     if policy == "raise":
         index, status, _ = entries[0]
-        raise SolverError(text + "; inaccurate='raise' makes this an error", status=status,
-                          batch_index=index)
+        raise SolverError(
+            text + "; inaccurate='raise' makes this an error", status=status, batch_index=index
+        )
     warn_user(text, InaccurateSolutionWarning)
 
 

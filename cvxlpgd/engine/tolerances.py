@@ -40,9 +40,8 @@ def lpgd_tolerances(solver: str, tau: float) -> dict:
     """
     if solver not in ("MOREAU", "CLARABEL"):
         return {}
-    tol = float(np.clip(LPGD_TOLERANCE_PER_TAU_SQUARED * tau ** 2, 1e-12, 1e-8))
-    tighter: dict[str, float | str] = {"tol_gap_abs": tol, "tol_gap_rel": tol,
-                                       "tol_feas": tol}
+    tol = float(np.clip(LPGD_TOLERANCE_PER_TAU_SQUARED * tau**2, 1e-12, 1e-8))
+    tighter: dict[str, float | str] = {"tol_gap_abs": tol, "tol_gap_rel": tol, "tol_feas": tol}
     if solver == "MOREAU" and tau < ACTIVE_SET_MIN_TAU:
         tighter["solver"] = "ipm"
     return tighter
@@ -55,8 +54,13 @@ LPGD_TOLERANCE_PER_TAU_SQUARED = 1e-6
 ACTIVE_SET_MIN_TAU = 1e-2
 
 
-def call_tolerances(solver: str, lpgd_tau: float | None, exact_backend: str | None,
-                    cones: ConeDims | None = None, fallback: bool = False) -> dict:
+def call_tolerances(
+    solver: str,
+    lpgd_tau: float | None,
+    exact_backend: str | None,
+    cones: ConeDims | None = None,
+    fallback: bool = False,
+) -> dict:
     """Settings a call's solver gets under the user's.
 
     * Moreau's interior-point method on LPs and QPs gets :data:`POLYHEDRAL_TOLERANCES`
@@ -132,17 +136,24 @@ def has_curved_cones(cones: ConeDims) -> bool:
 #: stall on some problems (their elements then go to Clarabel, at its defaults 3e-4
 #: off), 1e-10 keeps them within 8e-6.
 CURVED_CONE_TOLERANCES = {
-    "tol_gap_abs": 1e-12, "tol_gap_rel": 1e-12, "tol_feas": 1e-12,
-    "reduced_tol_gap_abs": 1e-10, "reduced_tol_gap_rel": 1e-10, "reduced_tol_feas": 1e-10}
+    "tol_gap_abs": 1e-12,
+    "tol_gap_rel": 1e-12,
+    "tol_feas": 1e-12,
+    "reduced_tol_gap_abs": 1e-10,
+    "reduced_tol_gap_rel": 1e-10,
+    "reduced_tol_feas": 1e-10,
+}
 #: ... and with exponential and power cones only, where asking for 1e-12 does not
 #: make it stall: power-cone duals 4e-5 off at 1e-10 match the reference at 1e-12
 #: (exponential-cone families: x within 1.2e-5 either way).
 EXP_POWER_REDUCED_TOLERANCES = {
-    "reduced_tol_gap_abs": 1e-12, "reduced_tol_gap_rel": 1e-12, "reduced_tol_feas": 1e-12}
+    "reduced_tol_gap_abs": 1e-12,
+    "reduced_tol_gap_rel": 1e-12,
+    "reduced_tol_feas": 1e-12,
+}
 
 #: Moreau's interior-point tolerances on LPs and QPs.
 POLYHEDRAL_TOLERANCES = {"tol_gap_abs": 1e-10, "tol_gap_rel": 1e-10, "tol_feas": 1e-10}
 
 #: Clarabel's tolerances on curved cones when it takes over from Moreau.
-FALLBACK_CURVED_CONE_TOLERANCES = {"tol_gap_abs": 1e-10, "tol_gap_rel": 1e-10,
-                                   "tol_feas": 1e-10}
+FALLBACK_CURVED_CONE_TOLERANCES = {"tol_gap_abs": 1e-10, "tol_gap_rel": 1e-10, "tol_feas": 1e-10}

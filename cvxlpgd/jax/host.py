@@ -114,30 +114,39 @@ class HostCall:
         host_arrays = [np.asarray(a) for a in arrays]
         p = len(self.shape.batched)
         params, rest = host_arrays[:p], host_arrays[p:]
-        solution, cotangents = rest[:3 * self.parts], rest[3 * self.parts:]
+        solution, cotangents = rest[: 3 * self.parts], rest[3 * self.parts :]
         template = self.grad_template
         lead = self._lead(params, solution, cotangents)
         values, batched, N = self._elements(params, lead)
-        x, y, s = (self._rows(sum(solution[i * self.parts:(i + 1) * self.parts]
-                                  [j].astype(np.float64) for j in range(self.parts)),
-                              lead, True, (size,))
-                   for i, size in enumerate((template.n, template.m, template.m)))
+        x, y, s = (
+            self._rows(
+                sum(
+                    solution[i * self.parts : (i + 1) * self.parts][j].astype(np.float64)
+                    for j in range(self.parts)
+                ),
+                lead,
+                True,
+                (size,),
+            )
+            for i, size in enumerate((template.n, template.m, template.m))
+        )
         incoming = []
         for label, slot, grad in zip(self.layer._output_labels, template.outputs, cotangents):
-            grad = self._rows(grad.astype(np.float64), lead, self.shape.any_batched,
-                              slot.shape)
+            grad = self._rows(grad.astype(np.float64), lead, self.shape.any_batched, slot.shape)
             if not np.all(np.isfinite(grad)):
-                raise ValueError(f"the incoming cotangent of output {label} holds NaN or inf; "
-                                 "the loss or an earlier backward step produced it, so "
-                                 "nothing was solved")
+                raise ValueError(
+                    f"the incoming cotangent of output {label} holds NaN or inf; "
+                    "the loss or an earlier backward step produced it, so "
+                    "nothing was solved"
+                )
             incoming.append(grad)
         runtime, kind = self.layer._runtime, self.grad_kind
         state = runtime.rebuild(kind, self.recipe_key, values, batched, N, (x, y, s))
         grads = []
         B = self.shape.batch_size
         for grad, spec, was_batched, param in zip(
-                runtime.gradients(kind, state, incoming), self.layer._specs,
-                self.shape.batched, params):
+            runtime.gradients(kind, state, incoming), self.layer._specs, self.shape.batched, params
+        ):
             grad = grad.reshape((*lead, B, *spec.shape))
             if not was_batched:
                 grad = grad.sum(axis=len(lead))
@@ -157,10 +166,10 @@ class HostCall:
         template = kind.template
         B = self.shape.batch_size
         out_lead = (*lead, B) if self.shape.any_batched else lead
-        outputs = tuple(np.asarray(a.reshape((*out_lead, *slot.shape)), dtype=self.shape.dtype,
-                                   order="C")
-                        for a, slot in zip(template.recover_outputs(state.x, state.y),
-                                           template.outputs))
+        outputs = tuple(
+            np.asarray(a.reshape((*out_lead, *slot.shape)), dtype=self.shape.dtype, order="C")
+            for a, slot in zip(template.recover_outputs(state.x, state.y), template.outputs)
+        )
         if not with_grad:
             return outputs, ()
         solution = []
@@ -178,11 +187,15 @@ class HostCall:
         Cores: a parameter's shape (after B when batched), B × size for the solution
         parts, an output's shape (after B when the call is batched) for cotangents.
         """
-        leads = [a.shape[:a.ndim - len(spec.shape) - int(batched)]
-                 for spec, batched, a in zip(self.layer._specs, self.shape.batched, params)]
-        leads += [a.shape[:a.ndim - 2] for a in solution]
-        leads += [a.shape[:a.ndim - len(slot.shape) - int(self.shape.any_batched)]
-                  for slot, a in zip(self.grad_template.outputs, cotangents)]
+        leads = [
+            a.shape[: a.ndim - len(spec.shape) - int(batched)]
+            for spec, batched, a in zip(self.layer._specs, self.shape.batched, params)
+        ]
+        leads += [a.shape[: a.ndim - 2] for a in solution]
+        leads += [
+            a.shape[: a.ndim - len(slot.shape) - int(self.shape.any_batched)]
+            for slot, a in zip(self.grad_template.outputs, cotangents)
+        ]
         return tuple(np.broadcast_shapes(*leads)) if leads else ()
 
     def _elements(self, params, lead):

@@ -62,10 +62,10 @@ def check_shapes(specs, arguments, default_dtype) -> CallShape:
     check_count(specs, arguments, "tensor")
     for spec, argument in zip(specs, arguments):
         if not np.issubdtype(argument.dtype, np.floating):
-            raise TypeError(f"parameter {spec.label} must be a floating-point array, "
-                            f"got {argument.dtype}")
-    batched, batch_size = batch_layout(specs, [tuple(int(d) for d in a.shape)
-                                               for a in arguments])
+            raise TypeError(
+                f"parameter {spec.label} must be a floating-point array, got {argument.dtype}"
+            )
+    batched, batch_size = batch_layout(specs, [tuple(int(d) for d in a.shape) for a in arguments])
     dtypes = [np.dtype(a.dtype) for a in arguments]
     if not dtypes:
         dtype = np.dtype(default_dtype)

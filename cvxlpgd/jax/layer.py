@@ -69,24 +69,57 @@ class CvxpyLayer(CompiledProblem):
     float64 under ``jax_enable_x64`` and float32 otherwise.
     """
 
-    def __init__(self, problem, parameters, variables, *, gradient: str = "lpgd",
-                 tau: float = 0.1, rho: float = 0.0, lpgd_mode: str = "central",
-                 exact_mode: str = "lsqr", exact_backend: str = "auto",
-                 solver: str = "auto", solver_args: dict | None = None,
-                 workers: int | None = None, executor: Executor | None = None,
-                 warm_start: bool = False, inaccurate: str = "warn", gp: bool = False,
-                 fallback: bool | None = None, active_set: bool = True):
+    def __init__(
+        self,
+        problem,
+        parameters,
+        variables,
+        *,
+        gradient: str = "lpgd",
+        tau: float = 0.1,
+        rho: float = 0.0,
+        lpgd_mode: str = "central",
+        exact_mode: str = "lsqr",
+        exact_backend: str = "auto",
+        solver: str = "auto",
+        solver_args: dict | None = None,
+        workers: int | None = None,
+        executor: Executor | None = None,
+        warm_start: bool = False,
+        inaccurate: str = "warn",
+        gp: bool = False,
+        fallback: bool | None = None,
+        active_set: bool = True,
+    ):
         if jax is None:
-            raise ImportError("cvxlpgd.jax.CvxpyLayer needs JAX: pip install 'cvxlpgd[jax]' "
-                              "(or pip install 'jax[cpu]')")
+            raise ImportError(
+                "cvxlpgd.jax.CvxpyLayer needs JAX: pip install 'cvxlpgd[jax]' "
+                "(or pip install 'jax[cpu]')"
+            )
         template = self._configure(
-            problem, parameters, variables, gradient=gradient, tau=tau, rho=rho,
-            lpgd_mode=lpgd_mode, exact_mode=exact_mode, exact_backend=exact_backend,
-            solver=solver, solver_args=solver_args, workers=workers, warm_start=warm_start,
-            inaccurate=inaccurate, gp=gp, fallback=fallback, active_set=active_set)
+            problem,
+            parameters,
+            variables,
+            gradient=gradient,
+            tau=tau,
+            rho=rho,
+            lpgd_mode=lpgd_mode,
+            exact_mode=exact_mode,
+            exact_backend=exact_backend,
+            solver=solver,
+            solver_args=solver_args,
+            workers=workers,
+            warm_start=warm_start,
+            inaccurate=inaccurate,
+            gp=gp,
+            fallback=fallback,
+            active_set=active_set,
+        )
         if executor is not None and not isinstance(executor, Executor):
-            raise TypeError("executor must be a concurrent.futures.Executor or None, got "
-                            f"{type(executor).__name__}")
+            raise TypeError(
+                "executor must be a concurrent.futures.Executor or None, got "
+                f"{type(executor).__name__}"
+            )
         self.executor = executor
         self._runtime = LayerRuntime(self, executor)
         self._functions: dict = {}
@@ -102,9 +135,15 @@ class CvxpyLayer(CompiledProblem):
 
     # ---- call ----------------------------------------------------------------------------
 
-    def __call__(self, *params, gradient: str | None = None, tau: float | None = None,
-                 rho: float | None = None, lpgd_mode: str | None = None,
-                 solver_args: dict | None = None) -> tuple:
+    def __call__(
+        self,
+        *params,
+        gradient: str | None = None,
+        tau: float | None = None,
+        rho: float | None = None,
+        lpgd_mode: str | None = None,
+        solver_args: dict | None = None,
+    ) -> tuple:
         """Solve the problem for the given parameter values.
 
         The arguments are those of :meth:`cvxlpgd.CvxpyLayer.forward`, with JAX arrays
@@ -123,15 +162,19 @@ class CvxpyLayer(CompiledProblem):
             a transformation, wrapped in a JAX runtime error).
         """
         arrays = [p if isinstance(p, jax.Array) else jnp.asarray(p) for p in params]
-        default = np.float64 if jax.config.read('jax_enable_x64') else np.float32
+        default = np.float64 if jax.config.read("jax_enable_x64") else np.float32
         shape = check_shapes(self._specs, arrays, default)
         if self._logged is not None:
             arrays = self._log_inputs(arrays)
         if not any(isinstance(a, jax.core.Tracer) for a in arrays):  # named errors, eagerly
             checked_values(self._specs, [np.asarray(a) for a in arrays], shape.batched)
-        overrides = {k: v for k, v in dict(gradient=gradient, tau=tau, rho=rho,
-                                           lpgd_mode=lpgd_mode, solver_args=solver_args
-                                           ).items() if v is not None}
+        overrides = {
+            k: v
+            for k, v in dict(
+                gradient=gradient, tau=tau, rho=rho, lpgd_mode=lpgd_mode, solver_args=solver_args
+            ).items()
+            if v is not None
+        }
         function = self._function(overrides, shape, arrays)
         self._host_error = None
         try:
@@ -151,9 +194,11 @@ class CvxpyLayer(CompiledProblem):
         for spec, logged, array in zip(self._specs, self._logged or (), arrays):
             if logged:
                 if not isinstance(array, jax.core.Tracer) and not bool(jnp.all(array > 0)):
-                    raise ValueError(f"parameter {spec.label} must be positive (gp=True: a "
-                                     "geometric program's parameters enter through their "
-                                     f"logarithm), got min {float(jnp.min(array)):g}")
+                    raise ValueError(
+                        f"parameter {spec.label} must be positive (gp=True: a "
+                        "geometric program's parameters enter through their "
+                        f"logarithm), got min {float(jnp.min(array)):g}"
+                    )
                 array = jnp.log(array)
             out.append(array)
         return out
@@ -164,12 +209,11 @@ class CvxpyLayer(CompiledProblem):
             key = json.dumps(overrides, sort_keys=True)
         except TypeError:
             key = repr(sorted(overrides.items()))
-        x64 = bool(jax.config.read('jax_enable_x64'))
+        x64 = bool(jax.config.read("jax_enable_x64"))
         signature = (key, x64, tuple((tuple(a.shape), np.dtype(a.dtype)) for a in arrays))
         function = self._functions.get(signature)
         if function is None:
-            options = self.options.override(self.solver, **overrides) if overrides else \
-                self.options
+            options = self.options.override(self.solver, **overrides) if overrides else self.options
             host = HostCall(self, key, options, shape, np.float64 if x64 else np.float32)
             function = _build(host, shape, arrays)
             if len(self._functions) >= _MAX_FUNCTIONS:
@@ -181,11 +225,16 @@ class CvxpyLayer(CompiledProblem):
 def _build(host: HostCall, shape, arrays):
     """``jax.custom_vjp`` of the host's forward, with its backward as the VJP."""
     lead = (shape.batch_size,) if shape.any_batched else ()
-    outputs = [jax.ShapeDtypeStruct((*lead, *slot.shape), shape.dtype)
-               for slot in host.primal_template.outputs]
+    outputs = [
+        jax.ShapeDtypeStruct((*lead, *slot.shape), shape.dtype)
+        for slot in host.primal_template.outputs
+    ]
     template = host.grad_template
-    solution = [jax.ShapeDtypeStruct((shape.batch_size, size), host.solution_dtype)
-                for size in (template.n, template.m, template.m) for _ in range(host.parts)]
+    solution = [
+        jax.ShapeDtypeStruct((shape.batch_size, size), host.solution_dtype)
+        for size in (template.n, template.m, template.m)
+        for _ in range(host.parts)
+    ]
     grads = [jax.ShapeDtypeStruct(tuple(a.shape), a.dtype) for a in arrays]
     k = len(outputs)
 
@@ -196,6 +245,7 @@ def _build(host: HostCall, shape, arrays):
             except Exception as error:  # JAX wraps it; an eager call re-raises it as it is
                 host.layer._host_error = error
                 raise
+
         return jax.pure_callback(remembered, specs, *args, vmap_method="expand_dims")
 
     if not arrays:  # nothing to differentiate
@@ -215,4 +265,3 @@ def _build(host: HostCall, shape, arrays):
 
     call.defvjp(forward, backward)
     return call
-

@@ -125,8 +125,7 @@ def _index(active: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _gather(b: np.ndarray, index: np.ndarray) -> np.ndarray:
     """b'_𝒜 per element, zero on the padding."""
-    return np.take_along_axis(np.concatenate([b, np.zeros((b.shape[0], 1))], axis=1),
-                              index, axis=1)
+    return np.take_along_axis(np.concatenate([b, np.zeros((b.shape[0], 1))], axis=1), index, axis=1)
 
 
 def _scatter(values: np.ndarray, index: np.ndarray, m: int) -> np.ndarray:
@@ -162,8 +161,10 @@ def _kkt_block(sides, structure, active, rows):
     K[:, n:, :n] = A_act
     K[:, :n, n:] = A_act.transpose(0, 2, 1)
     K[:, n + np.arange(width), n + np.arange(width)] = pad
-    rhs = np.stack([np.concatenate([-side.c[rows], _gather(side.b[rows], index)], axis=1)
-                    for side in sides], axis=2)
+    rhs = np.stack(
+        [np.concatenate([-side.c[rows], _gather(side.b[rows], index)], axis=1) for side in sides],
+        axis=2,
+    )
     out, trusted = _solve(K, rhs)
     x = out[:, :n, :].transpose(2, 0, 1)
     y = np.stack([_scatter(out[:, n:, k], index, m) for k in range(len(sides))])
@@ -179,12 +180,25 @@ def _range_space_block(sides, structure, active, rows, L, W):
     S = np.matmul(W_act.transpose(0, 2, 1), W_act)
     S[:, np.arange(width), np.arange(width)] += pad
     v = [scipy.linalg.solve_triangular(L, side.c[rows].T, lower=True).T for side in sides]
-    rhs = np.stack([-(np.einsum("knw,kn->kw", W_act, vk) + _gather(side.b[rows], index))
-                    for side, vk in zip(sides, v)], axis=2)
+    rhs = np.stack(
+        [
+            -(np.einsum("knw,kn->kw", W_act, vk) + _gather(side.b[rows], index))
+            for side, vk in zip(sides, v)
+        ],
+        axis=2,
+    )
     y_act, trusted = _solve(S, rhs) if width else (rhs, np.ones(rows.size, dtype=bool))
-    x = np.stack([-scipy.linalg.solve_triangular(
-        L.T, (vk + np.einsum("knw,kw->kn", W_act, y_act[:, :, k])).T, lower=False,
-        check_finite=False).T for k, vk in enumerate(v)])
+    x = np.stack(
+        [
+            -scipy.linalg.solve_triangular(
+                L.T,
+                (vk + np.einsum("knw,kw->kn", W_act, y_act[:, :, k])).T,
+                lower=False,
+                check_finite=False,
+            ).T
+            for k, vk in enumerate(v)
+        ]
+    )
     y = np.stack([_scatter(y_act[:, :, k], index, m) for k in range(len(sides))])
     return x, y, trusted
 
@@ -211,11 +225,13 @@ def _sparse_one(sides, structure, active, i):
     A, P = sides[0].element_matrices(structure, i)
     rows = np.flatnonzero(active[i])
     A_act = A[rows]
-    K = sp.csc_matrix(sp.bmat([[sp.csc_matrix((n, n)) if P is None else P, A_act.T],
-                               [A_act, None]]))
+    K = sp.csc_matrix(
+        sp.bmat([[sp.csc_matrix((n, n)) if P is None else P, A_act.T], [A_act, None]])
+    )
     probe = np.random.default_rng(7).uniform(0.5, 1.0, K.shape[0])
-    rhs = np.column_stack([np.concatenate([-side.c[i], side.b[i, rows]]) for side in sides]
-                          + [probe])
+    rhs = np.column_stack(
+        [np.concatenate([-side.c[i], side.b[i, rows]]) for side in sides] + [probe]
+    )
     x, y = np.full((len(sides), n), np.nan), np.zeros((len(sides), m))
     try:
         with warnings.catch_warnings():
@@ -228,8 +244,9 @@ def _sparse_one(sides, structure, active, i):
     return x, y, bool(np.isfinite(out).all() and growth * RCOND_MIN < 1)
 
 
-def predict(sides: list[ProgramBatch], structure: ProgramStructure, active: np.ndarray
-            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def predict(
+    sides: list[ProgramBatch], structure: ProgramStructure, active: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Solve every element's system on its active set, for every side.
 
     Parameters
@@ -272,7 +289,7 @@ def _predict(sides, structure, active):
         per_element = int(size.max()) ** 2 + n * m * (factors is None)
         block = max(1, _BLOCK_ENTRIES // per_element)
         for start in range(0, dense.size, block):
-            rows = dense[start:start + block]
+            rows = dense[start : start + block]
             if factors is not None:
                 part = _range_space_block(sides, structure, active, rows, *factors)
             else:

@@ -36,6 +36,7 @@ _BLOCK = 64
 #: Smaller τ tried for an element whose perturbed problems fail: τ/10, τ/100, τ/1000.
 TAU_REDUCTIONS = 3
 
+
 class LPGDFallbackWarning(UserWarning):
     """Some elements' LPGD gradients were formed by a fallback (see :mod:`cvxlpgd.lpgd.backward`).
 
@@ -61,9 +62,12 @@ def warn_fallbacks(fallbacks: dict[int, str], tau: float, mode: str) -> None:
     items = sorted(fallbacks.items())
     shown = "; ".join(f"{index}: {how}" for index, how in items[:10])
     more = f"; and {len(items) - 10} more" if len(items) > 10 else ""
-    warn_user(f"LPGD perturbed problems failed at tau={tau:g} (lpgd_mode={mode!r}) for "
-              f"{len(items)} element(s); their gradients fell back to {shown}{more} "
-              "(see layer.solver_stats.fallbacks)", LPGDFallbackWarning)
+    warn_user(
+        f"LPGD perturbed problems failed at tau={tau:g} (lpgd_mode={mode!r}) for "
+        f"{len(items)} element(s); their gradients fell back to {shown}{more} "
+        "(see layer.solver_stats.fallbacks)",
+        LPGDFallbackWarning,
+    )
 
 
 SolveSides = Callable[[list[tuple[int, ProgramBatch]], np.ndarray], list[BatchSolution]]
@@ -95,9 +99,14 @@ class LPGDResult:
     fallbacks: dict[int, str] = field(default_factory=dict)
 
 
-def _write_difference(out: DataGradient, rows: np.ndarray, scale: float,
-                      plus: tuple[np.ndarray, np.ndarray], minus: tuple[np.ndarray, np.ndarray],
-                      structure: ProgramStructure) -> None:
+def _write_difference(
+    out: DataGradient,
+    rows: np.ndarray,
+    scale: float,
+    plus: tuple[np.ndarray, np.ndarray],
+    minus: tuple[np.ndarray, np.ndarray],
+    structure: ProgramStructure,
+) -> None:
     """out[rows] = scale · (G(plus) − G(minus)), in blocks of rows (bounded memory)."""
     A, P = structure.A_pattern, structure.P_pattern
     for start in range(0, rows.size, _BLOCK):
@@ -108,11 +117,13 @@ def _write_difference(out: DataGradient, rows: np.ndarray, scale: float,
         out.dc[target] = scale * (xp - xm)
         out.db[target] = -scale * (yp - ym)
         if out.dA_data is not None:
-            out.dA_data[target] = scale * (yp[:, A.rows] * xp[:, A.cols]
-                                           - ym[:, A.rows] * xm[:, A.cols])
+            out.dA_data[target] = scale * (
+                yp[:, A.rows] * xp[:, A.cols] - ym[:, A.rows] * xm[:, A.cols]
+            )
         if out.dP_data is not None and P is not None:
-            out.dP_data[target] = 0.5 * scale * (xp[:, P.rows] * xp[:, P.cols]
-                                                 - xm[:, P.rows] * xm[:, P.cols])
+            out.dP_data[target] = (
+                0.5 * scale * (xp[:, P.rows] * xp[:, P.cols] - xm[:, P.rows] * xm[:, P.cols])
+            )
 
 
 class _Pass:
@@ -135,19 +146,37 @@ class _Pass:
         ds = None if self.ds is None else self.ds[rows]
         requests = []
         for sign in signs:
-            c_new, b_new = perturbed_costs(sign, tau, self.rho, sub, self.structure.A_pattern,
-                                           self.dx[rows], self.dy[rows], ds,
-                                           self.forward.x[rows], fs)
+            c_new, b_new = perturbed_costs(
+                sign,
+                tau,
+                self.rho,
+                sub,
+                self.structure.A_pattern,
+                self.dx[rows],
+                self.dy[rows],
+                ds,
+                self.forward.x[rows],
+                fs,
+            )
             requests.append((sign, sub.with_vectors(c_new, b_new)))
         out = {}
         for sign, solution in zip(signs, self.solve_sides(requests, rows)):
             self.solves.append((indices, sign, solution))
-            out[sign] = (solution, (solution.x,
-                                    perturbed_dual(sign, tau, self.rho, solution, ds, fs)))
+            out[sign] = (
+                solution,
+                (solution.x, perturbed_dual(sign, tau, self.rho, solution, ds, fs)),
+            )
         return out
 
-    def write(self, gradient: DataGradient, indices: np.ndarray, positions: np.ndarray,
-              signs: tuple[int, ...], tau: float, points: dict) -> None:
+    def write(
+        self,
+        gradient: DataGradient,
+        indices: np.ndarray,
+        positions: np.ndarray,
+        signs: tuple[int, ...],
+        tau: float,
+        points: dict,
+    ) -> None:
         """Differences for ``indices`` (rows ``positions`` of ``points``) from ``signs``."""
         if indices.size == 0:
             return
@@ -168,10 +197,20 @@ def _describe(signs: tuple[int, ...], tau: float) -> str:
     return f"{what}, tau={tau:g}"
 
 
-def lpgd_backward(solve_sides: SolveSides, batch: ProgramBatch, structure: ProgramStructure,
-                  forward: BatchSolution, dx: np.ndarray, dy: np.ndarray,
-                  ds: np.ndarray | None, *, tau: float, rho: float, mode: str,
-                  matrices: tuple[bool, bool] = (True, True)) -> LPGDResult:
+def lpgd_backward(
+    solve_sides: SolveSides,
+    batch: ProgramBatch,
+    structure: ProgramStructure,
+    forward: BatchSolution,
+    dx: np.ndarray,
+    dy: np.ndarray,
+    ds: np.ndarray | None,
+    *,
+    tau: float,
+    rho: float,
+    mode: str,
+    matrices: tuple[bool, bool] = (True, True),
+) -> LPGDResult:
     """LPGD data gradients of a batch, with the fallbacks of the module docstring.
 
     Parameters
@@ -183,7 +222,7 @@ def lpgd_backward(solve_sides: SolveSides, batch: ProgramBatch, structure: Progr
         returns one verified :class:`BatchSolution` per request, in order.
     batch : ProgramBatch
         The forward problems (P already widened to P' when ρ > 0:
-        :func:`cvxlpgd.lpgd.formulas.proximal_batch`; c and b are the forward ones).
+        :func:`cvxlpgd.lpgd.proximal.proximal_batch`; c and b are the forward ones).
     structure : ProgramStructure
         The forward problems' structure (patterns of the gradient).
     forward : BatchSolution
@@ -243,16 +282,17 @@ def lpgd_backward(solve_sides: SolveSides, batch: ProgramBatch, structure: Progr
     for k in range(1, TAU_REDUCTIONS + 1):
         if pending.size == 0:
             break
-        small = tau / 10 ** k
+        small = tau / 10**k
         last = run.attempt(active[pending], signs, small)
         solved_sides = {sign: last[sign][0].ok for sign in signs}
-        for choice in ([signs] if len(signs) == 1 else [signs, (+1,), (-1,)]):
+        for choice in [signs] if len(signs) == 1 else [signs, (+1,), (-1,)]:
             mask = np.logical_and.reduce([solved_sides[s] for s in choice])
             if len(choice) == 1 and len(signs) == 2:
                 mask &= ~np.logical_and.reduce([solved_sides[s] for s in signs])
             run.write(gradient, active[pending[mask]], np.flatnonzero(mask), choice, small, last)
-            result.fallbacks.update({int(i): _describe(choice, small)
-                                     for i in active[pending[mask]]})
+            result.fallbacks.update(
+                {int(i): _describe(choice, small) for i in active[pending[mask]]}
+            )
         done = np.logical_or.reduce([solved_sides[s] for s in signs])
         pending, last = pending[~done], {s: (v[0].rows(~done), None) for s, v in last.items()}
     result.solves = run.solves
@@ -264,6 +304,9 @@ def lpgd_backward(solve_sides: SolveSides, batch: ProgramBatch, structure: Progr
         raise SolverError(
             f"LPGD {side} perturbed solve failed at batch index {index} with status "
             f"{status!r}, also with lpgd_mode={other_side!r} and with tau down to "
-            f"{tau / 10 ** TAU_REDUCTIONS:g}; try a smaller tau (now {tau}) or rho > 0",
-            status=status, batch_index=index, side=side)
+            f"{tau / 10**TAU_REDUCTIONS:g}; try a smaller tau (now {tau}) or rho > 0",
+            status=status,
+            batch_index=index,
+            side=side,
+        )
     return result

@@ -43,7 +43,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg
-import scipy.sparse as sp
 
 from cvxlpgd.problem.program import ProgramBatch, ProgramStructure, SparsePattern
 from cvxlpgd.solvers.base import BatchSolution
@@ -51,6 +50,7 @@ from cvxlpgd.solvers.base import BatchSolution
 LPGD_MODES = ("central", "upper", "lower")
 SIDES = {"central": (+1, -1), "upper": (+1,), "lower": (-1,)}
 SIDE_NAMES = {+1: "upper", -1: "lower"}
+
 
 @dataclass
 class DataGradient:
@@ -76,8 +76,12 @@ class DataGradient:
     dP_data: np.ndarray | None
 
     @classmethod
-    def zeros(cls, structure: ProgramStructure, batch_size: int,
-              matrices: tuple[bool, bool] = (True, True)) -> DataGradient:
+    def zeros(
+        cls,
+        structure: ProgramStructure,
+        batch_size: int,
+        matrices: tuple[bool, bool] = (True, True),
+    ) -> DataGradient:
         """All-zero arrays for ``batch_size`` elements of ``structure``.
 
         Parameters
@@ -95,24 +99,28 @@ class DataGradient:
         """
         P = structure.P_pattern
         want_A, want_P = matrices
-        return cls(dc=np.zeros((batch_size, structure.n)),
-                   db=np.zeros((batch_size, structure.m)),
-                   dA_data=np.zeros((batch_size, structure.A_pattern.nnz)) if want_A else None,
-                   dP_data=None if P is None or not want_P else np.zeros((batch_size, P.nnz)))
+        return cls(
+            dc=np.zeros((batch_size, structure.n)),
+            db=np.zeros((batch_size, structure.m)),
+            dA_data=np.zeros((batch_size, structure.A_pattern.nnz)) if want_A else None,
+            dP_data=None if P is None or not want_P else np.zeros((batch_size, P.nnz)),
+        )
 
     def parts(self) -> tuple[np.ndarray | None, ...]:
         """``(dc, db, dA_data, dP_data)``."""
         return self.dc, self.db, self.dA_data, self.dP_data
 
     def __sub__(self, other: DataGradient) -> DataGradient:
-        dc, db, dA, dP = (None if a is None or b is None else a - b
-                          for a, b in zip(self.parts(), other.parts()))
+        dc, db, dA, dP = (
+            None if a is None or b is None else a - b for a, b in zip(self.parts(), other.parts())
+        )
         assert dc is not None and db is not None
         return DataGradient(dc, db, dA, dP)
 
 
-def lagrangian_data_gradient(x: np.ndarray, y: np.ndarray, A_pattern: SparsePattern,
-                             P_pattern: SparsePattern | None = None) -> DataGradient:
+def lagrangian_data_gradient(
+    x: np.ndarray, y: np.ndarray, A_pattern: SparsePattern, P_pattern: SparsePattern | None = None
+) -> DataGradient:
     """G(x, y) = (x, −y, y xᵀ, ½ x xᵀ) on the stored entries of A and P, per row.
 
     Parameters
@@ -132,8 +140,12 @@ def lagrangian_data_gradient(x: np.ndarray, y: np.ndarray, A_pattern: SparsePatt
         With the shapes of the input (rows, or single vectors).
     """
     dP = None if P_pattern is None else 0.5 * x[..., P_pattern.rows] * x[..., P_pattern.cols]
-    return DataGradient(dc=np.array(x, dtype=float), db=-np.asarray(y, dtype=float),
-                        dA_data=y[..., A_pattern.rows] * x[..., A_pattern.cols], dP_data=dP)
+    return DataGradient(
+        dc=np.array(x, dtype=float),
+        db=-np.asarray(y, dtype=float),
+        dA_data=y[..., A_pattern.rows] * x[..., A_pattern.cols],
+        dP_data=dP,
+    )
 
 
 def validate_lpgd_options(tau: float, rho: float, mode: str) -> None:
@@ -182,10 +194,18 @@ def transpose_apply(A_pattern: SparsePattern, A_data: np.ndarray, v: np.ndarray)
     return A_pattern.sum_by(A_data * v[:, A_pattern.rows], "cols")
 
 
-def perturbed_costs(sign: int, tau: float, rho: float, batch: ProgramBatch,
-                    A_pattern: SparsePattern, dx: np.ndarray, dy: np.ndarray,
-                    ds: np.ndarray | None, x_star: np.ndarray, s_star: np.ndarray
-                    ) -> tuple[np.ndarray, np.ndarray]:
+def perturbed_costs(
+    sign: int,
+    tau: float,
+    rho: float,
+    batch: ProgramBatch,
+    A_pattern: SparsePattern,
+    dx: np.ndarray,
+    dy: np.ndarray,
+    ds: np.ndarray | None,
+    x_star: np.ndarray,
+    s_star: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
     """(C', B') of the perturbed problems on side ``sign``, every row at once.
 
     ``b' = b − στ dy`` and ``c' = c + στ (dx − Aᵀds) − ρx* [− ρAᵀ(b' − s*)]``, the
@@ -225,8 +245,9 @@ def perturbed_costs(sign: int, tau: float, rho: float, batch: ProgramBatch,
     return c_new, b_new
 
 
-def identifiable_dual_gradient(batch: ProgramBatch, structure: ProgramStructure,
-                               dy: np.ndarray) -> np.ndarray:
+def identifiable_dual_gradient(
+    batch: ProgramBatch, structure: ProgramStructure, dy: np.ndarray
+) -> np.ndarray:
     """``dy`` with its equality rows projected onto the range of their block of A.
 
     For the equality (zero-cone) rows A₀x = b₀, the duals y₀ are unique only up to
@@ -268,8 +289,14 @@ def identifiable_dual_gradient(batch: ProgramBatch, structure: ProgramStructure,
     return out
 
 
-def perturbed_dual(sign: int, tau: float, rho: float, solution: BatchSolution,
-                   ds: np.ndarray | None, s_star: np.ndarray) -> np.ndarray:
+def perturbed_dual(
+    sign: int,
+    tau: float,
+    rho: float,
+    solution: BatchSolution,
+    ds: np.ndarray | None,
+    s_star: np.ndarray,
+) -> np.ndarray:
     """Duals of the perturbed problems with s in the objective, from the substituted ones.
 
     ``y_σ = y − στ ds [− ρ(s − s*)]`` (x-stationarity of both forms).
@@ -298,102 +325,3 @@ def perturbed_dual(sign: int, tau: float, rho: float, solution: BatchSolution,
     if rho > 0:
         y = y - rho * (solution.s - s_star)
     return y
-
-
-@dataclass(frozen=True)
-class ProximalStructure:
-    """The structure of the ρ-regularized problems: P' = P + ρI [+ ρAᵀA].
-
-    Attributes
-    ----------
-    structure : ProgramStructure
-        Cones, A's pattern, and P's pattern widened by the diagonal (and AᵀA's).
-    P_positions : numpy.ndarray or None
-        Where each stored entry of the original P goes in P'.
-    diagonal_positions : numpy.ndarray
-        Where the diagonal entries of P' are.
-    slack_term : bool
-        Whether ρAᵀA is part of P' (ds ≠ 0).
-    """
-
-    structure: ProgramStructure
-    P_positions: np.ndarray | None
-    diagonal_positions: np.ndarray
-    slack_term: bool
-
-
-def proximal_structure(structure: ProgramStructure, slack_term: bool) -> ProximalStructure:
-    """The pattern of P' = P + ρI [+ ρAᵀA] and where P's and the diagonal's entries go.
-
-    Parameters
-    ----------
-    structure : ProgramStructure
-        The forward problems' structure.
-    slack_term : bool
-        Include AᵀA's pattern (when ds ≠ 0 is regularized too).
-
-    Returns
-    -------
-    ProximalStructure
-    """
-    n = structure.n
-    union = sp.identity(n, format="csc")
-    if structure.P_pattern is not None:
-        union = union + structure.P_pattern.matrix(np.ones(structure.P_pattern.nnz))
-    if slack_term:
-        A = structure.A_pattern.matrix(np.ones(structure.A_pattern.nnz))
-        union = union + A.T @ A
-    union = sp.csc_matrix(union)
-    union.sort_indices()
-    cols = np.repeat(np.arange(n), np.diff(union.indptr))
-    pattern = SparsePattern(rows=union.indices.astype(np.int32), cols=cols.astype(np.int32),
-                            indptr=union.indptr.astype(np.int32), shape=(n, n))
-    position = sp.csc_matrix((np.arange(1, union.nnz + 1, dtype=float), union.indices,
-                              union.indptr), shape=(n, n))
-
-    def locate(rows, columns):
-        return np.asarray(position[rows, columns]).ravel().astype(np.int64) - 1
-
-    P = structure.P_pattern
-    return ProximalStructure(
-        structure=ProgramStructure(structure.cones, structure.A_pattern, pattern),
-        P_positions=None if P is None else locate(P.rows, P.cols),
-        diagonal_positions=locate(np.arange(n), np.arange(n)), slack_term=slack_term)
-
-
-def proximal_batch(batch: ProgramBatch, rho: float, proximal: ProximalStructure,
-                   structure: ProgramStructure) -> ProgramBatch:
-    """The batch with P'_data = P + ρI [+ ρAᵀA] on the proximal pattern (same c, b, A).
-
-    Parameters
-    ----------
-    batch : ProgramBatch
-        The forward problems.
-    rho : float
-        ρ > 0.
-    proximal : ProximalStructure
-        From :func:`proximal_structure`.
-    structure : ProgramStructure
-        The forward problems' structure.
-
-    Returns
-    -------
-    ProgramBatch
-        ``P_data`` is a broadcast view when A and P are shared by the batch.
-    """
-    pattern = proximal.structure.P_pattern
-    assert pattern is not None  # P' has at least the diagonal
-    shared = batch.shared_matrices
-    rows = 1 if shared else batch.batch_size
-    data = np.zeros((rows, pattern.nnz))
-    if batch.P_data is not None:
-        data[:, proximal.P_positions] = batch.P_data[:rows]
-    data[:, proximal.diagonal_positions] += rho
-    if proximal.slack_term:
-        for i in range(rows):
-            A = batch.element_matrices(structure, i)[0]
-            AtA = sp.csc_matrix(A.T @ A)
-            data[i] += rho * np.asarray(AtA[pattern.rows, pattern.cols]).ravel()
-    if shared:
-        data = np.broadcast_to(data, (batch.batch_size, pattern.nnz))
-    return ProgramBatch(c=batch.c, b=batch.b, A_data=batch.A_data, P_data=data)

@@ -29,18 +29,7 @@ elements): only when that moves the solution is τ too small, and the warning fi
 After five genuine zeros a layer is no longer checked (converged training would
 otherwise pay a probe solve per step).
 
-Suggested τ. The perturbed problem has cost ``c + στ dx`` and right-hand side
-``b − στ dy``; its solution moves once the perturbation is comparable to the data it
-competes with (on an LP: once τ·dx reaches the gaps between the costs of vertices).
-The estimate per element is
-
-    τ̂ = min( max(‖c‖∞, ‖Aᵀy*‖∞) / ‖dx‖∞ ,  max(‖b‖∞, ‖s*‖∞) / ‖dy‖∞ )
-
-(a term is left out when its incoming gradient is zero; ``‖Aᵀy*‖∞ = ‖c + Px*‖∞`` is
-the magnitude of the objective's slope at the solution, which stands in for ‖c‖ when
-the linear cost is small), and the warning names the median over the batch. It is an
-order of magnitude, not a threshold: try τ between τ̂ and 10 τ̂, or scan with
-:func:`tau_scan`.
+The τ the warning suggests is :func:`cvxlpgd.lpgd.tau_estimate.suggest_tau`'s estimate.
 """
 
 from __future__ import annotations
@@ -55,6 +44,7 @@ import numpy as np
 
 from cvxlpgd.errors import warn_user
 from cvxlpgd.lpgd.formulas import DataGradient, lagrangian_data_gradient, perturbed_costs
+from cvxlpgd.lpgd.tau_estimate import suggest_for_elements
 from cvxlpgd.solvers import batch_solver
 
 #: A perturbed solve counts as unmoved below this many times the solver's tolerance.
@@ -64,7 +54,6 @@ ZERO_ATOL = 1e-10
 # Genuine zeros after which a layer is no longer checked (converged training would
 # otherwise pay a probe solve per step).
 _MAX_GENUINE = 5
-# Elements per forward call of the finite differences (bounds the memory of one call).
 
 
 class ZeroGradientWarning(UserWarning):
@@ -73,7 +62,7 @@ class ZeroGradientWarning(UserWarning):
     Raised through :func:`warnings.warn` by the backward pass of a
     :class:`cvxlpgd.CvxpyLayer`, at most once per layer. The message names the τ that
     was used and an estimated τ scale that would move the solution (see
-    :func:`suggest_tau`). Silence it with
+    :func:`cvxlpgd.lpgd.tau_estimate.suggest_tau`). Silence it with
     ``warnings.simplefilter("ignore", cvxlpgd.ZeroGradientWarning)``.
     """
 
@@ -87,8 +76,9 @@ class ZeroGradientReport:
     tau : float
         The τ of the backward pass.
     suggested_tau : float
-        Estimated τ scale that moves the solution (:func:`suggest_tau`); ``nan`` when
-        it cannot be estimated.
+        Estimated τ scale that moves the solution
+        (:func:`cvxlpgd.lpgd.tau_estimate.suggest_tau`); ``nan`` when it cannot be
+        estimated.
     elements : int
         Batch elements with a nonzero incoming gradient (all of them unmoved).
     max_move : float
@@ -112,19 +102,26 @@ class ZeroGradientReport:
         str
         """
         if math.isfinite(self.suggested_tau):
-            advice = (f"try tau of the order of {self.suggested_tau:.3g} "
-                      f"(between {self.suggested_tau:.2g} and {10 * self.suggested_tau:.2g}; "
-                      "estimated as the cost magnitude over the incoming gradient, "
-                      "max(|c|, |A'y*|) / |dx|)")
+            advice = (
+                f"try tau of the order of {self.suggested_tau:.3g} "
+                f"(between {self.suggested_tau:.2g} and {10 * self.suggested_tau:.2g}; "
+                "estimated as the cost magnitude over the incoming gradient, "
+                "max(|c|, |A'y*|) / |dx|)"
+            )
         else:
             advice = "try a larger tau"
-        probe = ("" if self.probe_tau is None else
-                 f"; a re-solve with tau={self.probe_tau:.3g} does move it")
-        return (f"LPGD gradient is zero: with tau={self.tau:g} no perturbed solve moved the "
-                f"solution beyond solver accuracy ({self.elements} batch element(s), largest "
-                f"relative change {self.max_move:.1e}{probe}), so tau is too small for this "
-                f"problem's scale; {advice}. cvxlpgd.tau_scan(layer, ...) compares taus. "
-                "This warning is shown once per layer.")
+        probe = (
+            ""
+            if self.probe_tau is None
+            else f"; a re-solve with tau={self.probe_tau:.3g} does move it"
+        )
+        return (
+            f"LPGD gradient is zero: with tau={self.tau:g} no perturbed solve moved the "
+            f"solution beyond solver accuracy ({self.elements} batch element(s), largest "
+            f"relative change {self.max_move:.1e}{probe}), so tau is too small for this "
+            f"problem's scale; {advice}. cvxlpgd.tau_scan(layer, ...) compares taus. "
+            "This warning is shown once per layer."
+        )
 
 
 # Layers that already warned, layers under diagnosis (no warning, report kept), and
@@ -159,47 +156,16 @@ def last_report(layer) -> ZeroGradientReport | None:
         return _LAST_REPORT.get(layer)
 
 
-def suggest_tau(c: np.ndarray, b: np.ndarray, dx: np.ndarray, dy: np.ndarray,
-                Aty: np.ndarray | None = None, s: np.ndarray | None = None) -> float:
-    r"""Estimated τ scale at which the LPGD perturbation moves the solution.
-
-    Per batch element, ``min(max(‖c‖∞, ‖Aᵀy*‖∞) / ‖dx‖∞, max(‖b‖∞, ‖s*‖∞) / ‖dy‖∞)``
-    over the terms whose incoming gradient is nonzero; the median over elements (see
-    the module docstring for the reasoning).
-
-    Parameters
-    ----------
-    c, b : numpy.ndarray
-        Cost (B, n) and right-hand side (B, m) of the forward problems.
-    dx, dy : numpy.ndarray
-        Incoming gradients (B, n) and (B, m).
-    Aty : numpy.ndarray, optional
-        ``Aᵀy*`` (B, n) at the forward solutions.
-    s : numpy.ndarray, optional
-        Slacks ``s*`` (B, m) at the forward solutions.
-
-    Returns
-    -------
-    float
-        The estimate, or ``nan`` when every incoming gradient is zero or the data are.
-    """
-    def inf_norm(a):
-        return np.abs(a).max(axis=1) if a.size else np.zeros(a.shape[0])
-
-    cost = inf_norm(c) if Aty is None else np.maximum(inf_norm(c), inf_norm(Aty))
-    rhs = inf_norm(b) if s is None else np.maximum(inf_norm(b), inf_norm(s))
-    gx, gy = inf_norm(dx), inf_norm(dy)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        tx = np.where((gx > 0) & (cost > 0), cost / gx, np.inf)
-        ty = np.where((gy > 0) & (rhs > 0), rhs / gy, np.inf)
-    per_element = np.minimum(tx, ty)
-    per_element = per_element[np.isfinite(per_element)]
-    return float(np.median(per_element)) if per_element.size else float("nan")
-
-
-def zero_gradient_report(state, result, dx: np.ndarray, dy: np.ndarray, tau: float, *,
-                         rtol: float = 1e-6, atol: float = 1e-10
-                         ) -> ZeroGradientReport | None:
+def zero_gradient_report(
+    state,
+    result,
+    dx: np.ndarray,
+    dy: np.ndarray,
+    tau: float,
+    *,
+    rtol: float = 1e-6,
+    atol: float = 1e-10,
+) -> ZeroGradientReport | None:
     """Whether every LPGD perturbed solve returned the unperturbed solution.
 
     Parameters
@@ -237,9 +203,12 @@ def zero_gradient_report(state, result, dx: np.ndarray, dy: np.ndarray, tau: flo
         largest = _largest_relative_move(state, result, rows, rtol, atol)
         if largest is None:
             return None
-    return ZeroGradientReport(tau=float(tau),
-                              suggested_tau=_suggest_for(state, dx, dy, result.active),
-                              elements=int(result.active.size), max_move=largest)
+    return ZeroGradientReport(
+        tau=float(tau),
+        suggested_tau=suggest_for_elements(state, dx, dy, result.active),
+        elements=int(result.active.size),
+        max_move=largest,
+    )
 
 
 _SAMPLE = 4
@@ -254,8 +223,7 @@ def _largest_relative_move(state, result, rows, rtol, atol) -> float | None:
     largest = 0.0
     for sign in sorted(result.sides):  # the first side that moved ends the check
         side = result.sides[sign]
-        moves = _parameter_norms(template, _lagrangian(template, side.x[rows], side.y[rows])
-                                 - star)
+        moves = _parameter_norms(template, _lagrangian(template, side.x[rows], side.y[rows]) - star)
         if np.any(moves > rtol * scales + atol):
             return None
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -269,15 +237,6 @@ def _lagrangian(template, X: np.ndarray, Y: np.ndarray) -> DataGradient:
     return lagrangian_data_gradient(X, Y, template.A_pattern, template.P_pattern)
 
 
-def _suggest_for(state, dx, dy, elements) -> float:
-    """:func:`suggest_tau` on the batch elements ``elements`` of a forward state."""
-    batch, template = state.batch, state.template
-    Aty = np.stack([template.A_pattern.matrix(batch.A_data[i]).T @ state.y[i]
-                    for i in elements])
-    return suggest_tau(batch.c[elements], batch.b[elements], dx[elements], dy[elements],
-                       Aty=Aty, s=state.s[elements])
-
-
 def _parameter_norms(template, gradient: DataGradient) -> np.ndarray:
     """‖Tᵀ G‖₂ over all parameters, for each row of a data gradient."""
     grads = template.parameter_gradient(*gradient.parts())
@@ -287,9 +246,17 @@ def _parameter_norms(template, gradient: DataGradient) -> np.ndarray:
     return np.sqrt(total)
 
 
-def probe_larger_tau(state, dx: np.ndarray, dy: np.ndarray, tau: float, *, sign: int = +1,
-                     rtol: float = 1e-6, atol: float = 1e-10,
-                     max_elements: int = 4) -> bool:
+def probe_larger_tau(
+    state,
+    dx: np.ndarray,
+    dy: np.ndarray,
+    tau: float,
+    *,
+    sign: int = +1,
+    rtol: float = 1e-6,
+    atol: float = 1e-10,
+    max_elements: int = 4,
+) -> bool:
     """Whether the perturbed solve on side ``sign`` moves the solution at this (large) τ.
 
     Tells "τ is too small" from a genuine zero: when the loss is already optimal
@@ -324,12 +291,23 @@ def probe_larger_tau(state, dx: np.ndarray, dy: np.ndarray, tau: float, *, sign:
     if elements.size == 0:
         return False
     batch = state.batch.rows(elements)
-    c_new, b_new = perturbed_costs(sign, tau, 0.0, batch, template.A_pattern, dx[elements],
-                                   dy[elements], None, state.x[elements], state.s[elements])
+    c_new, b_new = perturbed_costs(
+        sign,
+        tau,
+        0.0,
+        batch,
+        template.A_pattern,
+        dx[elements],
+        dy[elements],
+        None,
+        state.x[elements],
+        state.s[elements],
+    )
     solver = batch_solver(state.solution.solver, template.structure, state.settings)
-    solution = solver.solve(batch.with_vectors(c_new, b_new),
-                            tuple(a[elements] for a in state.solution.point)
-                            if solver.supports_warm_start else None)
+    solution = solver.solve(
+        batch.with_vectors(c_new, b_new),
+        tuple(a[elements] for a in state.solution.point) if solver.supports_warm_start else None,
+    )
     if not solution.ok.all():
         return True
     star = _lagrangian(template, state.x[elements], state.y[elements])
@@ -337,8 +315,9 @@ def probe_larger_tau(state, dx: np.ndarray, dy: np.ndarray, tau: float, *, sign:
     return bool(np.any(moves > rtol * _parameter_norms(template, star) + atol))
 
 
-def warn_if_zero_gradient(layer, state, result, dx: np.ndarray, dy: np.ndarray,
-                          options) -> ZeroGradientReport | None:
+def warn_if_zero_gradient(
+    layer, state, result, dx: np.ndarray, dy: np.ndarray, options
+) -> ZeroGradientReport | None:
     """The layer's backward hook: warn once per layer when τ is too small to move LPGD.
 
     Three steps: (1) :func:`zero_gradient_report` — did every perturbed solve return

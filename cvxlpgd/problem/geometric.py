@@ -27,10 +27,14 @@ def check_geometric_program(problem: cp.Problem) -> None:
     """
     if not problem.is_dgp():
         hint = " (it is DCP: drop gp=True)" if problem.is_dcp() else ""
-        raise ValueError("gp=True, but the problem is not a geometric program (DGP: "
-                         "log-log convex, positive variables and parameters, monomial "
-                         f"equalities, posynomial ≤ monomial inequalities){hint}")
+        raise ValueError(
+            "gp=True, but the problem is not a geometric program (DGP: "
+            "log-log convex, positive variables and parameters, monomial "
+            f"equalities, posynomial ≤ monomial inequalities){hint}"
+        )
     if not cast(Any, problem).is_dpp("dgp"):
-        raise ValueError("gp=True, but the problem does not follow the DPP rules for "
-                         "geometric programs: its parameters must enter log-log affinely; "
-                         "see CVXPY's DGP and DPP documentation")
+        raise ValueError(
+            "gp=True, but the problem does not follow the DPP rules for "
+            "geometric programs: its parameters must enter log-log affinely; "
+            "see CVXPY's DGP and DPP documentation"
+        )

@@ -108,8 +108,14 @@ def layer_signature(problem, parameters, outputs, gp: bool) -> str:
     -------
     str
     """
-    text = repr((str(problem), [(p.name(), p.shape) for p in parameters],
-                 [(str(o), getattr(o, "shape", None)) for o in outputs], gp))
+    text = repr(
+        (
+            str(problem),
+            [(p.name(), p.shape) for p in parameters],
+            [(str(o), getattr(o, "shape", None)) for o in outputs],
+            gp,
+        )
+    )
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
@@ -136,20 +142,22 @@ def describe_layer(layer) -> str:
     o = layer.options
     executor = getattr(layer, "executor", None)
     workers = getattr(layer, "workers", None)
-    workers = (type(executor).__name__ if executor is not None
-               else "auto" if workers is None else workers)
+    workers = (
+        type(executor).__name__ if executor is not None else "auto" if workers is None else workers
+    )
     solver = layer.solver.lower() if layer.solver == "AUTO" else layer.solver
     if layer.solver == "AUTO" and layer._stats is not None:
         solver += f" (last call: {layer._stats.solver})"
-    return (f"parameters: {params}\noutputs: {', '.join(outs)}\n"
-            f"gradient={o.gradient!r}, tau={o.tau:g}, rho={o.rho:g}, "
-            f"lpgd_mode={o.lpgd_mode!r}, exact_mode={o.exact_mode!r}, "
-            f"exact_backend={o.exact_backend!r}"
-            + (f" ({layer.exact_backend_for('auto')})" if o.exact_backend == "auto" else "")
-            + "\n"
-            f"solver={solver!r}, solver_args={o.solver_args!r}, workers={workers}"
-            + (", warm_start=True" if getattr(layer, "warm_start", False) else "")
-            + (", gp=True" if getattr(layer, "gp", False) else "")
-            + (f", fallback={layer.fallback}" if getattr(layer, "fallback", None) is not None
-               else "")
-            + (", active_set=False" if not getattr(layer, "active_set", True) else ""))
+    return (
+        f"parameters: {params}\noutputs: {', '.join(outs)}\n"
+        f"gradient={o.gradient!r}, tau={o.tau:g}, rho={o.rho:g}, "
+        f"lpgd_mode={o.lpgd_mode!r}, exact_mode={o.exact_mode!r}, "
+        f"exact_backend={o.exact_backend!r}"
+        + (f" ({layer.exact_backend_for('auto')})" if o.exact_backend == "auto" else "")
+        + "\n"
+        f"solver={solver!r}, solver_args={o.solver_args!r}, workers={workers}"
+        + (", warm_start=True" if getattr(layer, "warm_start", False) else "")
+        + (", gp=True" if getattr(layer, "gp", False) else "")
+        + (f", fallback={layer.fallback}" if getattr(layer, "fallback", None) is not None else "")
+        + (", active_set=False" if not getattr(layer, "active_set", True) else "")
+    )

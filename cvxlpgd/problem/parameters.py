@@ -49,9 +49,14 @@ def parameter_specs(parameters) -> tuple[ParameterSpec, ...]:
     -------
     tuple of ParameterSpec
     """
-    return tuple(ParameterSpec(leaf_label(p, i), tuple(int(d) for d in p.shape),
-                               tuple(a for a in _CHECKED_ATTRIBUTES if p.attributes.get(a)))
-                 for i, p in enumerate(parameters))
+    return tuple(
+        ParameterSpec(
+            leaf_label(p, i),
+            tuple(int(d) for d in p.shape),
+            tuple(a for a in _CHECKED_ATTRIBUTES if p.attributes.get(a)),
+        )
+        for i, p in enumerate(parameters)
+    )
 
 
 def check_count(specs, arguments, what: str) -> None:
@@ -71,8 +76,10 @@ def check_count(specs, arguments, what: str) -> None:
     """
     if len(arguments) != len(specs):
         names = ", ".join(spec.label for spec in specs) or "none"
-        raise ValueError(f"A {what} must be provided for each CVXPY parameter: expected "
-                         f"{len(specs)} {what}s (for {names}), got {len(arguments)}")
+        raise ValueError(
+            f"A {what} must be provided for each CVXPY parameter: expected "
+            f"{len(specs)} {what}s (for {names}), got {len(arguments)}"
+        )
 
 
 def batch_layout(specs, shapes) -> tuple[list[bool], int]:
@@ -104,10 +111,15 @@ def batch_layout(specs, shapes) -> tuple[list[bool], int]:
             batched.append(True)
             batch_sizes[spec.label] = got[0]
         else:
-            what = ("Invalid parameter dimensionality" if len(got) > len(spec.shape) + 1
-                    else "Invalid parameter shape")
-            raise ValueError(f"{what}: parameter {spec.label} must have shape {spec.shape} or "
-                             f"(batch, {', '.join(map(str, spec.shape))}), got {got}")
+            what = (
+                "Invalid parameter dimensionality"
+                if len(got) > len(spec.shape) + 1
+                else "Invalid parameter shape"
+            )
+            raise ValueError(
+                f"{what}: parameter {spec.label} must have shape {spec.shape} or "
+                f"(batch, {', '.join(map(str, spec.shape))}), got {got}"
+            )
     sizes = list(batch_sizes.values())
     # Compared pairwise, not as a set: under tracing the sizes may be symbolic.
     if any(size != sizes[0] for size in sizes[1:]):

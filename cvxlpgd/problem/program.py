@@ -65,8 +65,12 @@ class SparsePattern:
         csc = sp.csc_matrix(matrix)
         csc.sort_indices()
         cols = np.repeat(np.arange(csc.shape[1]), np.diff(csc.indptr))
-        return cls(rows=csc.indices.astype(np.int32), cols=cols.astype(np.int32),
-                   indptr=csc.indptr.astype(np.int32), shape=tuple(csc.shape))
+        return cls(
+            rows=csc.indices.astype(np.int32),
+            cols=cols.astype(np.int32),
+            indptr=csc.indptr.astype(np.int32),
+            shape=tuple(csc.shape),
+        )
 
     def matrix(self, data: np.ndarray) -> sp.csc_matrix:
         """The CSC matrix with this pattern holding ``data`` (copied).
@@ -80,8 +84,9 @@ class SparsePattern:
         -------
         scipy.sparse.csc_matrix
         """
-        return sp.csc_matrix((np.array(data, dtype=float), self.rows.copy(), self.indptr.copy()),
-                             shape=self.shape)
+        return sp.csc_matrix(
+            (np.array(data, dtype=float), self.rows.copy(), self.indptr.copy()), shape=self.shape
+        )
 
     def csr_order(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The same pattern in CSR order, for solvers that take rows (Moreau).
@@ -122,7 +127,8 @@ class SparsePattern:
             index = self.rows if by == "rows" else self.cols
             size = self.shape[0] if by == "rows" else self.shape[1]
             summing = self._selectors[by] = sp.csr_matrix(
-                (np.ones(self.nnz), (index, np.arange(self.nnz))), shape=(size, self.nnz))
+                (np.ones(self.nnz), (index, np.arange(self.nnz))), shape=(size, self.nnz)
+            )
         return np.ascontiguousarray((summing @ np.asarray(values).T).T)
 
 
@@ -161,8 +167,10 @@ def _is_broadcast(data: np.ndarray | None) -> bool:
 
 def _equal_rows(data: np.ndarray) -> bool:
     """Whether every row equals the first (the last row first: a cheap early no)."""
-    return bool(np.array_equal(data[0], data[-1])
-                and np.array_equal(data, np.broadcast_to(data[:1], data.shape)))
+    return bool(
+        np.array_equal(data[0], data[-1])
+        and np.array_equal(data, np.broadcast_to(data[:1], data.shape))
+    )
 
 
 @dataclass
@@ -206,7 +214,8 @@ class ProgramBatch:
         if shared is None:
             shared = self._matrix_facts["shared"] = all(
                 data is None or _is_broadcast(data) or _equal_rows(data)
-                for data in (self.A_data, self.P_data))
+                for data in (self.A_data, self.P_data)
+            )
         return shared
 
     def rows(self, index) -> ProgramBatch:
@@ -223,8 +232,9 @@ class ProgramBatch:
                 return np.broadcast_to(data[0], (c.shape[0], data.shape[1]))
             return data[index]
 
-        return ProgramBatch(c=c, b=self.b[index], A_data=pick(self.A_data),
-                            P_data=pick(self.P_data))
+        return ProgramBatch(
+            c=c, b=self.b[index], A_data=pick(self.A_data), P_data=pick(self.P_data)
+        )
 
     def with_vectors(self, c: np.ndarray, b: np.ndarray) -> ProgramBatch:
         """The same matrices with other costs and right-hand sides (LPGD re-solves)."""
@@ -247,9 +257,11 @@ class ProgramBatch:
         if index == 0 and self.shared_matrices and "matrices" in self._matrix_facts:
             return self._matrix_facts["matrices"]
         A = structure.A_pattern.matrix(self.A_data[index])
-        P = (None if structure.P_pattern is None or self.P_data is None
-             else structure.P_pattern.matrix(self.P_data[index]))
+        P = (
+            None
+            if structure.P_pattern is None or self.P_data is None
+            else structure.P_pattern.matrix(self.P_data[index])
+        )
         if index == 0 and self.shared_matrices:
             self._matrix_facts["matrices"] = (A, P)
         return A, P
-

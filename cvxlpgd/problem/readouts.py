@@ -51,8 +51,11 @@ def dual_variable_owners(problem: cp.Problem) -> dict[int, tuple[object, int]]:
     dict
         ``{con.dual_variables[i].id: (con, i)}``.
     """
-    return {dual.id: (con, index) for con in problem.constraints
-            for index, dual in enumerate(con.dual_variables)}
+    return {
+        dual.id: (con, index)
+        for con in problem.constraints
+        for index, dual in enumerate(con.dual_variables)
+    }
 
 
 def output_slots(items, problem, param_prob, chain, inverse_data) -> tuple[OutputSlot, ...]:
@@ -91,9 +94,11 @@ def output_slots(items, problem, param_prob, chain, inverse_data) -> tuple[Outpu
         con, index = owners[item.id] if isinstance(item, cp.Variable) else (item, None)
         parts = len(con.dual_variables)
         if index is None and parts != 1:
-            raise ValueError(f"constraint {con!s:.60} has {parts} dual variables (CVXPY's "
-                             "dual_value is a list); request each as an output: "
-                             + ", ".join(f"con.dual_variables[{i}]" for i in range(parts)))
+            raise ValueError(
+                f"constraint {con!s:.60} has {parts} dual variables (CVXPY's "
+                "dual_value is a list); request each as an output: "
+                + ", ".join(f"con.dual_variables[{i}]" for i in range(parts))
+            )
         index = 0 if index is None else index
         label = f"dual({con!s:.40})" + (f"[{index}]" if parts > 1 else "")
         dual = con.dual_variables[index]
@@ -102,8 +107,9 @@ def output_slots(items, problem, param_prob, chain, inverse_data) -> tuple[Outpu
         else:
             probe = probe or _DualRecovery(chain, inverse_data, n, m)
             readout = probe.readout(con, index)
-        slots.append(OutputSlot(name=label, shape=tuple(dual.shape), source="dual",
-                                readout=readout))
+        slots.append(
+            OutputSlot(name=label, shape=tuple(dual.shape), source="dual", readout=readout)
+        )
     return tuple(slots)
 
 
@@ -111,21 +117,26 @@ def _primal_slot(item, param_prob, chain, n: int) -> OutputSlot:
     id_map = chain.compose_var_id_map()
     final = id_map.get(item.id, [item.id])
     if len(final) != 1:
-        raise ValueError(f"variable {item.name()!r} is complex; complex outputs are not "
-                         "supported")
+        raise ValueError(f"variable {item.name()!r} is complex; complex outputs are not supported")
     final_id = final[0]
     col = param_prob.var_id_to_col[final_id]
     reduced = int(param_prob.id_to_var[final_id].size)
     if reduced == item.size:
         recover = sp.identity(reduced, format="csr")
     else:
-        recover = sp.csr_matrix(np.column_stack([
-            np.ravel(recover_value_for_leaf(item, e, project=False), order="F")
-            for e in np.eye(reduced)]))
-    readout = sp.hstack([sp.csr_matrix((item.size, col)), recover,
-                         sp.csr_matrix((item.size, n - col - reduced))], format="csr")
-    return OutputSlot(name=item.name(), shape=tuple(item.shape), source="primal",
-                      readout=readout)
+        recover = sp.csr_matrix(
+            np.column_stack(
+                [
+                    np.ravel(recover_value_for_leaf(item, e, project=False), order="F")
+                    for e in np.eye(reduced)
+                ]
+            )
+        )
+    readout = sp.hstack(
+        [sp.csr_matrix((item.size, col)), recover, sp.csr_matrix((item.size, n - col - reduced))],
+        format="csr",
+    )
+    return OutputSlot(name=item.name(), shape=tuple(item.shape), source="primal", readout=readout)
 
 
 def _psd_readout(con, param_prob, chain, m: int) -> sp.csr_matrix:
@@ -146,13 +157,19 @@ def _psd_readout(con, param_prob, chain, m: int) -> sp.csr_matrix:
             else:
                 offset += int(candidate.size)
     if row is None or not isinstance(canonical, (PSD, SvecPSD)):
-        raise ValueError(f"the dual of constraint {con!s:.60} is not available: CVXPY "
-                         "eliminated or rewrote it")
+        raise ValueError(
+            f"the dual of constraint {con!s:.60} is not available: CVXPY eliminated or rewrote it"
+        )
     order = int(con.shape[0])
     recover = svec_unpack_matrix(order)
-    return sp.hstack([sp.csr_matrix((recover.shape[0], row)), recover,
-                      sp.csr_matrix((recover.shape[0], m - row - svec_size(order)))],
-                     format="csr")
+    return sp.hstack(
+        [
+            sp.csr_matrix((recover.shape[0], row)),
+            recover,
+            sp.csr_matrix((recover.shape[0], m - row - svec_size(order))),
+        ],
+        format="csr",
+    )
 
 
 class _DualRecovery:
@@ -167,20 +184,26 @@ class _DualRecovery:
     def readout(self, con, index: int) -> sp.csr_matrix:
         """R (size × m) with ``con.dual_variables[index]`` (flattened F) ``= R y``."""
         if con.id not in self.coded:
-            raise ValueError(f"the dual of constraint {con!s:.60} is not available: CVXPY "
-                             "eliminated it while compiling")
+            raise ValueError(
+                f"the dual of constraint {con!s:.60} is not available: CVXPY "
+                "eliminated it while compiling"
+            )
         codes = _dual_part(con, self.coded[con.id], index)
         checked = _dual_part(con, self.checked[con.id], index)
         # Entry j of the dual is sign_j · y[source_j] (source −1: constant zero).
         source = np.rint(np.abs(codes)).astype(int) - 1
         sign = np.sign(codes)
         expected = np.where(source >= 0, sign * self.check_y[np.maximum(source, 0)], 0.0)
-        if (not np.allclose(np.abs(codes), source + 1, rtol=0, atol=1e-9)
-                or np.any(source >= self.m)
-                or not np.allclose(checked, expected, rtol=1e-12, atol=1e-12)):
-            raise ValueError(f"the dual of constraint {con!s:.60} ({type(con).__name__}) is "
-                             "not a selection of the cone program's dual vector; it is not "
-                             "supported as an output")
+        if (
+            not np.allclose(np.abs(codes), source + 1, rtol=0, atol=1e-9)
+            or np.any(source >= self.m)
+            or not np.allclose(checked, expected, rtol=1e-12, atol=1e-12)
+        ):
+            raise ValueError(
+                f"the dual of constraint {con!s:.60} ({type(con).__name__}) is "
+                "not a selection of the cone program's dual vector; it is not "
+                "supported as an output"
+            )
         rows = np.flatnonzero(source >= 0)
         return sp.csr_matrix((sign[rows], (rows, source[rows])), shape=(codes.size, self.m))
 
@@ -192,9 +215,12 @@ def _recover_duals(chain, inverse_data, n: int, y: np.ndarray) -> dict:
     SCS); only y matters here.
     """
     m = y.size
-    answer = {"x": np.zeros(n), "y": y, "s": np.zeros(m),
-              "info": {"status_val": 1, "solve_time": 0.0, "setup_time": 0.0, "iter": 0,
-                       "pobj": 0.0}}
+    answer = {
+        "x": np.zeros(n),
+        "y": y,
+        "s": np.zeros(m),
+        "info": {"status_val": 1, "solve_time": 0.0, "setup_time": 0.0, "iter": 0, "pobj": 0.0},
+    }
     return chain.invert(answer, inverse_data).dual_vars
 
 
@@ -209,6 +235,8 @@ def _dual_part(con, value, index: int) -> np.ndarray:
     part = np.ravel(np.asarray(copy.dual_variables[index].value, dtype=float), order="F")
     size = int(con.dual_variables[index].size)
     if part.size != size:  # pragma: no cover - a CVXPY convention we do not know
-        raise ValueError(f"CVXPY recovered {part.size} values for a dual part of size {size} "
-                         f"of constraint {con!s:.60}")
+        raise ValueError(
+            f"CVXPY recovered {part.size} values for a dual part of size {size} "
+            f"of constraint {con!s:.60}"
+        )
     return part

@@ -79,7 +79,6 @@ class OutputSlot:
     readout: sp.csr_matrix
 
 
-
 @dataclass(frozen=True)
 class ConeTemplate:
     """A parametrized cone program in SCS form, affine in the user's parameters.
@@ -167,12 +166,11 @@ class ConeTemplate:
             value = np.asarray(value, dtype=float)
             if value.ndim == len(slot.shape):
                 value = np.broadcast_to(value, (batch_size, *slot.shape))
-            theta[:, slot.offset:slot.offset + slot.size] = _flatten_fortran(value)
+            theta[:, slot.offset : slot.offset + slot.size] = _flatten_fortran(value)
         theta[:, -1] = 1.0
         return theta
 
-    def program_data(self, theta: np.ndarray, batched: list[bool] | None = None
-                     ) -> ProgramBatch:
+    def program_data(self, theta: np.ndarray, batched: list[bool] | None = None) -> ProgramBatch:
         """c, b, A.data (and P.data) of every row of Θ̃.
 
         A and P that depend on no parameter flagged in ``batched`` are evaluated on
@@ -191,8 +189,11 @@ class ConeTemplate:
         ProgramBatch
         """
         B = theta.shape[0]
-        varies = (dict.fromkeys(("A", "P"), True) if batched is None
-                  else self.depends_on([bool(flag) for flag in batched]))
+        varies = (
+            dict.fromkeys(("A", "P"), True)
+            if batched is None
+            else self.depends_on([bool(flag) for flag in batched])
+        )
 
         constant = dict(zip(("A", "P"), (not used for used in self.parametrized_matrices())))
 
@@ -207,14 +208,19 @@ class ConeTemplate:
                     row = _apply(mapping, theta[:1])
                     row.flags.writeable = False
                     cached = self._constants[(name, B)] = (
-                        row if B == 1 else np.broadcast_to(row, (B, mapping.shape[0])))
+                        row if B == 1 else np.broadcast_to(row, (B, mapping.shape[0]))
+                    )
                 return cached
             if varies[name] or B == 1:
                 return _apply(mapping, theta)
             return np.broadcast_to(_apply(mapping, theta[:1]), (B, mapping.shape[0]))
 
-        return ProgramBatch(c=_apply(self.c_map, theta), b=_apply(self.b_map, theta),
-                            A_data=evaluate(self.A_map, "A"), P_data=evaluate(self.P_map, "P"))
+        return ProgramBatch(
+            c=_apply(self.c_map, theta),
+            b=_apply(self.b_map, theta),
+            A_data=evaluate(self.A_map, "A"),
+            P_data=evaluate(self.P_map, "P"),
+        )
 
     def parametrized_matrices(self) -> tuple[bool, bool]:
         """Whether any parameter enters A, and P (so that their gradients matter).
@@ -241,13 +247,18 @@ class ConeTemplate:
         """
         columns = np.zeros(self.num_parameters + 1, dtype=bool)
         for slot, flag in zip(self.parameters, batched):
-            columns[slot.offset:slot.offset + slot.size] = flag
+            columns[slot.offset : slot.offset + slot.size] = flag
         return {name: bool(np.any(used & columns)) for name, used in self.column_usage.items()}
 
     # ---- problem-data gradient → parameter gradient --------------------------------
 
-    def parameter_gradient(self, dc: np.ndarray, db: np.ndarray, dA_data: np.ndarray | None,
-                           dP_data: np.ndarray | None = None) -> list[np.ndarray]:
+    def parameter_gradient(
+        self,
+        dc: np.ndarray,
+        db: np.ndarray,
+        dA_data: np.ndarray | None,
+        dP_data: np.ndarray | None = None,
+    ) -> list[np.ndarray]:
         """Adjoint of :meth:`program_data`, split per parameter.
 
         ``dθ̃ = T_cᵀ dc + T_bᵀ db + T_Aᵀ dA + T_Pᵀ dP``, one row per batch element.
@@ -276,7 +287,7 @@ class ConeTemplate:
             dtheta += self._apply_adjoint(self.P_map, dP_data)
         grads = []
         for slot in self.parameters:
-            grad = _unflatten_fortran(dtheta[:, slot.offset:slot.offset + slot.size], slot.shape)
+            grad = _unflatten_fortran(dtheta[:, slot.offset : slot.offset + slot.size], slot.shape)
             if slot.symmetric:
                 grad = 0.5 * (grad + np.swapaxes(grad, -1, -2))
             grads.append(grad)
@@ -298,12 +309,16 @@ class ConeTemplate:
         -------
         list of numpy.ndarray
         """
-        return [_unflatten_fortran(_apply(slot.readout, x if slot.source == "primal" else y),
-                                   slot.shape)
-                for slot in self.outputs]
+        return [
+            _unflatten_fortran(
+                _apply(slot.readout, x if slot.source == "primal" else y), slot.shape
+            )
+            for slot in self.outputs
+        ]
 
-    def output_adjoint(self, grads: list[np.ndarray | None],
-                       batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    def output_adjoint(
+        self, grads: list[np.ndarray | None], batch_size: int
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Adjoint of :meth:`recover_outputs`: incoming dx (B, n) and dy (B, m).
 
         Parameters
@@ -354,4 +369,3 @@ def _unflatten_fortran(flat: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     reversed_shape = tuple(reversed(shape))
     out = np.asarray(flat).reshape(batch, *reversed_shape)
     return np.transpose(out, (0, *range(out.ndim - 1, 0, -1)))
-

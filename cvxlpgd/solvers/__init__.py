@@ -54,22 +54,42 @@ from cvxlpgd.solvers.scs_backend import ScsBackend
 SOLVERS = ("MOREAU", "SCS", "CLARABEL", "ECOS")
 
 #: Solvers that solve one program at a time (batched through :class:`PooledSolver`).
-_BACKENDS: dict[str, Any] = {"SCS": ScsBackend, "CLARABEL": ClarabelBackend,
-                              "ECOS": EcosBackend}
+_BACKENDS: dict[str, Any] = {"SCS": ScsBackend, "CLARABEL": ClarabelBackend, "ECOS": EcosBackend}
 
 #: What each solver accepts — a quadratic objective, warm starts — as its class declares.
 CAPABILITIES = {
     name: {"quadratic": cls.supports_quadratic, "warm_start": cls.supports_warm_start}
-    for name, cls in {"MOREAU": MoreauSolver, **_BACKENDS}.items()}
+    for name, cls in {"MOREAU": MoreauSolver, **_BACKENDS}.items()
+}
 
 __all__ = [
-    "SOLVERS", "CAPABILITIES", "get_backend", "batch_solver", "solve_cone_program",
-    "supports_quadratic", "moreau_available", "solver_tolerance",
-    "Solution", "Workspace", "SolverBackend", "BatchSolution", "BatchSolver",
+    "SOLVERS",
+    "CAPABILITIES",
+    "get_backend",
+    "batch_solver",
+    "solve_cone_program",
+    "supports_quadratic",
+    "moreau_available",
+    "solver_tolerance",
+    "Solution",
+    "Workspace",
+    "SolverBackend",
+    "BatchSolution",
+    "BatchSolver",
     "DifferentiableBatchSolver",
-    "ScsBackend", "ClarabelBackend", "EcosBackend", "MoreauSolver", "PooledSolver",
-    "OPTIMAL", "OPTIMAL_INACCURATE", "INFEASIBLE", "UNBOUNDED",
-    "INFEASIBLE_INACCURATE", "UNBOUNDED_INACCURATE", "FAILED", "OK_STATUSES",
+    "ScsBackend",
+    "ClarabelBackend",
+    "EcosBackend",
+    "MoreauSolver",
+    "PooledSolver",
+    "OPTIMAL",
+    "OPTIMAL_INACCURATE",
+    "INFEASIBLE",
+    "UNBOUNDED",
+    "INFEASIBLE_INACCURATE",
+    "UNBOUNDED_INACCURATE",
+    "FAILED",
+    "OK_STATUSES",
 ]
 
 
@@ -124,10 +144,18 @@ def get_backend(name: str) -> SolverBackend:
     return _BACKENDS[key]()
 
 
-def batch_solver(name: str, structure, settings: dict | None = None, *, executor=None,
-                 workers: int | None = None, partitions: int | None = None,
-                 share_factorizations: bool = True, device: str = "cpu",
-                 enable_grad: bool = False) -> BatchSolver:
+def batch_solver(
+    name: str,
+    structure,
+    settings: dict | None = None,
+    *,
+    executor=None,
+    workers: int | None = None,
+    partitions: int | None = None,
+    share_factorizations: bool = True,
+    device: str = "cpu",
+    enable_grad: bool = False,
+) -> BatchSolver:
     """A solver for batches of one structure.
 
     Parameters
@@ -158,20 +186,33 @@ def batch_solver(name: str, structure, settings: dict | None = None, *, executor
     key = _key(name)
     if key == "MOREAU":
         if not moreau_available():
-            raise ValueError("solver 'MOREAU' needs the moreau package (pip install moreau; "
-                             "wheels exist for Linux x86_64/aarch64 and macOS arm64)")
+            raise ValueError(
+                "solver 'MOREAU' needs the moreau package (pip install moreau; "
+                "wheels exist for Linux x86_64/aarch64 and macOS arm64)"
+            )
         return MoreauSolver(structure, settings, device=device, enable_grad=enable_grad)
     backend = _BACKENDS[key]()
-    return PooledSolver(backend, structure, dict(settings or {}), executor=executor,
-                        workers=workers, partitions=partitions,
-                        share_factorizations=share_factorizations)
+    return PooledSolver(
+        backend,
+        structure,
+        dict(settings or {}),
+        executor=executor,
+        workers=workers,
+        partitions=partitions,
+        share_factorizations=share_factorizations,
+    )
 
 
-def solve_cone_program(A: sp.spmatrix, b: np.ndarray, c: np.ndarray, cones: ConeDims,
-                       P: sp.spmatrix | None = None, solver: str = "SCS",
-                       settings: dict | None = None,
-                       warm_start: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
-                       ) -> Solution:
+def solve_cone_program(
+    A: sp.spmatrix,
+    b: np.ndarray,
+    c: np.ndarray,
+    cones: ConeDims,
+    P: sp.spmatrix | None = None,
+    solver: str = "SCS",
+    settings: dict | None = None,
+    warm_start: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+) -> Solution:
     """Set up ``solver`` for (P, A, K) and solve once for (b, c).
 
     Parameters
@@ -212,12 +253,16 @@ def solve_cone_program(A: sp.spmatrix, b: np.ndarray, c: np.ndarray, cones: Cone
     if P is not None:
         P.sort_indices()
     check_shapes(A, P, cones)
-    structure = ProgramStructure(cones, SparsePattern.of(A),
-                                 None if P is None else SparsePattern.of(P))
+    structure = ProgramStructure(
+        cones, SparsePattern.of(A), None if P is None else SparsePattern.of(P)
+    )
     m, n = A.shape
-    batch = ProgramBatch(c=as_vector(c, n, "c")[None], b=as_vector(b, m, "b")[None],
-                         A_data=A.data[None],
-                         P_data=None if P is None else P.data[None])
+    batch = ProgramBatch(
+        c=as_vector(c, n, "c")[None],
+        b=as_vector(b, m, "b")[None],
+        A_data=A.data[None],
+        P_data=None if P is None else P.data[None],
+    )
     start = None
     if warm_start is not None:
         start = tuple(v[None] for v in check_warm_start(warm_start, n, m))
@@ -237,7 +282,8 @@ def solver_tolerance(solver: str, settings: dict | None = None, structure=None) 
         backends do).
     structure : cvxlpgd.problem.program.ProgramStructure, optional
         The problem's structure: Moreau's active-set method, which it picks for small
-        QPs, has an accuracy of its own (:data:`ACTIVE_SET_ACCURACY`).
+        QPs, has an accuracy of its own
+        (:data:`cvxlpgd.solvers.moreau_settings.ACTIVE_SET_ACCURACY`).
 
     Returns
     -------

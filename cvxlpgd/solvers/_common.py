@@ -87,8 +87,11 @@ def check_warm_start(warm_start, n: int, m: int) -> tuple[np.ndarray, np.ndarray
         x, y, s = warm_start
     except (TypeError, ValueError) as err:
         raise ValueError("warm_start must be a tuple (x, y, s) or None") from err
-    return as_vector(x, n, "warm_start x"), as_vector(y, m, "warm_start y"), as_vector(
-        s, m, "warm_start s")
+    return (
+        as_vector(x, n, "warm_start x"),
+        as_vector(y, m, "warm_start y"),
+        as_vector(s, m, "warm_start s"),
+    )
 
 
 def merge_settings(defaults: dict, settings: dict | None) -> dict:
@@ -102,8 +105,10 @@ def merge_settings(defaults: dict, settings: dict | None) -> dict:
 #: Names other solvers (and cvxpylayers code) use for an interior-point solver's
 #: settings, with the same meaning: an iteration cap, and one tolerance for the gap and
 #: feasibility criteria.
-INTERIOR_POINT_ALIASES = {"max_iters": ("max_iter",),
-                          "tol": ("tol_gap_abs", "tol_gap_rel", "tol_feas")}
+INTERIOR_POINT_ALIASES = {
+    "max_iters": ("max_iter",),
+    "tol": ("tol_gap_abs", "tol_gap_rel", "tol_feas"),
+}
 
 
 def resolve_aliases(settings: dict | None, aliases: dict) -> dict:
@@ -150,7 +155,7 @@ def psd_upper_permutation(cones: ConeDims) -> np.ndarray | None:
         return None
     perm = np.arange(cones.size)
     for offset, n in zip(cones.psd_offsets, cones.psd):
-        perm[offset:offset + svec_size(n)] = offset + _upper_to_lower_positions(n)
+        perm[offset : offset + svec_size(n)] = offset + _upper_to_lower_positions(n)
     return perm
 
 

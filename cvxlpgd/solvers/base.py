@@ -92,8 +92,12 @@ class Solution:
 class Workspace(Protocol):
     """A solver set up (factorized) for fixed P, A and cones."""
 
-    def solve(self, b: np.ndarray, c: np.ndarray,
-              warm_start: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> Solution:
+    def solve(
+        self,
+        b: np.ndarray,
+        c: np.ndarray,
+        warm_start: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    ) -> Solution:
         """Solve for right-hand side ``b`` and cost ``c``; warm start is ``(x, y, s)``."""
         ...
 
@@ -106,8 +110,9 @@ class SolverBackend(Protocol):
     supports_warm_start: bool
     solves_independently: bool
 
-    def setup(self, A: sp.csc_matrix, P: sp.csc_matrix | None, cones: ConeDims,
-              settings: dict) -> Workspace:
+    def setup(
+        self, A: sp.csc_matrix, P: sp.csc_matrix | None, cones: ConeDims, settings: dict
+    ) -> Workspace:
         """Create a workspace. ``P`` is full symmetric (both triangles) or None."""
         ...
 
@@ -192,28 +197,40 @@ class BatchSolution:
     @classmethod
     def from_solutions(cls, solutions: list[Solution], solver: str) -> BatchSolution:
         """Stack per-element solutions, in order."""
-        return cls(x=np.stack([s.x for s in solutions]), y=np.stack([s.y for s in solutions]),
-                   s=np.stack([s.s for s in solutions]),
-                   status=[s.status for s in solutions],
-                   iterations=np.array([s.iterations for s in solutions], dtype=np.int64),
-                   solve_time=np.array([s.solve_time for s in solutions], dtype=float),
-                   solver=solver)
+        return cls(
+            x=np.stack([s.x for s in solutions]),
+            y=np.stack([s.y for s in solutions]),
+            s=np.stack([s.s for s in solutions]),
+            status=[s.status for s in solutions],
+            iterations=np.array([s.iterations for s in solutions], dtype=np.int64),
+            solve_time=np.array([s.solve_time for s in solutions], dtype=float),
+            solver=solver,
+        )
 
     def rows(self, index) -> BatchSolution:
         """The elements ``index`` (slice or index array)."""
         picked = np.arange(self.batch_size)[index]
-        return BatchSolution(x=self.x[index], y=self.y[index], s=self.s[index],
-                             status=[self.status[i] for i in picked],
-                             iterations=self.iterations[index],
-                             solve_time=self.solve_time[index], solver=self.solver,
-                             answered_by=None if self.answered_by is None else
-                             [self.answered_by[i] for i in picked])
+        return BatchSolution(
+            x=self.x[index],
+            y=self.y[index],
+            s=self.s[index],
+            status=[self.status[i] for i in picked],
+            iterations=self.iterations[index],
+            solve_time=self.solve_time[index],
+            solver=self.solver,
+            answered_by=None if self.answered_by is None else [self.answered_by[i] for i in picked],
+        )
 
     def element(self, index: int) -> Solution:
         """Element ``index`` as a single :class:`Solution`."""
-        return Solution(x=self.x[index], y=self.y[index], s=self.s[index],
-                        status=self.status[index], iterations=int(self.iterations[index]),
-                        solve_time=float(self.solve_time[index]))
+        return Solution(
+            x=self.x[index],
+            y=self.y[index],
+            s=self.s[index],
+            status=self.status[index],
+            iterations=int(self.iterations[index]),
+            solve_time=float(self.solve_time[index]),
+        )
 
 
 class BatchSolver(Protocol):
@@ -235,8 +252,9 @@ class BatchSolver(Protocol):
     supports_warm_start: bool
     solves_independently: bool
 
-    def solve(self, batch: ProgramBatch, warm_start: BatchPoint | None = None,
-              reuse: dict | None = None) -> BatchSolution:
+    def solve(
+        self, batch: ProgramBatch, warm_start: BatchPoint | None = None, reuse: dict | None = None
+    ) -> BatchSolution:
         """Solve every element of ``batch``.
 
         ``warm_start`` is ``(X, Y, S)`` with one row per element (ignored by solvers
@@ -259,8 +277,9 @@ class DifferentiableBatchSolver(BatchSolver, Protocol):
 
     solve_count: dict[int, int]
 
-    def backward(self, batch_size: int, dx: np.ndarray, dy: np.ndarray,
-                 ds: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    def backward(
+        self, batch_size: int, dx: np.ndarray, dy: np.ndarray, ds: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
         """Data gradients ``dc``, ``db``, ``dA_data``, ``dP_data`` of the last solve of
         ``batch_size`` elements for incoming ``dx``, ``dy`` (and ``ds``)."""
         ...

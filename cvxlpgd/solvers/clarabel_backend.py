@@ -38,6 +38,7 @@ from cvxlpgd.solvers.base import (
 #: own tolerances (1e-8) are already tight; only the log is silenced.
 DEFAULT_SETTINGS = {"verbose": False}
 
+
 def clarabel_settings(settings: dict | None) -> clarabel.DefaultSettings:
     """``clarabel.DefaultSettings`` with :data:`DEFAULT_SETTINGS` and the user's applied.
 
@@ -61,17 +62,20 @@ def clarabel_settings(settings: dict | None) -> clarabel.DefaultSettings:
     merged = {**DEFAULT_SETTINGS, **resolve_aliases(settings, INTERIOR_POINT_ALIASES)}
     out = clarabel.DefaultSettings()
     # Only data attributes are settings (DefaultSettings also has methods, e.g. default).
-    unknown = sorted(name for name in merged
-                     if name.startswith("_") or not hasattr(out, name)
-                     or callable(getattr(out, name)))
+    unknown = sorted(
+        name
+        for name in merged
+        if name.startswith("_") or not hasattr(out, name) or callable(getattr(out, name))
+    )
     if unknown:
         raise ValueError(f"unknown Clarabel setting(s): {', '.join(unknown)}")
     for name, value in merged.items():
         try:
             setattr(out, name, value)
         except (AttributeError, TypeError, ValueError, OverflowError) as err:
-            raise ValueError(f"invalid value {value!r} for Clarabel setting '{name}': "
-                             f"{err}") from err
+            raise ValueError(
+                f"invalid value {value!r} for Clarabel setting '{name}': {err}"
+            ) from err
     return out
 
 
@@ -95,12 +99,15 @@ def clarabel_cones(cones: ConeDims) -> list:
         does not provide.
     """
     if cones.dual_exp:
-        raise ValueError(f"Clarabel does not support the dual exponential cone "
-                         f"({cones.dual_exp} given); use SCS")
+        raise ValueError(
+            f"Clarabel does not support the dual exponential cone ({cones.dual_exp} given); use SCS"
+        )
     dual_power = [a for a in cones.power if not 0.0 < a < 1.0]
     if dual_power:
-        raise ValueError(f"Clarabel supports power cones with 0 < α < 1 only, got "
-                         f"{dual_power} (SCS's dual power cone); use SCS")
+        raise ValueError(
+            f"Clarabel supports power cones with 0 < α < 1 only, got "
+            f"{dual_power} (SCS's dual power cone); use SCS"
+        )
     out = []
     if cones.zero:
         out.append(clarabel.ZeroConeT(cones.zero))
@@ -130,8 +137,14 @@ class ClarabelWorkspace:
         The user's settings (merged at every solver build).
     """
 
-    def __init__(self, A: sp.csc_matrix, P: sp.csc_matrix, cones: list,
-                 perm: np.ndarray | None, settings: dict | None):
+    def __init__(
+        self,
+        A: sp.csc_matrix,
+        P: sp.csc_matrix,
+        cones: list,
+        perm: np.ndarray | None,
+        settings: dict | None,
+    ):
         self.shape = A.shape
         self._A, self._P, self._cones = A, P, cones
         self._perm = perm
@@ -140,8 +153,12 @@ class ClarabelWorkspace:
         self._solver = None
         self._lock = threading.Lock()
 
-    def solve(self, b: np.ndarray, c: np.ndarray,
-              warm_start: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> Solution:
+    def solve(
+        self,
+        b: np.ndarray,
+        c: np.ndarray,
+        warm_start: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    ) -> Solution:
         """Solve for ``(b, c)``.
 
         The first call builds the Clarabel solver (KKT symbolic factorization,
@@ -184,7 +201,8 @@ class ClarabelWorkspace:
                 solver.update(q=c, b=b)
             else:
                 solver = self._solver = clarabel.DefaultSolver(
-                    self._P, c, self._A, b, self._cones, clarabel_settings(self._user_settings))
+                    self._P, c, self._A, b, self._cones, clarabel_settings(self._user_settings)
+                )
             result = solver.solve()
             elapsed = time.perf_counter() - tic
         x = np.array(result.x, dtype=float)
@@ -194,7 +212,9 @@ class ClarabelWorkspace:
             y, s = y[self._inverse], s[self._inverse]
         status = str(result.status)
         return Solution(
-            x=x, y=y, s=s,
+            x=x,
+            y=y,
+            s=s,
             status=INTERIOR_POINT_STATUS.get(status, FAILED),
             iterations=int(result.iterations),
             solve_time=elapsed,
@@ -218,8 +238,9 @@ class ClarabelBackend:
         merged = clarabel_settings(settings)
         return float(max(merged.tol_gap_abs, merged.tol_gap_rel, merged.tol_feas))
 
-    def setup(self, A: sp.csc_matrix, P: sp.csc_matrix | None, cones: ConeDims,
-              settings: dict | None) -> ClarabelWorkspace:
+    def setup(
+        self, A: sp.csc_matrix, P: sp.csc_matrix | None, cones: ConeDims, settings: dict | None
+    ) -> ClarabelWorkspace:
         """Translate (P, A, K) to Clarabel's form and validate the settings.
 
         Parameters

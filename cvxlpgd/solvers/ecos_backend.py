@@ -43,10 +43,19 @@ DEFAULT_SETTINGS = {"verbose": False}
 
 #: The continuous-problem settings ECOS's ``solve`` accepts (mixed-integer ones are
 #: deliberately excluded: the package differentiates continuous problems).
-KNOWN_SETTINGS = frozenset({
-    "verbose", "feastol", "abstol", "reltol", "feastol_inacc", "abstol_inacc",
-    "reltol_inacc", "max_iters", "nitref",
-})
+KNOWN_SETTINGS = frozenset(
+    {
+        "verbose",
+        "feastol",
+        "abstol",
+        "reltol",
+        "feastol_inacc",
+        "abstol_inacc",
+        "reltol_inacc",
+        "max_iters",
+        "nitref",
+    }
+)
 
 #: ECOS ``exitFlag`` → normalized status; anything else (max iterations, numerical
 #: problems, ...) is FAILED.
@@ -81,8 +90,10 @@ def ecos_settings(settings: dict | None) -> dict:
     merged = merge_settings(DEFAULT_SETTINGS, settings)
     unknown = sorted(set(merged) - KNOWN_SETTINGS)
     if unknown:
-        raise ValueError(f"unknown ECOS setting(s): {', '.join(unknown)}; valid: "
-                         f"{', '.join(sorted(KNOWN_SETTINGS))}")
+        raise ValueError(
+            f"unknown ECOS setting(s): {', '.join(unknown)}; valid: "
+            f"{', '.join(sorted(KNOWN_SETTINGS))}"
+        )
     return merged
 
 
@@ -107,8 +118,9 @@ def check_ecos_cones(cones: ConeDims) -> None:
     if cones.power:
         unsupported.append(f"power {list(cones.power)}")
     if unsupported:
-        raise ValueError(f"ECOS does not support the {', '.join(unsupported)} cone(s); "
-                         "use SCS or Clarabel")
+        raise ValueError(
+            f"ECOS does not support the {', '.join(unsupported)} cone(s); use SCS or Clarabel"
+        )
 
 
 class EcosWorkspace:
@@ -131,17 +143,21 @@ class EcosWorkspace:
         self._perm = exp_swap_permutation(cones)  # an involution: its own inverse
         rows = np.arange(cones.zero, A.shape[0])
         if self._perm is not None:
-            rows = self._perm[cones.zero:]
+            rows = self._perm[cones.zero :]
         # ECOS wants csc_matrix; None (not an empty matrix) when a block is empty.
         self._G = sp.csc_matrix(A[rows, :]) if rows.size else None
-        self._A_eq = sp.csc_matrix(A[:cones.zero, :]) if cones.zero else None
+        self._A_eq = sp.csc_matrix(A[: cones.zero, :]) if cones.zero else None
         self._dims = {"l": cones.nonneg, "q": [int(q) for q in cones.soc], "e": cones.exp}
         self._settings = settings
         self._cone_rows = rows
         self._lock = threading.Lock()
 
-    def solve(self, b: np.ndarray, c: np.ndarray,
-              warm_start: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> Solution:
+    def solve(
+        self,
+        b: np.ndarray,
+        c: np.ndarray,
+        warm_start: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    ) -> Solution:
         """Solve for ``(b, c)``.
 
         Parameters
@@ -169,7 +185,7 @@ class EcosWorkspace:
         if warm_start is not None:
             check_warm_start(warm_start, n, m)
         h = b[self._cone_rows] if self._G is not None else None
-        b_eq = b[:self._zero] if self._A_eq is not None else None
+        b_eq = b[: self._zero] if self._A_eq is not None else None
         with self._lock:
             tic = time.perf_counter()
             result = ecos.solve(c, self._G, h, self._dims, self._A_eq, b_eq, **self._settings)
@@ -177,11 +193,13 @@ class EcosWorkspace:
         info = result["info"]
         x = np.asarray(result["x"], dtype=float)
         y = np.empty(m)
-        y[:self._zero] = result["y"]
+        y[: self._zero] = result["y"]
         # z[k] is the dual of cone row self._cone_rows[k].
         y[self._cone_rows] = result["z"]
         return Solution(
-            x=x, y=y, s=b - self._A @ x,
+            x=x,
+            y=y,
+            s=b - self._A @ x,
             status=_STATUS.get(int(info["exitFlag"]), FAILED),
             iterations=int(info["iter"]),
             solve_time=elapsed,
@@ -205,8 +223,9 @@ class EcosBackend:
         merged = ecos_settings(settings)
         return float(max(merged.get(k, 1e-8) for k in ("feastol", "abstol", "reltol")))
 
-    def setup(self, A: sp.csc_matrix, P: sp.csc_matrix | None, cones: ConeDims,
-              settings: dict | None) -> EcosWorkspace:
+    def setup(
+        self, A: sp.csc_matrix, P: sp.csc_matrix | None, cones: ConeDims, settings: dict | None
+    ) -> EcosWorkspace:
         """Split A into ECOS's equality and cone blocks and validate the settings.
 
         Parameters
@@ -231,14 +250,18 @@ class EcosBackend:
             unknown.
         """
         if P is not None:
-            raise ValueError("ECOS does not accept a quadratic objective (P); compile the "
-                             "conic form (quadratics as second-order cones) or use SCS or "
-                             "Clarabel")
+            raise ValueError(
+                "ECOS does not accept a quadratic objective (P); compile the "
+                "conic form (quadratics as second-order cones) or use SCS or "
+                "Clarabel"
+            )
         check_ecos_cones(cones)
         A = as_csc(A, "A")
         check_shapes(A, None, cones)
-        if cones.zero and A[:cones.zero, :].nnz == 0:
+        if cones.zero and A[: cones.zero, :].nnz == 0:
             # ECOS crashes on an all-zero equality block instead of reporting it.
-            raise ValueError("ECOS cannot handle an equality block (zero-cone rows of A) "
-                             "without nonzeros; remove the redundant equalities")
+            raise ValueError(
+                "ECOS cannot handle an equality block (zero-cone rows of A) "
+                "without nonzeros; remove the redundant equalities"
+            )
         return EcosWorkspace(A, cones, ecos_settings(settings))

@@ -28,13 +28,10 @@ from typing import Any
 
 import numpy as np
 
-from cvxlpgd.problem.cones import ConeDims
 from cvxlpgd.problem.program import ProgramBatch, ProgramStructure
 from cvxlpgd.solvers._common import (
-    INTERIOR_POINT_ALIASES,
     inverse_permutation,
     psd_upper_permutation,
-    resolve_aliases,
 )
 from cvxlpgd.solvers.base import (
     FAILED,
@@ -43,9 +40,12 @@ from cvxlpgd.solvers.base import (
     BatchPoint,
     BatchSolution,
 )
-
-#: Settings the layer manages itself (per call), not the user.
-_MANAGED = frozenset({"batch_size", "enable_grad"})
+from cvxlpgd.solvers.moreau_settings import (
+    ACTIVE_SET_ACCURACY,
+    moreau_cones,
+    moreau_settings,
+    uses_active_set,
+)
 
 
 @functools.cache
@@ -53,8 +53,10 @@ def _status_by_code() -> dict[int, str]:
     """Moreau's status codes → normalized statuses (Moreau reports Clarabel's names)."""
     import moreau
 
-    return {int(code): INTERIOR_POINT_STATUS.get(name, FAILED)
-            for name, code in moreau.SolverStatus.__members__.items()}
+    return {
+        int(code): INTERIOR_POINT_STATUS.get(name, FAILED)
+        for name, code in moreau.SolverStatus.__members__.items()
+    }
 
 
 def moreau_available() -> bool:
@@ -73,118 +75,6 @@ def moreau_devices() -> list[str]:
     import moreau
 
     return list(moreau.available_devices())
-
-
-#: Accuracy of Moreau's active-set method, measured: its solutions of the tests' QPs
-#: leave relative residuals of 1e-6 to 2e-6 whatever its own tolerances say (its
-#: interior-point method reaches 1e-14 on the same problems).
-ACTIVE_SET_ACCURACY = 2e-6
-
-
-def uses_active_set(structure: ProgramStructure, settings: dict | None) -> bool:
-    """Whether Moreau solves this structure with its active-set method.
-
-    Moreau's ``solver="auto"`` (the default) picks it for small QPs on the CPU: a
-    nonzero P, only zero and nonnegative cones, n ≤ 500 and 0 < m ≤ max(500, 2n).
-
-    Parameters
-    ----------
-    structure : ProgramStructure
-        Cones and patterns.
-    settings : dict or None
-        The user's Moreau settings.
-
-    Returns
-    -------
-    bool
-    """
-    choice = str((settings or {}).get("solver", "auto")).lower()
-    if choice != "auto":
-        return choice == "active_set"
-    n, m = structure.n, structure.m
-    polyhedral = structure.cones.size == structure.cones.zero + structure.cones.nonneg
-    quadratic = structure.P_pattern is not None and structure.P_pattern.nnz > 0
-    device = str((settings or {}).get("device", "cpu"))
-    return (polyhedral and quadratic and n <= 500 and 0 < m <= max(500, 2 * n)
-            and device != "cuda")
-
-
-def moreau_settings(settings: dict | None, *, batch_size: int = 1, device: str = "cpu",
-                    enable_grad: bool = False):
-    """``moreau.Settings`` from a flat dictionary of the user's settings.
-
-    Top-level names (``max_iter``, ``time_limit``, ``solver``, ``verbose``, ...) go to
-    ``moreau.Settings``; interior-point names (``tol_gap_abs``, ``tol_feas``, ...) to
-    its ``ipm_settings``; ``ipm_settings`` / ``active_set_settings`` may also be given
-    as dictionaries or Moreau objects.
-
-    Parameters
-    ----------
-    settings : dict or None
-        The user's settings.
-    batch_size : int, default 1
-        Elements per solve.
-    device : str, default "cpu"
-        ``"cpu"`` or ``"cuda"``.
-    enable_grad : bool, default False
-        Prepare Moreau's implicit derivative (``backward``).
-
-    Returns
-    -------
-    moreau.Settings
-
-    Raises
-    ------
-    ValueError
-        Listing the names that are no Moreau setting, or naming an invalid value.
-    """
-    import moreau
-
-    user = resolve_aliases(settings, INTERIOR_POINT_ALIASES)
-    managed = sorted(_MANAGED & set(user))
-    if managed:
-        raise ValueError(f"Moreau setting(s) {', '.join(managed)} are set by the layer")
-    top_names = set(moreau.Settings.model_fields)
-    ipm_names = set(moreau.IPMSettings.model_fields)
-    top = {k: v for k, v in user.items() if k in top_names}
-    ipm = {k: v for k, v in user.items() if k in ipm_names and k not in top_names}
-    unknown = sorted(set(user) - set(top) - set(ipm))
-    if unknown:
-        raise ValueError(f"unknown Moreau setting(s): {', '.join(unknown)}; valid: top-level "
-                         f"{sorted(top_names - _MANAGED)} and interior-point "
-                         f"{sorted(ipm_names)}")
-    for key, cls in (("ipm_settings", moreau.IPMSettings),
-                     ("active_set_settings", moreau.ActiveSetSettings)):
-        if isinstance(top.get(key), dict):
-            top[key] = cls(**top[key])
-    try:
-        out = moreau.Settings(**{"device": device, **top}, batch_size=batch_size,
-                              enable_grad=enable_grad)
-        if ipm:
-            base = out.ipm_settings or moreau.IPMSettings()
-            out.ipm_settings = base.model_copy(update=ipm)
-            moreau.IPMSettings.model_validate(out.ipm_settings.model_dump())
-    except (ValueError, TypeError) as err:  # pydantic's ValidationError is a ValueError
-        raise ValueError(f"invalid Moreau settings {user}: {err}") from err
-    return out
-
-
-def moreau_cones(cones: ConeDims):
-    """``moreau.Cones`` for ``cones`` (same order as SCS).
-
-    Raises
-    ------
-    ValueError
-        For dual exponential cones, which Moreau does not provide.
-    """
-    import moreau
-
-    if cones.dual_exp:
-        raise ValueError(f"Moreau does not support the dual exponential cone "
-                         f"({cones.dual_exp} given); use SCS")
-    return moreau.Cones(num_zero_cones=cones.zero, num_nonneg_cones=cones.nonneg,
-                        so_cone_dims=list(cones.soc), psd_dims=list(cones.psd),
-                        num_exp_cones=cones.exp, power_alphas=list(cones.power))
 
 
 class MoreauSolver:
@@ -224,8 +114,14 @@ class MoreauSolver:
             return ACTIVE_SET_ACCURACY
         return float(max(ipm.tol_gap_abs, ipm.tol_gap_rel, ipm.tol_feas))
 
-    def __init__(self, structure: ProgramStructure, settings: dict | None = None, *,
-                 device: str = "cpu", enable_grad: bool = False):
+    def __init__(
+        self,
+        structure: ProgramStructure,
+        settings: dict | None = None,
+        *,
+        device: str = "cpu",
+        enable_grad: bool = False,
+    ):
         self.structure = structure
         self.settings = dict(settings or {})
         self.device = device
@@ -254,8 +150,9 @@ class MoreauSolver:
         #: QP: 200 iterations, not solved; interior point: 8): those elements are
         #: solved again by this solver's interior-point twin, built on first need. An
         #: explicit solver="active_set" is left alone.
-        self._active_set = (str(self.settings.get("solver", "auto")).lower() == "auto"
-                            and uses_active_set(structure, self.settings))
+        self._active_set = str(
+            self.settings.get("solver", "auto")
+        ).lower() == "auto" and uses_active_set(structure, self.settings)
         self._interior_point: MoreauSolver | None = None
         #: Solves per batch size: Moreau's derivative belongs to the last solve.
         self.solve_count: dict[int, int] = {}
@@ -269,8 +166,9 @@ class MoreauSolver:
     def _rows_out(self, array: np.ndarray) -> np.ndarray:
         return array if self._inverse is None else array[:, self._inverse]
 
-    def _values(self, data: np.ndarray | None, order: np.ndarray, shared: bool,
-                batch_size: int) -> np.ndarray:
+    def _values(
+        self, data: np.ndarray | None, order: np.ndarray, shared: bool, batch_size: int
+    ) -> np.ndarray:
         if data is None:  # no P: an empty row per element (Moreau wants both alike)
             return np.zeros(0) if shared else np.zeros((batch_size, 0))
         return np.ascontiguousarray(data[0, order] if shared else data[:, order])
@@ -281,12 +179,22 @@ class MoreauSolver:
 
         solver = self._compiled.get(batch_size)
         if solver is None:
-            settings = moreau_settings(self.settings, batch_size=batch_size,
-                                       device=self.device, enable_grad=self.enable_grad)
+            settings = moreau_settings(
+                self.settings,
+                batch_size=batch_size,
+                device=self.device,
+                enable_grad=self.enable_grad,
+            )
             solver = moreau.CompiledSolver(
-                n=self.structure.n, m=self.structure.m, P_row_offsets=self._P_offsets,
-                P_col_indices=self._P_columns, A_row_offsets=self._A_offsets,
-                A_col_indices=self._A_columns, cones=self._cones, settings=settings)
+                n=self.structure.n,
+                m=self.structure.m,
+                P_row_offsets=self._P_offsets,
+                P_col_indices=self._P_columns,
+                A_row_offsets=self._A_offsets,
+                A_col_indices=self._A_columns,
+                cones=self._cones,
+                settings=settings,
+            )
             self._compiled[batch_size] = solver
         return solver
 
@@ -296,15 +204,18 @@ class MoreauSolver:
         if held is not None and held[0] is batch.A_data and held[1] is batch.P_data:
             return
         shared = batch.shared_matrices
-        solver.setup(self._values(batch.P_data, self._P_order, shared, batch_size),
-                     self._values(batch.A_data, self._A_order, shared, batch_size))
+        solver.setup(
+            self._values(batch.P_data, self._P_order, shared, batch_size),
+            self._values(batch.A_data, self._A_order, shared, batch_size),
+        )
         # The arrays are kept with the solver, so their ids stay theirs.
         self._matrices[batch_size] = (batch.A_data, batch.P_data)
 
     # ---- the protocol ------------------------------------------------------------------
 
-    def solve(self, batch: ProgramBatch, warm_start: BatchPoint | None = None,
-              reuse: dict | None = None) -> BatchSolution:
+    def solve(
+        self, batch: ProgramBatch, warm_start: BatchPoint | None = None, reuse: dict | None = None
+    ) -> BatchSolution:
         """Solve every element in one Moreau call (see :meth:`BatchSolver.solve`).
 
         ``reuse`` is not needed: the compiled solver keeps the last matrices it was
@@ -319,9 +230,11 @@ class MoreauSolver:
             start = None
             if warm_start is not None:
                 x, y, s = warm_start
-                start = moreau.BatchedWarmStart(x=np.ascontiguousarray(x),
-                                                z=np.ascontiguousarray(self._rows_in(y)),
-                                                s=np.ascontiguousarray(self._rows_in(s)))
+                start = moreau.BatchedWarmStart(
+                    x=np.ascontiguousarray(x),
+                    z=np.ascontiguousarray(self._rows_in(y)),
+                    s=np.ascontiguousarray(self._rows_in(s)),
+                )
             c, b = np.ascontiguousarray(batch.c), np.ascontiguousarray(self._rows_in(batch.b))
             if start is None:
                 solution = solver.solve(c, b)
@@ -337,23 +250,35 @@ class MoreauSolver:
         status = [by_code.get(int(s), FAILED) for s in info.status]
         iterations = np.broadcast_to(np.asarray(info.iterations, dtype=np.int64), (B,)).copy()
         seconds = float(info.solve_time) + float(info.setup_time)
-        result = BatchSolution(x=np.asarray(solution.x, dtype=float).reshape(B, -1),
-                               y=self._rows_out(np.asarray(solution.z, dtype=float).reshape(B, -1)),
-                               s=self._rows_out(np.asarray(solution.s, dtype=float).reshape(B, -1)),
-                               status=status, iterations=iterations,
-                               solve_time=np.full(B, seconds / B), solver=self.name)
+        result = BatchSolution(
+            x=np.asarray(solution.x, dtype=float).reshape(B, -1),
+            y=self._rows_out(np.asarray(solution.z, dtype=float).reshape(B, -1)),
+            s=self._rows_out(np.asarray(solution.s, dtype=float).reshape(B, -1)),
+            status=status,
+            iterations=iterations,
+            solve_time=np.full(B, seconds / B),
+            solver=self.name,
+        )
         failed = np.flatnonzero(np.isin(status, (FAILED, OPTIMAL_INACCURATE)))
         if failed.size and self._active_set:
             self._solve_again(result, batch, warm_start, failed)
         return result
 
-    def _solve_again(self, result: BatchSolution, batch: ProgramBatch,
-                     warm_start: BatchPoint | None, rows: np.ndarray) -> None:
+    def _solve_again(
+        self,
+        result: BatchSolution,
+        batch: ProgramBatch,
+        warm_start: BatchPoint | None,
+        rows: np.ndarray,
+    ) -> None:
         """Solve the elements ``rows`` with the interior-point method, in place."""
         if self._interior_point is None:
             self._interior_point = MoreauSolver(
-                self.structure, {**self.settings, "solver": "ipm"}, device=self.device,
-                enable_grad=self.enable_grad)
+                self.structure,
+                {**self.settings, "solver": "ipm"},
+                device=self.device,
+                enable_grad=self.enable_grad,
+            )
         start = None if warm_start is None else tuple(a[rows] for a in warm_start)
         again = self._interior_point.solve(batch.rows(rows), start)
         for name in ("x", "y", "s", "iterations", "solve_time"):
@@ -361,8 +286,9 @@ class MoreauSolver:
         for k, row in enumerate(rows):
             result.status[row] = again.status[k]
 
-    def backward(self, batch_size: int, dx: np.ndarray, dy: np.ndarray,
-                 ds: np.ndarray | None = None) -> dict[str, np.ndarray | None]:
+    def backward(
+        self, batch_size: int, dx: np.ndarray, dy: np.ndarray, ds: np.ndarray | None = None
+    ) -> dict[str, np.ndarray | None]:
         """Moreau's implicit derivative at its last solve of ``batch_size`` elements.
 
         Parameters
@@ -382,9 +308,11 @@ class MoreauSolver:
         """
         solver = self._compiled[batch_size]
         with self._lock:
-            raw = solver.backward(np.ascontiguousarray(dx),
-                                  np.ascontiguousarray(self._rows_in(dy)),
-                                  None if ds is None else np.ascontiguousarray(self._rows_in(ds)))
+            raw = solver.backward(
+                np.ascontiguousarray(dx),
+                np.ascontiguousarray(self._rows_in(dy)),
+                None if ds is None else np.ascontiguousarray(self._rows_in(ds)),
+            )
         B = batch_size
         dA = np.empty((B, self.structure.A_pattern.nnz))
         dA[:, self._A_order] = np.asarray(raw["dA_values"]).reshape(B, -1)
@@ -392,6 +320,9 @@ class MoreauSolver:
         if self.structure.P_pattern is not None:
             dP = np.empty((B, self.structure.P_pattern.nnz))
             dP[:, self._P_order] = np.asarray(raw["dP_values"]).reshape(B, -1)
-        return {"dc": np.asarray(raw["dq"], dtype=float).reshape(B, -1),
-                "db": self._rows_out(np.asarray(raw["db"], dtype=float).reshape(B, -1)),
-                "dA_data": dA, "dP_data": dP}
+        return {
+            "dc": np.asarray(raw["dq"], dtype=float).reshape(B, -1),
+            "db": self._rows_out(np.asarray(raw["db"], dtype=float).reshape(B, -1)),
+            "dA_data": dA,
+            "dP_data": dP,
+        }

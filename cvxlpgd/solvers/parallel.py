@@ -115,8 +115,7 @@ def split(batch_size: int, parts: int) -> list[range]:
     return ranges
 
 
-def run_tasks(function: Callable, arguments: Sequence[tuple], executor: Executor | None
-              ) -> list:
+def run_tasks(function: Callable, arguments: Sequence[tuple], executor: Executor | None) -> list:
     """``[function(*args) for args in arguments]``, on ``executor`` when one is given.
 
     Every task finishes before this returns (so no workspace is still in use when the
@@ -153,7 +152,8 @@ def run_tasks(function: Callable, arguments: Sequence[tuple], executor: Executor
         raise type(error)(
             f"the layer's executor ({type(executor).__name__}) is broken ({error}): a worker "
             "died, and the pool takes no more work; set layer.executor = None (the built-in "
-            "thread pool) or a new executor and call the layer again") from error
+            "thread pool) or a new executor and call the layer again"
+        ) from error
 
 
 class WarmStartMemory:

@@ -70,8 +70,9 @@ class PartitionTask:
         return tuple(array[j] for array in self.warm_start)
 
 
-def solve_partition(task: PartitionTask, workspaces: list | None = None, keep: bool = False
-                    ) -> tuple[list[Solution], list]:
+def solve_partition(
+    task: PartitionTask, workspaces: list | None = None, keep: bool = False
+) -> tuple[list[Solution], list]:
     """Solve the elements of one partition in order.
 
     Parameters
@@ -135,9 +136,17 @@ class PooledSolver:
         element (the reference the tests compare the fast path with).
     """
 
-    def __init__(self, backend: SolverBackend, structure: ProgramStructure, settings: dict,
-                 *, executor: Executor | None = None, workers: int | None = None,
-                 partitions: int | None = None, share_factorizations: bool = True):
+    def __init__(
+        self,
+        backend: SolverBackend,
+        structure: ProgramStructure,
+        settings: dict,
+        *,
+        executor: Executor | None = None,
+        workers: int | None = None,
+        partitions: int | None = None,
+        share_factorizations: bool = True,
+    ):
         self.backend = backend
         self.name = backend.name
         self.supports_warm_start = backend.supports_warm_start
@@ -171,23 +180,26 @@ class PooledSolver:
             settings.setdefault("adaptive_scale", False)
         return settings
 
-    def solve(self, batch: ProgramBatch, warm_start: BatchPoint | None = None,
-              reuse: dict | None = None) -> BatchSolution:
+    def solve(
+        self, batch: ProgramBatch, warm_start: BatchPoint | None = None, reuse: dict | None = None
+    ) -> BatchSolution:
         """Solve every element (see :meth:`BatchSolver.solve`)."""
         shared, layout = self.layout(batch)
         settings = self.task_settings(shared, layout)
         store = reuse if reuse is not None and self.local else None
         keep = store is not None
         kept = store.get("workspaces") if store is not None else None
-        if kept is not None and (kept[0] is not batch.A_data or kept[1] is not batch.P_data
-                                 or kept[2] != layout):
+        if kept is not None and (
+            kept[0] is not batch.A_data or kept[1] is not batch.P_data or kept[2] != layout
+        ):
             kept = None
         tasks = []
         for k, part in enumerate(layout):
             rows = slice(part.start, part.stop)
             point = None if warm_start is None else tuple(a[rows] for a in warm_start)
-            task = PartitionTask(self.name, settings, self.structure, batch.rows(rows),
-                                 shared, point)
+            task = PartitionTask(
+                self.name, settings, self.structure, batch.rows(rows), shared, point
+            )
             tasks.append((task, None if kept is None else kept[3][k], keep))
         executor = self.executor
         if executor is None:
@@ -196,8 +208,12 @@ class PooledSolver:
         results = run_tasks(solve_partition, tasks, executor)
         if store is not None:
             # The arrays are kept with the workspaces, so their ids stay theirs.
-            store["workspaces"] = (batch.A_data, batch.P_data, layout,
-                                   [workspaces for _, workspaces in results])
-        return BatchSolution.from_solutions([s for solutions, _ in results for s in solutions],
-                                            self.name)
-
+            store["workspaces"] = (
+                batch.A_data,
+                batch.P_data,
+                layout,
+                [workspaces for _, workspaces in results],
+            )
+        return BatchSolution.from_solutions(
+            [s for solutions, _ in results for s in solutions], self.name
+        )

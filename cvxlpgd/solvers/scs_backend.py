@@ -94,8 +94,10 @@ def scs_settings(settings: dict | None) -> dict:
         user.setdefault("eps_abs", eps)
         user.setdefault("eps_rel", eps)
     if "warm_start" in user:
-        raise ValueError("'warm_start' is not an SCS setting here: pass the warm start "
-                         "(x, y, s) to Workspace.solve instead")
+        raise ValueError(
+            "'warm_start' is not an SCS setting here: pass the warm start "
+            "(x, y, s) to Workspace.solve instead"
+        )
     return merge_settings(DEFAULT_SETTINGS, user)
 
 
@@ -122,8 +124,7 @@ class ScsWorkspace:
         When SCS rejects a setting.
     """
 
-    def __init__(self, A: sp.csc_matrix, P: sp.csc_matrix | None, cones: ConeDims,
-                 settings: dict):
+    def __init__(self, A: sp.csc_matrix, P: sp.csc_matrix | None, cones: ConeDims, settings: dict):
         self.shape = A.shape
         m, n = A.shape
         # SCS needs at least one constraint row: a problem without any (an unconstrained
@@ -146,8 +147,12 @@ class ScsWorkspace:
             raise ValueError(f"invalid SCS settings {settings}: {err}") from err
         self._lock = threading.Lock()
 
-    def solve(self, b: np.ndarray, c: np.ndarray,
-              warm_start: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> Solution:
+    def solve(
+        self,
+        b: np.ndarray,
+        c: np.ndarray,
+        warm_start: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    ) -> Solution:
         """Solve for ``(b, c)``, warm-started from ``(x, y, s)`` or cold.
 
         Parameters
@@ -219,8 +224,9 @@ class ScsBackend:
         merged = scs_settings(settings)
         return float(max(merged["eps_abs"], merged["eps_rel"]))
 
-    def setup(self, A: sp.csc_matrix, P: sp.csc_matrix | None, cones: ConeDims,
-              settings: dict | None) -> ScsWorkspace:
+    def setup(
+        self, A: sp.csc_matrix, P: sp.csc_matrix | None, cones: ConeDims, settings: dict | None
+    ) -> ScsWorkspace:
         """Factorize for fixed (P, A, K).
 
         Parameters

@@ -65,10 +65,15 @@ def solve_call(layer, key: str, tensors: list[torch.Tensor]) -> list[torch.Tenso
     outputs = []
     for array in kind.template.recover_outputs(state.x, state.y):
         array = array[0] if unbatched else array
-        outputs.append(torch.from_numpy(np.array(array, order="C")).to(
-            dtype=inputs.dtype, device=inputs.device))
-    solution = [torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64))
-                for a in (state.x, state.y, state.s)]
+        outputs.append(
+            torch.from_numpy(np.array(array, order="C")).to(
+                dtype=inputs.dtype, device=inputs.device
+            )
+        )
+    solution = [
+        torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64))
+        for a in (state.x, state.y, state.s)
+    ]
     if not kind.needs_grad:
         runtime.release_workspaces(state)
         return [*outputs, *solution, torch.tensor(NO_STAMP, dtype=torch.int64)]
@@ -98,15 +103,24 @@ def fake_outputs(layer, key: str, tensors) -> list[torch.Tensor]:
     arguments = check_arguments(layer._specs, tensors)
     B = arguments.batch_size
     lead = (B,) if any(arguments.batched) else ()
-    outputs = [torch.empty((*lead, *slot.shape), dtype=arguments.dtype,
-                           device=arguments.device) for slot in template.outputs]
-    solution = [torch.empty((B, size), dtype=torch.float64)
-                for size in (template.n, template.m, template.m)]
+    outputs = [
+        torch.empty((*lead, *slot.shape), dtype=arguments.dtype, device=arguments.device)
+        for slot in template.outputs
+    ]
+    solution = [
+        torch.empty((B, size), dtype=torch.float64) for size in (template.n, template.m, template.m)
+    ]
     return [*outputs, *solution, torch.empty((), dtype=torch.int64)]
 
 
-def backward_call(layer, key: str, tensors: list[torch.Tensor], solution: list[torch.Tensor],
-                  stamp: torch.Tensor, grads: list[torch.Tensor]) -> list[torch.Tensor]:
+def backward_call(
+    layer,
+    key: str,
+    tensors: list[torch.Tensor],
+    solution: list[torch.Tensor],
+    stamp: torch.Tensor,
+    grads: list[torch.Tensor],
+) -> list[torch.Tensor]:
     """Gradients of one call: one float64 CPU tensor per parameter, of its shape.
 
     Parameters
@@ -153,16 +167,24 @@ def backward_call(layer, key: str, tensors: list[torch.Tensor], solution: list[t
         _check_finite(label, array, unbatched)
         incoming.append(array)
     if rebuilt:
-        state = runtime.rebuild(kind, key, inputs.values, batched, batch_size,
-                                [t.detach().to("cpu", torch.float64).numpy() for t in solution],
-                                where)
+        state = runtime.rebuild(
+            kind,
+            key,
+            inputs.values,
+            batched,
+            batch_size,
+            [t.detach().to("cpu", torch.float64).numpy() for t in solution],
+            where,
+        )
     else:
         state = live.state
     param_grads = runtime.gradients(kind, state, incoming, where)
     if rebuilt:  # no graph holds this state: its call ends here
         runtime.release_workspaces(state)
-    return [torch.from_numpy(np.array(grad if flag else grad.sum(axis=0), order="C"))
-            for grad, flag in zip(param_grads, batched)]
+    return [
+        torch.from_numpy(np.array(grad if flag else grad.sum(axis=0), order="C"))
+        for grad, flag in zip(param_grads, batched)
+    ]
 
 
 def fake_gradients(tensors) -> list[torch.Tensor]:
@@ -187,6 +209,8 @@ def _check_finite(label: str, grad: np.ndarray, unbatched: bool) -> None:
         where = "" if unbatched else f" at batch index {int(bad[0])}"
         if not unbatched and bad.size > 1:
             where += f" (and {bad.size - 1} more)"
-        raise ValueError(f"the incoming gradient of output {label} holds NaN or inf{where}; "
-                         "the loss or an earlier backward step produced it, so nothing "
-                         "was solved")
+        raise ValueError(
+            f"the incoming gradient of output {label} holds NaN or inf{where}; "
+            "the loss or an earlier backward step produced it, so nothing "
+            "was solved"
+        )

@@ -55,15 +55,19 @@ def check_arguments(specs, tensors) -> Arguments:
     check_count(specs, tensors, "tensor")
     for spec, tensor in zip(specs, tensors):
         if not isinstance(tensor, torch.Tensor):
-            raise TypeError(f"parameter {spec.label} must be a torch.Tensor, "
-                            f"got {type(tensor).__name__}")
+            raise TypeError(
+                f"parameter {spec.label} must be a torch.Tensor, got {type(tensor).__name__}"
+            )
         if not tensor.is_floating_point():
-            raise TypeError(f"parameter {spec.label} must be a floating-point tensor, "
-                            f"got {tensor.dtype}")
+            raise TypeError(
+                f"parameter {spec.label} must be a floating-point tensor, got {tensor.dtype}"
+            )
         if tensor.device.type == "meta":
-            raise ValueError(f"parameter {spec.label} is a meta tensor (a shape without "
-                             "values); the layer solves for values, so pass a tensor on "
-                             "the CPU or a GPU")
+            raise ValueError(
+                f"parameter {spec.label} is a meta tensor (a shape without "
+                "values); the layer solves for values, so pass a tensor on "
+                "the CPU or a GPU"
+            )
     batched, batch_size = batch_layout(specs, [tuple(t.shape) for t in tensors])
     if not tensors:
         return Arguments(batched, 1, torch.float64, torch.device("cpu"))
@@ -93,6 +97,9 @@ def check_inputs(specs, tensors) -> Inputs:
         finiteness, declared sign or symmetry, one device).
     """
     arguments = check_arguments(specs, tensors)
-    values = checked_values(specs, [t.detach().to(device="cpu", dtype=torch.float64).numpy()
-                                    for t in tensors], arguments.batched)
+    values = checked_values(
+        specs,
+        [t.detach().to(device="cpu", dtype=torch.float64).numpy() for t in tensors],
+        arguments.batched,
+    )
     return Inputs(**vars(arguments), values=values)

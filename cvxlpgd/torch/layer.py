@@ -131,19 +131,48 @@ class CvxpyLayer(RebuildsRuntime, CompiledProblem, torch.nn.Module):
     True
     """
 
-    def __init__(self, problem, parameters, variables, *, gradient: str = "lpgd",
-                 tau: float = 0.1, rho: float = 0.0, lpgd_mode: str = "central",
-                 exact_mode: str = "lsqr", exact_backend: str = "auto",
-                 solver: str = "auto", solver_args: dict | None = None,
-                 workers: int | None = None, executor=None, warm_start: bool = False,
-                 inaccurate: str = "warn", gp: bool = False, fallback: bool | None = None,
-                 active_set: bool = True):
+    def __init__(
+        self,
+        problem,
+        parameters,
+        variables,
+        *,
+        gradient: str = "lpgd",
+        tau: float = 0.1,
+        rho: float = 0.0,
+        lpgd_mode: str = "central",
+        exact_mode: str = "lsqr",
+        exact_backend: str = "auto",
+        solver: str = "auto",
+        solver_args: dict | None = None,
+        workers: int | None = None,
+        executor=None,
+        warm_start: bool = False,
+        inaccurate: str = "warn",
+        gp: bool = False,
+        fallback: bool | None = None,
+        active_set: bool = True,
+    ):
         super().__init__()
         template = self._configure(
-            problem, parameters, variables, gradient=gradient, tau=tau, rho=rho,
-            lpgd_mode=lpgd_mode, exact_mode=exact_mode, exact_backend=exact_backend,
-            solver=solver, solver_args=solver_args, workers=workers, warm_start=warm_start,
-            inaccurate=inaccurate, gp=gp, fallback=fallback, active_set=active_set)
+            problem,
+            parameters,
+            variables,
+            gradient=gradient,
+            tau=tau,
+            rho=rho,
+            lpgd_mode=lpgd_mode,
+            exact_mode=exact_mode,
+            exact_backend=exact_backend,
+            solver=solver,
+            solver_args=solver_args,
+            workers=workers,
+            warm_start=warm_start,
+            inaccurate=inaccurate,
+            gp=gp,
+            fallback=fallback,
+            active_set=active_set,
+        )
         self._signature = layer_signature(problem, self.parameters_, self.variables_, gp)
         self._start_runtime()
         self.executor = executor
@@ -168,9 +197,11 @@ class CvxpyLayer(RebuildsRuntime, CompiledProblem, torch.nn.Module):
     @executor.setter
     def executor(self, executor: Executor | None) -> None:
         if executor is not None and not isinstance(executor, Executor):
-            raise TypeError("executor must be a concurrent.futures.Executor (e.g. a "
-                            "ThreadPoolExecutor, a ProcessPoolExecutor or dask's "
-                            f"Client.get_executor()) or None, got {type(executor).__name__}")
+            raise TypeError(
+                "executor must be a concurrent.futures.Executor (e.g. a "
+                "ThreadPoolExecutor, a ProcessPoolExecutor or dask's "
+                f"Client.get_executor()) or None, got {type(executor).__name__}"
+            )
         self.__dict__["_executor"] = executor
         if "_runtime" in self.__dict__:
             self._runtime.set_executor(executor)
@@ -192,9 +223,12 @@ class CvxpyLayer(RebuildsRuntime, CompiledProblem, torch.nn.Module):
             return "cuda"
         if not self._warned_device:
             self._warned_device = True
-            warn_user(f"inputs are on {device}, but {self.solver} has no CUDA backend here "
-                      "(Moreau's CUDA backend: pip install moreau[cuda]); the problems are "
-                      "solved on the CPU and the results moved back", RuntimeWarning)
+            warn_user(
+                f"inputs are on {device}, but {self.solver} has no CUDA backend here "
+                "(Moreau's CUDA backend: pip install moreau[cuda]); the problems are "
+                "solved on the CPU and the results moved back",
+                RuntimeWarning,
+            )
         return "cpu"
 
     def _engine(self, device: torch.device) -> BatchEngine:
@@ -220,10 +254,15 @@ class CvxpyLayer(RebuildsRuntime, CompiledProblem, torch.nn.Module):
 
     # ---- call ----------------------------------------------------------------------------
 
-    def forward(self, *tensors: torch.Tensor, gradient: str | None = None,
-                tau: float | None = None, rho: float | None = None,
-                lpgd_mode: str | None = None, solver_args: dict | None = None
-                ) -> tuple[torch.Tensor, ...]:
+    def forward(
+        self,
+        *tensors: torch.Tensor,
+        gradient: str | None = None,
+        tau: float | None = None,
+        rho: float | None = None,
+        lpgd_mode: str | None = None,
+        solver_args: dict | None = None,
+    ) -> tuple[torch.Tensor, ...]:
         """Solve the problem for the given parameter values.
 
         Parameters
@@ -257,8 +296,14 @@ class CvxpyLayer(RebuildsRuntime, CompiledProblem, torch.nn.Module):
         """
         check_arguments(self._specs, tensors)
         needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
-        key = self._call_key(needs_grad, gradient=gradient, tau=tau, rho=rho,
-                             lpgd_mode=lpgd_mode, solver_args=solver_args)
+        key = self._call_key(
+            needs_grad,
+            gradient=gradient,
+            tau=tau,
+            rho=rho,
+            lpgd_mode=lpgd_mode,
+            solver_args=solver_args,
+        )
         if self._log_transform is None:
             return call_layer(self, key, tensors)
         outputs = call_layer(self, key, self._log_transform.inputs(tensors))
@@ -292,8 +337,9 @@ class CvxpyLayer(RebuildsRuntime, CompiledProblem, torch.nn.Module):
         except TypeError:
             key, pinned = f"#{self._signature}{overrides!r}:{needs_grad}", True
         if self._runtime.known_kind(key) is None:
-            self._runtime.kind(key, self.options.override(self.solver, **overrides), needs_grad,
-                               pinned=pinned)
+            self._runtime.kind(
+                key, self.options.override(self.solver, **overrides), needs_grad, pinned=pinned
+            )
         return key
 
     def _call_kind(self, key: str) -> CallKind:
@@ -304,6 +350,5 @@ class CvxpyLayer(RebuildsRuntime, CompiledProblem, torch.nn.Module):
         if key.startswith("layer"):
             return self._runtime.kind(key, self.options, key.startswith("layer+grad"))
         # A JSON key whose kind was dropped (or made before a copy): decode it again.
-        needs_grad, overrides = json.loads(key[len(self._signature):])
-        return self._runtime.kind(key, self.options.override(self.solver, **overrides),
-                                  needs_grad)
+        needs_grad, overrides = json.loads(key[len(self._signature) :])
+        return self._runtime.kind(key, self.options.override(self.solver, **overrides), needs_grad)

@@ -65,9 +65,11 @@ class LogTransform:
         for name, logged, tensor in zip(self.names, self.logged, tensors):
             if logged and isinstance(tensor, torch.Tensor) and tensor.is_floating_point():
                 if _concrete(tensor) and not bool(torch.all(tensor > 0)):
-                    raise ValueError(f"parameter {name!r} must be positive (gp=True: a "
-                                     "geometric program's parameters enter through their "
-                                     f"logarithm), got min {tensor.detach().min().item():g}")
+                    raise ValueError(
+                        f"parameter {name!r} must be positive (gp=True: a "
+                        "geometric program's parameters enter through their "
+                        f"logarithm), got min {tensor.detach().min().item():g}"
+                    )
                 tensor = torch.log(tensor)
             out.append(tensor)
         return tuple(out)

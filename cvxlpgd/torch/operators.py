@@ -65,8 +65,10 @@ def lookup(handle: int):
     """
     layer = _LAYERS.get(handle)
     if layer is None:
-        raise RuntimeError(f"the CvxpyLayer of this call (handle {handle}) no longer exists; "
-                           "keep the layer alive until its backward pass has run")
+        raise RuntimeError(
+            f"the CvxpyLayer of this call (handle {handle}) no longer exists; "
+            "keep the layer alive until its backward pass has run"
+        )
     return layer
 
 
@@ -82,9 +84,14 @@ def _solve_fake(handle, key, tensors):
 
 
 @torch.library.custom_op("cvxlpgd::backward", mutates_args=())
-def backward_op(handle: int, key: str, tensors: list[torch.Tensor],
-                solution: list[torch.Tensor], stamp: torch.Tensor,
-                grads: list[torch.Tensor]) -> list[torch.Tensor]:
+def backward_op(
+    handle: int,
+    key: str,
+    tensors: list[torch.Tensor],
+    solution: list[torch.Tensor],
+    stamp: torch.Tensor,
+    grads: list[torch.Tensor],
+) -> list[torch.Tensor]:
     """Backward pass of one call: a float64 CPU gradient per parameter."""
     return backward_call(lookup(handle), key, tensors, solution, stamp, grads)
 
@@ -117,7 +124,8 @@ def _first_order_only(what: str):
     raise FirstOrderOnlyError(
         f"{what}: a CvxpyLayer is differentiable to first order only (its backward pass "
         "solves perturbed or adjoint problems and is not itself differentiated); use "
-        "first-order reverse mode (backward, torch.autograd.grad, torch.func.grad/vjp/jacrev)")
+        "first-order reverse mode (backward, torch.autograd.grad, torch.func.grad/vjp/jacrev)"
+    )
 
 
 class LayerFunction(torch.autograd.Function):
@@ -141,29 +149,43 @@ class LayerFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, *grads):
         saved = ctx.saved_tensors
-        tensors = saved[:ctx.num_tensors]
+        tensors = saved[: ctx.num_tensors]
         grads = grads[:-SOLUTION_OUTPUTS]
         if torch.compiler.is_compiling():
             # Traced once into the compiled backward graph: the operator itself (no vmap
             # or double backward there, and no int arguments, which Dynamo would lift).
-            param_grads = backward_op(ctx.handle, ctx.key, list(tensors),
-                                      list(saved[ctx.num_tensors:-1]), saved[-1], list(grads))
+            param_grads = backward_op(
+                ctx.handle,
+                ctx.key,
+                list(tensors),
+                list(saved[ctx.num_tensors : -1]),
+                saved[-1],
+                list(grads),
+            )
         else:
-            param_grads = BackwardFunction.apply(ctx.handle, ctx.key, ctx.num_tensors, *tensors,
-                                                 *saved[ctx.num_tensors:], *grads)
-        return (None, None, *(grad.to(dtype=t.dtype, device=t.device) if needed else None
-                              for grad, t, needed in zip(param_grads, tensors,
-                                                         ctx.needs_input_grad[2:])))
+            param_grads = BackwardFunction.apply(
+                ctx.handle, ctx.key, ctx.num_tensors, *tensors, *saved[ctx.num_tensors :], *grads
+            )
+        return (
+            None,
+            None,
+            *(
+                grad.to(dtype=t.dtype, device=t.device) if needed else None
+                for grad, t, needed in zip(param_grads, tensors, ctx.needs_input_grad[2:])
+            ),
+        )
 
     @staticmethod
     def vmap(info, in_dims, handle, key, *tensors):
         layer = lookup(handle)
         batch = _VmapBatch(layer, info.batch_size, tensors, in_dims[2:])
-        outputs = LayerFunction.apply(handle, key, *batch.flatten_inputs(tensors, in_dims[2:],
-                                                                          expand_all=False))
+        outputs = LayerFunction.apply(
+            handle, key, *batch.flatten_inputs(tensors, in_dims[2:], expand_all=False)
+        )
         requested = [batch.unflatten(out) for out in outputs[:-SOLUTION_OUTPUTS]]
-        solution = [batch.unflatten(out, always_batched=True)
-                    for out in outputs[-SOLUTION_OUTPUTS:-1]]
+        solution = [
+            batch.unflatten(out, always_batched=True) for out in outputs[-SOLUTION_OUTPUTS:-1]
+        ]
         values = (*requested, *solution, outputs[-1])
         return values, (*(0 for _ in range(len(values) - 1)), None)
 
@@ -184,30 +206,35 @@ class BackwardFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, *grads):
-        _first_order_only("a derivative of the gradient (create_graph=True, double "
-                          "backward, hessian) was requested")
+        _first_order_only(
+            "a derivative of the gradient (create_graph=True, double "
+            "backward, hessian) was requested"
+        )
 
     @staticmethod
     def jvp(ctx, *tangents):
-        _first_order_only("forward-mode differentiation of the gradient (jvp, jacfwd, "
-                          "torch.func.hessian) is not supported")
+        _first_order_only(
+            "forward-mode differentiation of the gradient (jvp, jacfwd, "
+            "torch.func.hessian) is not supported"
+        )
 
     @staticmethod
     def vmap(info, in_dims, handle, key, num_tensors, *args):
         layer = lookup(handle)
-        tensors, solution = args[:num_tensors], args[num_tensors:num_tensors + 3]
-        grads = args[num_tensors + 4:]
-        tensor_dims = in_dims[3:3 + num_tensors]
-        solution_dims = in_dims[3 + num_tensors:6 + num_tensors]
-        grad_dims = in_dims[7 + num_tensors:]
+        tensors, solution = args[:num_tensors], args[num_tensors : num_tensors + 3]
+        grads = args[num_tensors + 4 :]
+        tensor_dims = in_dims[3 : 3 + num_tensors]
+        solution_dims = in_dims[3 + num_tensors : 6 + num_tensors]
+        grad_dims = in_dims[7 + num_tensors :]
         batch = _VmapBatch(layer, info.batch_size, tensors, tensor_dims)
         # Every parameter batched, so that each element's gradient comes back on its own.
         flat_tensors = batch.flatten_inputs(tensors, tensor_dims, expand_all=True)
         flat_solution = [batch.flatten_solution(t, d) for t, d in zip(solution, solution_dims)]
         flat_grads = [batch.flatten_output(g, d) for g, d in zip(grads, grad_dims)]
         stamp = torch.tensor(-1, dtype=torch.int64)  # a re-batched call: rebuild its state
-        flat = BackwardFunction.apply(handle, key, num_tensors, *flat_tensors, *flat_solution,
-                                      stamp, *flat_grads)
+        flat = BackwardFunction.apply(
+            handle, key, num_tensors, *flat_tensors, *flat_solution, stamp, *flat_grads
+        )
         grads_out = [batch.fold_gradient(g, i) for i, g in enumerate(flat)]
         return tuple(grads_out), tuple(0 for _ in grads_out)
 
@@ -218,8 +245,9 @@ class EagerLayerFunction(LayerFunction):
 
     @staticmethod
     def jvp(ctx, *tangents):
-        _first_order_only("forward-mode differentiation (jvp, jacfwd, torch.func.hessian) is "
-                          "not supported")
+        _first_order_only(
+            "forward-mode differentiation (jvp, jacfwd, torch.func.hessian) is not supported"
+        )
 
 
 class _VmapBatch:
@@ -234,10 +262,11 @@ class _VmapBatch:
         self.K = K
         self.specs = layer._specs
         #: Per parameter: whether the call (inside vmap) has it with a batch dimension.
-        self.batched = [t.dim() - (d is not None) == len(spec.shape) + 1
-                        for t, d, spec in zip(tensors, dims, self.specs)]
-        sizes = {_front(t, d).shape[1]
-                 for t, d, flag in zip(tensors, dims, self.batched) if flag}
+        self.batched = [
+            t.dim() - (d is not None) == len(spec.shape) + 1
+            for t, d, spec in zip(tensors, dims, self.specs)
+        ]
+        sizes = {_front(t, d).shape[1] for t, d, flag in zip(tensors, dims, self.batched) if flag}
         #: The logical batch size B, or None for an unbatched call.
         self.B = next(iter(sizes), None)
         self.inner = 1 if self.B is None else self.B

@@ -44,9 +44,13 @@ class RebuildsRuntime:
         """
         state = self._state()
         if state.get("_executor") is not None:
-            warnings.warn(f"the layer's executor ({type(self.executor).__name__}) is not "
-                          "pickled; the loaded layer uses the built-in thread pool (set "
-                          "layer.executor to use another)", RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"the layer's executor ({type(self.executor).__name__}) is not "
+                "pickled; the loaded layer uses the built-in thread pool (set "
+                "layer.executor to use another)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
             state["_executor"] = None
         return state
 
