@@ -27,6 +27,9 @@ class Case:
     batch_size: int
     shared_structure: bool
     tau: float
+    #: The builder's family (``"assignment"``, ``"qp"``, ``"optnet"``, ``"lasso"``,
+    #: ``"sparse_qp"``): what the benchmark's targets refer to, at any size.
+    family: str = ""
 
     def tensors(self, batch_size: int | None = None, seed: int = 0):
         """The parameter values as float64 torch tensors (requires_grad set)."""
@@ -51,7 +54,7 @@ def assignment_lp(size: int = 10, batch_size: int = 64) -> Case:
         return [rng.uniform(0.0, 1.0, (batch, size, size))]
 
     return Case(f"assignment LP {size}x{size}", problem, [C], [X], values, batch_size,
-                shared_structure=True, tau=0.1)
+                shared_structure=True, tau=0.1, family="assignment")
 
 
 def dense_qp(n: int = 50, m: int = 100, batch_size: int = 64) -> Case:
@@ -75,7 +78,7 @@ def dense_qp(n: int = 50, m: int = 100, batch_size: int = 64) -> Case:
                 x0 @ G.T + r.uniform(0.1, 1.0, (batch, m))]
 
     return Case(f"QP n={n} m={m} B={batch_size}", problem, [q, h], [x], values, batch_size,
-                shared_structure=True, tau=0.01)
+                shared_structure=True, tau=0.01, family="qp")
 
 
 def optnet_qp(n: int = 20, m: int = 15, batch_size: int = 32) -> Case:
@@ -98,7 +101,7 @@ def optnet_qp(n: int = 20, m: int = 15, batch_size: int = 32) -> Case:
         return [r.standard_normal((batch, n)) * 3.0, Gv, hv]
 
     return Case(f"OptNet QP n={n} m={m} B={batch_size}", problem, [q, G, h], [x], values,
-                batch_size, shared_structure=False, tau=0.01)
+                batch_size, shared_structure=False, tau=0.01, family="optnet")
 
 
 def lasso(n: int = 1000, m: int = 600, batch_size: int = 1, lam: float = 0.5) -> Case:
@@ -115,4 +118,36 @@ def lasso(n: int = 1000, m: int = 600, batch_size: int = 1, lam: float = 0.5) ->
         return [(D @ x_true)[None] + 0.05 * r.standard_normal((batch, m))]
 
     return Case(f"lasso n={n} m={m} B={batch_size}", problem, [y], [x], values, batch_size,
-                shared_structure=True, tau=0.01)
+                shared_structure=True, tau=0.01, family="lasso")
+
+
+def sparse_qp(n: int = 100, batch_size: int = 16) -> Case:
+    """QP family for the size sweep: min ½xᵀPx + qᵀx s.t. Gx ≤ h, −1 ≤ x ≤ 1, with P
+    tridiagonal (2 on the diagonal, −½ beside it: eigenvalues in [1, 3]) and G sparse
+    (m = n/2 rows, 3 entries each), both fixed; q and h batched.
+
+    The stored entries grow linearly with n (n = 2000: about 9 000 in P and G).
+    """
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(3)
+    m = max(n // 2, 1)
+    P = sp.diags([-0.5 * np.ones(n - 1), 2.0 * np.ones(n), -0.5 * np.ones(n - 1)],
+                 [-1, 0, 1], format="csc")
+    rows = np.repeat(np.arange(m), 3)
+    cols = rng.integers(0, n, 3 * m)
+    G = sp.csc_matrix((rng.standard_normal(3 * m), (rows, cols)), shape=(m, n))
+    x = cp.Variable(n, name="x")
+    q = cp.Parameter(n, name="q")
+    h = cp.Parameter(m, name="h")
+    problem = cp.Problem(cp.Minimize(0.5 * cp.quad_form(x, cp.psd_wrap(P)) + q @ x),
+                         [G @ x <= h, x >= -1, x <= 1])
+
+    def values(batch, seed):
+        r = np.random.default_rng(seed)
+        x0 = r.uniform(-0.5, 0.5, (batch, n))
+        return [r.standard_normal((batch, n)) * 3.0,
+                (G @ x0.T).T + r.uniform(0.1, 1.0, (batch, m))]
+
+    return Case(f"sparse QP n={n} m={m} B={batch_size}", problem, [q, h], [x], values,
+                batch_size, shared_structure=True, tau=0.01, family="sparse_qp")

@@ -1,40 +1,56 @@
-"""Benchmark cvxlpgd's default path against cvxpylayers + Moreau, its recommended pathway.
+"""Benchmark cvxlpgd against the field: cvxpylayers + Moreau, cvxpylayers + diffcp.
 
 Usage::
 
-    python -m benchmarks.run            # full run (about 10 minutes on 2 cores)
-    python -m benchmarks.run --quick    # smoke run: small sizes, one repetition
+    python -m benchmarks.run               # the table: about 6 minutes on 2 cores
+    python -m benchmarks.run --quick       # smoke run: small sizes, one repetition
+    python -m benchmarks.run --scaling     # the scaling study (time per element
+                                           # against B and n) and its figure
+    python -m benchmarks.run --page        # docs/benchmarks.md's tables from the
+                                           # stored results (no measurement)
 
-Three layers per problem, interleaved in one run:
+Per problem, these layers run interleaved in one process:
 
-* **cvxlpgd** with its defaults (``solver="auto"``) and ``gradient="lpgd"``;
-* **cvxlpgd SCS**: the same with ``solver="SCS"`` (the package's per-element path);
-* **cvxpylayers + Moreau**: ``cvxpylayers.torch.CvxpyLayer(..., solver="MOREAU")``
-  with its exact gradients — the reference time to beat.
+* **cvxlpgd** with its defaults (``solver="auto"``, ``gradient="lpgd"``);
+* **cvxlpgd exact**: ``gradient="exact"`` with its default exact backend
+  (``exact_backend="auto"``: Moreau's derivative for LPs and QPs, diffcp's otherwise);
+* **cvxlpgd SCS**: ``solver="SCS"`` with LPGD (the QP at B = 512 and the lasso);
+* **cvxpylayers + Moreau**: ``cvxpylayers.torch.CvxpyLayer(..., solver="MOREAU")``,
+  exact gradients — the reference every ratio divides by;
+* **cvxpylayers + diffcp**: cvxpylayers' default, diffcp with SCS at its defaults.
 
-Each library runs forward + backward on the same batch with the loss ⟨W, x⟩ (W
-fixed, random), after one warm-up call (Moreau's first solve of a new compiled
-solver picks its linear solver; compilation and thread pools stay out of the
-times); runs are interleaved (A, B, C, A, B, C, …) and every time is a median. Next
-to every time the report gives the library's largest deviation of the forward
-solution from a reference solve (CVXPY with Clarabel at 1e-10): a time from wrong
-answers still counts as a time to beat, and the table marks it. Traced peak memory
-is the peak of Python and NumPy allocations during one forward + backward call
-(``tracemalloc``, a separate pass; memory inside the solvers' native code is not
-seen).
+Each layer runs forward + backward on the same batch with the loss ⟨W, x⟩ (W fixed,
+standard normal), after one warm-up call (compilation, first-call costs and thread
+pools stay out of the times); the layers take turns (A, B, C, A, B, C, …) and every
+reported time is a median. Next to every time the report gives the layer's largest
+deviation of the forward solution from a reference solve (CVXPY with Clarabel at
+1e-12): a time from wrong answers still counts as a time to beat, and the table marks
+it. The per-call overhead is measured on a 5-variable QP (µs per call at B = 1, µs per
+element at B = 1024). Traced peak memory is the peak of Python and NumPy allocations
+during one forward + backward call (``tracemalloc``, a separate pass).
+
+Every run writes its raw output — machine, commit, command, every repetition's times —
+as JSON (``benchmarks/results/benchmarks.json`` for the table,
+``benchmarks/results/scaling.json`` for the scaling study; ``--json`` elsewhere), and
+prints the report rendered from that JSON by :mod:`benchmarks.report`, the code that
+also writes docs/benchmarks.md's tables (``--page``).
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import json
+import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 import tracemalloc
 import warnings
-from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
 
 import cvxpy as cp
 import numpy as np
@@ -43,12 +59,24 @@ import torch
 from benchmarks import problems
 from benchmarks.problems import Case
 
-#: A deviation from the reference solve above this marks a library's answers as wrong.
-WRONG = 1e-4
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+#: Where a full run of the table stores its raw output (the docs' tables come from it).
+TABLE_JSON = RESULTS / "benchmarks.json"
+#: Where a quick run stores its raw output (not tracked).
+QUICK_JSON = RESULTS / "benchmarks-quick.json"
+#: Where the scaling study stores its raw output, and its figure.
+SCALING_JSON = RESULTS / "scaling.json"
+SCALING_FIGURE = ROOT / "docs" / "img" / "benchmark_scaling.png"
+#: JSON layout version.
+SCHEMA = 1
 #: The traced peak of the QP B=512 forward + LPGD backward with the previous engine
 #: (commit e56ebf4: SCS on a thread pool), measured by :func:`previous_engine_peak` on
 #: the machine of docs/benchmarks.md; used when ``--previous`` names no checkout.
 PREVIOUS_PEAK_MIB = 48.2
+#: The reference's tolerances (CVXPY + Clarabel); 1e-10 left the size sweep's QP at
+#: n = 2000 4e-5 from a 1e-12 solve (and from SCS at 1e-10).
+REFERENCE_TOLERANCE = 1e-12
 
 _PEAK_SCRIPT = """
 import gc, sys, tracemalloc, warnings
@@ -77,41 +105,23 @@ def previous_engine_peak(checkout: str, batch_size: int = 512) -> int:
     imports ``cvxlpgd`` from ``checkout`` (e.g. ``git worktree add /tmp/old e56ebf4``)
     and the problems from this one.
     """
-    import os
-    import subprocess
-    from pathlib import Path
-
-    here = str(Path(__file__).resolve().parent.parent)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([checkout, here])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([checkout, str(ROOT)])}
     result = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT.format(batch=batch_size)],
                             capture_output=True, text=True, check=True, env=env,
                             cwd=checkout)
     return int(result.stdout.split()[-1])
 
 
-@dataclass
-class Timing:
-    """Per-run times in seconds, the traced peak in bytes, the deviation."""
-
-    forward: list[float] = field(default_factory=list)
-    backward: list[float] = field(default_factory=list)
-    peak_bytes: int | None = None
-    deviation: float = float("nan")
-    solver: str = ""
-
-    def median(self, name: str) -> float:
-        values = getattr(self, name)
-        return statistics.median(values) if values else float("nan")
-
-    @property
-    def total(self) -> float:
-        return self.median("forward") + self.median("backward")
+# ---- the layers --------------------------------------------------------------------------
 
 
 class Library:
-    """One library's layer for a case: ``run`` times forward and backward once."""
+    """One library's layer for a case: :meth:`run` times one forward and backward."""
 
+    #: Name in the tables.
     name: str
+    #: ``"lpgd"`` or ``"exact"``.
+    gradient: str = "exact"
 
     def __init__(self, case: Case):
         self.case = case
@@ -120,7 +130,12 @@ class Library:
         raise NotImplementedError
 
     def solver(self) -> str:
+        """The solver that answered the last call."""
         return ""
+
+    def stats(self) -> dict | None:
+        """Solver statistics of the last call (cvxlpgd's ``solver_stats.summary()``)."""
+        return None
 
     def run(self, tensors, weights) -> tuple[float, float, list[torch.Tensor]]:
         inputs = [t.detach().clone().requires_grad_(True) for t in tensors]
@@ -135,31 +150,44 @@ class Library:
 
 
 class Cvxlpgd(Library):
-    def __init__(self, case: Case, solver: str = "auto"):
+    """cvxlpgd's layer; ``gradient="exact"`` uses its default exact backend."""
+
+    def __init__(self, case: Case, solver: str = "auto", gradient: str = "lpgd"):
         import cvxlpgd
 
         super().__init__(case)
-        self.name = "cvxlpgd" if solver == "auto" else f"cvxlpgd {solver}"
+        self.gradient = gradient
+        suffix = [] if solver == "auto" else [solver]
+        suffix += [] if gradient == "lpgd" else ["exact"]
+        self.name = " ".join(["cvxlpgd", *suffix])
         self.layer = cvxlpgd.CvxpyLayer(case.problem, case.parameters, case.outputs,
-                                        tau=case.tau, solver=solver)
+                                        tau=case.tau, solver=solver, gradient=gradient)
 
     def call(self, tensors):
         return self.layer(*tensors)
 
     def solver(self) -> str:
         stats = self.layer.solver_stats
-        return "" if stats is None else stats.solver
+        if stats is None:
+            return ""
+        backend = getattr(stats, "exact_backend", "")
+        return f"{stats.solver}, {backend}" if backend else stats.solver
+
+    def stats(self) -> dict | None:
+        stats = self.layer.solver_stats
+        return None if stats is None else {k: (float(v) if isinstance(v, float) else v)
+                                           for k, v in stats.summary().items()}
 
 
-class CvxpylayersMoreau(Library):
-    name = "cvxpylayers + Moreau"
+class _Cvxpylayers(Library):
+    solver_name: str | None = None
 
     def __init__(self, case: Case):
         from cvxpylayers.torch import CvxpyLayer
 
         super().__init__(case)
         self.layer = CvxpyLayer(case.problem, parameters=case.parameters,
-                                variables=case.outputs, solver="MOREAU")
+                                variables=case.outputs, solver=self.solver_name)
 
     def call(self, tensors):
         # cvxpylayers 1.2 converts tensors with np.array(..., copy=False), which NumPy 2
@@ -167,10 +195,29 @@ class CvxpylayersMoreau(Library):
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=DeprecationWarning)
             warnings.filterwarnings("ignore", category=UserWarning, module="moreau")
+            warnings.filterwarnings("ignore", category=UserWarning, module="diffcp")
             return self.layer(*tensors)
+
+
+class CvxpylayersMoreau(_Cvxpylayers):
+    name = "cvxpylayers + Moreau"
+    solver_name = "MOREAU"
 
     def solver(self) -> str:
         return "MOREAU"
+
+
+class CvxpylayersDiffcp(_Cvxpylayers):
+    name = "cvxpylayers + diffcp"
+    solver_name = None  # cvxpylayers' default: diffcp, which solves with SCS
+
+    def solver(self) -> str:
+        return "SCS"
+
+
+REFERENCE = CvxpylayersMoreau.name
+#: Batches this large also run cvxlpgd's SCS path (the QP at B = 512; B = 128 quick).
+LARGE_BATCH = 128
 
 
 def available_baseline() -> bool:
@@ -181,6 +228,16 @@ def available_baseline() -> bool:
     except ImportError:
         return False
     return True
+
+
+def libraries_for(case: Case, baseline: bool) -> list[Library]:
+    """The layers a case is measured with (see the module docstring)."""
+    out: list[Library] = [Cvxlpgd(case), Cvxlpgd(case, gradient="exact")]
+    if case.batch_size >= LARGE_BATCH or case.family == "lasso":
+        out.append(Cvxlpgd(case, solver="SCS"))
+    if baseline:
+        out += [CvxpylayersMoreau(case), CvxpylayersDiffcp(case)]
+    return out
 
 
 # ---- measurements ------------------------------------------------------------------------
@@ -195,59 +252,134 @@ def case_inputs(case: Case):
     return tensors, weights
 
 
-def reference_solutions(case: Case, tensors) -> list[np.ndarray]:
-    """Each element solved by CVXPY with Clarabel at 1e-10 (outputs in order)."""
+def reference_solutions(case: Case, tensors, elements: int | None = None
+                        ) -> list[np.ndarray]:
+    """The first ``elements`` elements (all by default) solved by CVXPY with Clarabel
+    at :data:`REFERENCE_TOLERANCE` (outputs in order; 1e-10, then Clarabel's defaults,
+    where it stops without reaching 1e-12: 3 of the OptNet QP's 32 elements)."""
     batched = [t.dim() > len(p.shape) for t, p in zip(tensors, case.parameters)]
-    out = [[] for _ in case.outputs]
-    for i in range(case.batch_size):
+    count = case.batch_size if elements is None else min(elements, case.batch_size)
+    out: list[list[np.ndarray]] = [[] for _ in case.outputs]
+    for i in range(count):
         for p, t, flag in zip(case.parameters, tensors, batched):
             p.value = (t[i] if flag else t).numpy()
-        case.problem.solve(solver=cp.CLARABEL, tol_gap_abs=1e-10, tol_gap_rel=1e-10,
-                           tol_feas=1e-10)
+        for tol in (REFERENCE_TOLERANCE, 1e-10, None):  # Clarabel may stall at 1e-12
+            settings = {} if tol is None else {"tol_gap_abs": tol, "tol_gap_rel": tol,
+                                               "tol_feas": tol}
+            try:
+                case.problem.solve(solver=cp.CLARABEL, **settings)
+            except cp.error.SolverError:
+                continue
+            if case.problem.status == cp.OPTIMAL:
+                break
         for k, o in enumerate(case.outputs):
             out[k].append(np.asarray(o.value))
     return [np.stack(values) for values in out]
 
 
-def measure(libraries: list[Library], case: Case, repeats: int, memory: bool
-            ) -> dict[str, Timing]:
-    """Interleaved timings, deviations from the reference, and traced peaks."""
+def deviation(outputs, reference) -> float:
+    """Largest absolute deviation of the outputs' first rows from the reference."""
+    return max(float(np.abs(o.numpy()[:len(r)] - r).max()) for o, r in zip(outputs, reference))
+
+
+def measure(libraries: list[Library], case: Case, repeats: int, memory: bool,
+            checked: int | None = None) -> dict:
+    """One case: interleaved timings, deviations from the reference (on the first
+    ``checked`` elements, default all), traced peaks.
+
+    Returns
+    -------
+    dict
+        The case's JSON record (see :func:`main`).
+    """
     tensors, weights = case_inputs(case)
-    reference = reference_solutions(case, tensors)
-    timings = {lib.name: Timing() for lib in libraries}
+    reference = reference_solutions(case, tensors, checked)
+    rows = {lib.name: {"library": lib.name, "gradient": lib.gradient, "forward_s": [],
+                       "backward_s": [], "peak_bytes": None} for lib in libraries}
     for lib in libraries:  # warm-up: first-call costs stay out of the timings
         _, _, outputs = lib.run(tensors, weights)
-        timings[lib.name].deviation = max(float(np.abs(o.numpy() - r).max())
-                                          for o, r in zip(outputs, reference))
-        timings[lib.name].solver = lib.solver()
+        rows[lib.name]["deviation"] = deviation(outputs, reference)
+        rows[lib.name]["solver"] = lib.solver()
+        rows[lib.name]["stats"] = lib.stats()
     for _ in range(repeats):
         for lib in libraries:
             gc.collect()
             forward, backward, _ = lib.run(tensors, weights)
-            timings[lib.name].forward.append(forward)
-            timings[lib.name].backward.append(backward)
+            rows[lib.name]["forward_s"].append(forward)
+            rows[lib.name]["backward_s"].append(backward)
     if memory:
         for lib in libraries:
             gc.collect()
             tracemalloc.start()
             lib.run(tensors, weights)
-            timings[lib.name].peak_bytes = tracemalloc.get_traced_memory()[1]
+            rows[lib.name]["peak_bytes"] = tracemalloc.get_traced_memory()[1]
             tracemalloc.stop()
-    return timings
+    return {"name": case.name, "family": case.family, "batch_size": case.batch_size,
+            "tau": case.tau, "rows": list(rows.values())}
 
 
-# ---- report ------------------------------------------------------------------------------
+def overhead(baseline: bool, quick: bool) -> dict:
+    """Per-call overhead: µs per call at B = 1 and per element at B = 1024 on a
+    5-variable QP, forward + backward, for cvxlpgd (LPGD and exact) and the reference."""
+    sizes = ((1, 10 if quick else 200), (1024, 1 if quick else 7))
+    out: dict = {"problem": "QP n=5 m=10", "rows": []}
+    for batch_size, calls in sizes:
+        case = problems.dense_qp(n=5, m=10, batch_size=batch_size)
+        libraries: list[Library] = [Cvxlpgd(case), Cvxlpgd(case, gradient="exact")]
+        if baseline:
+            libraries.append(CvxpylayersMoreau(case))
+        tensors, weights = case_inputs(case)
+        times: dict[str, tuple[list[float], list[float]]] = {
+            lib.name: ([], []) for lib in libraries}
+        for lib in libraries:
+            lib.run(tensors, weights)
+        for _ in range(calls):
+            for lib in libraries:
+                forward, backward, _ = lib.run(tensors, weights)
+                times[lib.name][0].append(forward)
+                times[lib.name][1].append(backward)
+        for lib in libraries:
+            out["rows"].append({"library": lib.name, "batch_size": batch_size,
+                                "solver": lib.solver(), "forward_s": times[lib.name][0],
+                                "backward_s": times[lib.name][1]})
+    return out
 
 
-def machine_description() -> str:
-    """CPU, core count and versions, as Markdown lines."""
-    import os
+def auto_sweep(sizes, repeats: int) -> list[dict]:
+    """Lasso problems of growing size, alone and in a batch: Moreau against SCS.
 
-    versions = []
-    for module in ("cvxlpgd", "moreau", "cvxpylayers", "cvxpy", "scs", "diffcp", "torch",
-                   "numpy", "scipy"):
+    The measurements behind ``solver="auto"``'s size rule (:mod:`cvxlpgd.engine.selection`):
+    the stored entries of A and P at which SCS overtakes Moreau when one factorization
+    serves the batch.
+    """
+    rows = []
+    for n, batch_size in sizes:
+        case = problems.lasso(n=n, m=int(0.6 * n), batch_size=batch_size)
+        libraries: list[Library] = [Cvxlpgd(case, solver="MOREAU"), Cvxlpgd(case, solver="SCS")]
+        record = measure(libraries, case, repeats, memory=False)
+        auto = Cvxlpgd(case)
+        auto.run(*case_inputs(case))
+        template = auto.layer._template(True)
+        nonzeros = template.A_pattern.nnz + (template.P_pattern.nnz if template.quadratic
+                                             else 0)
+        times = {row["library"]: row for row in record["rows"]}
+        rows.append({"n": n, "m": int(0.6 * n), "batch_size": batch_size,
+                     "nonzeros": int(nonzeros), "auto": auto.solver(),
+                     "moreau": {k: times["cvxlpgd MOREAU"][k] for k in ("forward_s", "backward_s")},
+                     "scs": {k: times["cvxlpgd SCS"][k] for k in ("forward_s", "backward_s")}})
+    return rows
+
+
+# ---- provenance --------------------------------------------------------------------------
+
+
+def machine_info() -> dict:
+    """CPU, core count, load, versions and thread settings."""
+    versions = {}
+    for module in ("cvxlpgd", "moreau", "cvxpylayers", "cvxpy", "scs", "diffcp", "clarabel",
+                   "torch", "numpy", "scipy"):
         try:
-            versions.append(f"{module} {__import__(module).__version__}")
+            versions[module] = str(__import__(module).__version__)
         except (ImportError, AttributeError):
             pass
     cpu = platform.processor() or "unknown CPU"
@@ -257,90 +389,36 @@ def machine_description() -> str:
                        if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return "\n".join([f"- CPU: {cpu}, {os.cpu_count()} CPUs",
-                      f"- Python {platform.python_version()} on {platform.system()}",
-                      f"- {', '.join(versions)}"])
+    return {"cpu": cpu, "cpus": os.cpu_count(), "python": platform.python_version(),
+            "system": platform.system(), "versions": versions,
+            "torch_threads": torch.get_num_threads(),
+            "load_average": [round(x, 2) for x in os.getloadavg()]}
 
 
-def ms(seconds: float) -> str:
-    return "n/a" if not np.isfinite(seconds) else f"{seconds * 1e3:.1f}"
+def git_commit() -> dict:
+    """The checkout's commit, and whether the package or the benchmarks differ from it."""
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
+                              check=False).stdout.strip()
+
+    return {"commit": git("rev-parse", "HEAD") or "unknown",
+            "dirty": bool(git("status", "--porcelain", "--", "cvxlpgd", "benchmarks"))}
 
 
-def mib(nbytes: int | None) -> str:
-    return "n/a" if nbytes is None else f"{nbytes / 2**20:.1f}"
+def provenance(argv: list[str]) -> dict:
+    """Command, commit, date and machine of a run."""
+    return {"schema": SCHEMA, "command": " ".join(["python -m benchmarks.run", *argv]),
+            **git_commit(), "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "machine": machine_info()}
 
 
-def results_table(rows: list[tuple[Case, dict[str, Timing]]]) -> str:
-    lines = ["| problem | library (solver) | forward ms | backward ms | total ms | "
-             "max deviation | traced peak MiB | total / reference |",
-             "|---|---|---:|---:|---:|---:|---:|---:|"]
-    for case, timings in rows:
-        base = timings.get(CvxpylayersMoreau.name)
-        for name, t in timings.items():
-            ratio = "" if base is None or name == CvxpylayersMoreau.name else (
-                f"{t.total / base.total:.2f}")
-            wrong = " **(wrong)**" if t.deviation > WRONG else ""
-            label = f"{name} ({t.solver})" if t.solver else name
-            lines.append(f"| {case.name} | {label} | {ms(t.median('forward'))} | "
-                         f"{ms(t.median('backward'))} | {ms(t.total)} | "
-                         f"{t.deviation:.1e}{wrong} | {mib(t.peak_bytes)} | {ratio} |")
-    return "\n".join(lines)
+def write_json(record: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
 
 
-def targets(rows: list[tuple[Case, dict[str, Timing]]], previous_mib: float) -> str:
-    """The issue's targets with the measured values."""
-    out = ["| target | measured | met |", "|---|---:|---|"]
-
-    def add(label, value, limit):
-        out.append(f"| {label} | {value:.2f} | {'yes' if value <= limit else 'NO'} |")
-
-    for case, timings in rows:
-        ours = timings["cvxlpgd"]
-        base = timings.get(CvxpylayersMoreau.name)
-        scs = timings.get("cvxlpgd SCS")
-        if case.name.startswith("lasso"):
-            if scs is not None:
-                add(f"{case.name}: default / SCS path ≤ 1.05", ours.total / scs.total, 1.05)
-            add(f"{case.name}: LPGD backward / forward ≤ 0.5",
-                ours.median("backward") / ours.median("forward"), 0.5)
-            continue
-        if base is not None:
-            add(f"{case.name}: fwd+LPGD / cvxpylayers+Moreau fwd+bwd ≤ 0.5",
-                ours.total / base.total, 0.5)
-        if case.batch_size >= 512 and scs is not None:
-            add(f"{case.name}: default / SCS path ≤ 0.3", ours.total / scs.total, 0.3)
-            if ours.peak_bytes is not None:
-                add(f"{case.name}: traced peak MiB ≤ previous engine's {previous_mib:.1f}",
-                    ours.peak_bytes / 2**20, previous_mib)
-    return "\n".join(out)
-
-
-def auto_sweep(sizes, repeats: int) -> str:
-    """Lasso problems of growing size, alone and in a batch: Moreau against SCS.
-
-    The measurements behind ``solver="auto"``'s size rule (:mod:`cvxlpgd.engine.selection`):
-    the stored entries of A and P at which SCS overtakes Moreau when one factorization
-    serves the batch.
-    """
-    from cvxlpgd.engine.selection import LARGE_PROBLEM_NONZEROS
-
-    lines = ["| lasso n × m, B | stored entries of A, P | Moreau ms | SCS ms | Moreau / SCS | "
-             "auto picks |", "|---|---:|---:|---:|---:|---|"]
-    for n, batch_size in sizes:
-        case = problems.lasso(n=n, m=int(0.6 * n), batch_size=batch_size)
-        libraries = [Cvxlpgd(case, solver="MOREAU"), Cvxlpgd(case, solver="SCS")]
-        timings = measure(libraries, case, repeats, memory=False)
-        moreau, scs = timings["cvxlpgd MOREAU"], timings["cvxlpgd SCS"]
-        auto = Cvxlpgd(case)
-        auto.run(*case_inputs(case))
-        template = auto.layer._template(True)
-        nonzeros = template.A_pattern.nnz + (template.P_pattern.nnz if template.quadratic
-                                             else 0)
-        lines.append(f"| {n} × {int(0.6 * n)}, {batch_size} | {nonzeros} | {ms(moreau.total)} | "
-                     f"{ms(scs.total)} | {moreau.total / scs.total:.2f} | {auto.solver()} |")
-    lines.append(f"\n(`solver=\"auto\"` sends problems with ≥ {LARGE_PROBLEM_NONZEROS} "
-                 "stored entries to SCS when the batch shares its matrices.)")
-    return "\n".join(lines)
+def median(values) -> float:
+    return statistics.median(values) if values else float("nan")
 
 
 # ---- entry point -------------------------------------------------------------------------
@@ -352,12 +430,27 @@ def parse_args(argv):
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: small problems, one repetition, no memory pass")
     parser.add_argument("--repeats", type=int, default=None,
-                        help="timed forward + backward repetitions (default 7, quick 1)")
+                        help="timed forward + backward repetitions (default 7, quick 1; "
+                             "scaling 3, quick 1)")
     parser.add_argument("--no-baseline", action="store_true",
                         help="skip cvxpylayers (also skipped when it is not installed)")
     parser.add_argument("--previous", metavar="DIR", default=None,
                         help="a checkout of the previous engine (commit e56ebf4) whose "
                              "traced peak on the QP B=512 call is measured in this run")
+    parser.add_argument("--scaling", action="store_true",
+                        help="run the scaling study (time per element against B and n) "
+                             "instead of the table; stores scaling.json and the figure")
+    parser.add_argument("--page", action="store_true",
+                        help="measure nothing: rewrite docs/benchmarks.md's generated "
+                             "tables (and the scaling figure) from the stored JSON")
+    parser.add_argument("--json", metavar="PATH", default=None,
+                        help="where to store the raw output (default: "
+                             "benchmarks/results/benchmarks.json, scaling.json for "
+                             "--scaling, benchmarks-quick.json for --quick)")
+    parser.add_argument("--figure", metavar="PATH", default=None,
+                        help="where --scaling draws its figure (default "
+                             "docs/img/benchmark_scaling.png; quick runs draw none unless "
+                             "given)")
     return parser.parse_args(argv)
 
 
@@ -366,42 +459,65 @@ def benchmark_cases(quick: bool) -> list[Case]:
     if quick:
         return [problems.assignment_lp(size=4, batch_size=8),
                 problems.dense_qp(n=10, m=20, batch_size=8),
-                problems.dense_qp(n=10, m=20, batch_size=512),
+                problems.dense_qp(n=10, m=20, batch_size=LARGE_BATCH),
                 problems.optnet_qp(n=5, m=4, batch_size=4),
-                problems.lasso(n=60, m=40, batch_size=1)]
+                problems.lasso(n=60, m=40, batch_size=1, lam=0.05)]
     return [problems.assignment_lp(), problems.dense_qp(), problems.dense_qp(batch_size=512),
             problems.optnet_qp(), problems.lasso()]
 
 
-def main(argv=None) -> int:
-    """Run the benchmarks and print the Markdown report; returns the exit status."""
-    args = parse_args(argv)
+def run_table(args, argv) -> dict:
+    """Measure the table; returns its JSON record."""
     repeats = args.repeats or (1 if args.quick else 7)
     baseline = not args.no_baseline and available_baseline()
-    torch.set_num_threads(1)  # the layers parallelize over the batch themselves
-    rows = []
+    record = {**provenance(argv), "kind": "table", "quick": args.quick, "repeats": repeats,
+              "cases": []}
     for case in benchmark_cases(args.quick):
         print(f"# {case.name} ...", file=sys.stderr, flush=True)
-        libraries = [Cvxlpgd(case)]
-        if case.batch_size >= 512 or case.name.startswith("lasso"):
-            libraries.append(Cvxlpgd(case, solver="SCS"))
-        if baseline:
-            libraries.append(CvxpylayersMoreau(case))
-        rows.append((case, measure(libraries, case, repeats, memory=not args.quick
-                                   and case.batch_size >= 512)))
-    previous_mib, source = PREVIOUS_PEAK_MIB, "recorded (docs/benchmarks.md)"
+        record["cases"].append(measure(libraries_for(case, baseline), case, repeats,
+                                       memory=not args.quick and case.batch_size >= 512))
+    print("# per-call overhead ...", file=sys.stderr, flush=True)
+    record["overhead"] = overhead(baseline, args.quick)
+    previous, source = PREVIOUS_PEAK_MIB, "recorded"
     if args.previous and not args.quick:
-        previous_mib, source = previous_engine_peak(args.previous) / 2**20, "measured now"
-    report = ["## Machine", "", machine_description(),
-              f"- previous engine's traced peak, QP B=512: {previous_mib:.1f} MiB ({source})",
-              "", f"## Results (medians of {repeats} interleaved runs)", "",
-              results_table(rows), "", "## Targets", "", targets(rows, previous_mib)]
+        previous, source = previous_engine_peak(args.previous) / 2**20, "measured"
+    record["previous_peak_mib"] = {"value": previous, "source": source}
     if not args.quick:
-        print("# one problem of growing size ...", file=sys.stderr, flush=True)
-        report += ["", "## solver=\"auto\": problems of growing size", "",
-                   auto_sweep(((100, 1), (200, 1), (300, 1), (450, 1), (700, 1), (100, 16),
-                               (200, 16)), max(3, repeats // 2))]
-    print("\n".join(report))
+        print("# solver='auto': one problem of growing size ...", file=sys.stderr, flush=True)
+        record["auto_sweep"] = auto_sweep(((100, 1), (200, 1), (300, 1), (450, 1), (700, 1),
+                                           (100, 16), (200, 16)), max(3, repeats // 2))
+    record["machine"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    return record
+
+
+def main(argv=None) -> int:
+    """Run the benchmarks (or rewrite the page), print the report; returns the exit status."""
+    from benchmarks import report, scaling
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
+    if args.page:
+        sections = report.write_page()
+        print("\n\n".join(sections.values()))
+        return 0
+    torch.set_num_threads(1)  # the layers parallelize over the batch themselves
+    if args.scaling:
+        record = scaling.run(provenance(argv), quick=args.quick, repeats=args.repeats,
+                             baseline=not args.no_baseline and available_baseline())
+        path = Path(args.json) if args.json else (
+            RESULTS / "scaling-quick.json" if args.quick else SCALING_JSON)
+        write_json(record, path)
+        figure = args.figure or (None if args.quick else SCALING_FIGURE)
+        if figure is not None:
+            scaling.figure(record, Path(figure))
+        print(report.scaling_report(record))
+        print(f"\n(raw output: {path})", file=sys.stderr)
+        return 0
+    record = run_table(args, argv)
+    path = Path(args.json) if args.json else (QUICK_JSON if args.quick else TABLE_JSON)
+    write_json(record, path)
+    print(report.table_report(record))
+    print(f"\n(raw output: {path})", file=sys.stderr)
     return 0
 
 
