@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m benchmarks.run               # the table: about 6 minutes on 2 cores
+    python -m benchmarks.run               # the table: 14 minutes on 2 cores at load 7
     python -m benchmarks.run --quick       # smoke run: small sizes, one repetition
     python -m benchmarks.run --scaling     # the scaling study (time per element
                                            # against B and n) and its figure

@@ -1,6 +1,6 @@
 """What SCS's warm-started LPGD re-solves cost against a cold forward, and why.
 
-``python -m benchmarks.scs_resolves`` (about 3 minutes on 2 cores) solves each problem
+``python -m benchmarks.scs_resolves`` (about 4 minutes on 2 cores at load 7) solves each problem
 with SCS the way the layer's SCS path does — one workspace (one factorization), a cold
 forward solve at the layer's tolerance, then the two perturbed problems of a central
 LPGD difference (c ± τ·dx, dx standard normal on the variable) warm-started from the
