@@ -749,30 +749,15 @@ def _sudoku9(rows: Sequence[dict]) -> dict[str, str]:
                               f"GD over {seeds} seeds: {glance}."}
 
 
-def _pyepo(rows: Sequence[dict]) -> dict[str, str]:
-    from examples.pyepo_shortest_path import report
-
-    overall = [report._compare(rows, "lpgd", other, "test_regret")
-               for other in report._others(rows)]
-    glance = "; ".join(_brief(f"vs {c.b}", c) for c in overall)
-    return {"pyepo-regret": report.regret_table(rows),
-            "pyepo-paired-lines": report.paired_lines(rows),
-            "pyepo-exact": report.paired_lines(rows, "exact", ["initial"]),
-            "pyepo-paired": report.paired_regret(rows),
-            "pyepo-time": report.time_comparisons(rows),
-            "pyepo-scan": report.scan_table(rows),
-            "glance-pyepo": f"* **PyEPO shortest path**, LPGD's test regret over the "
-                            f"{overall[0].n} (degree, seed) runs: {glance}."}
-
-
 def page_blocks(img: Path | None = None) -> dict[str, str]:
     """Every generated block of ``docs/experiments.md``, by name, from the stored CSVs.
 
     Parameters
     ----------
     img : Path, optional
-        Where the CSVs are (default ``docs/img``): ``pyepo_shortest_path.csv``,
-        ``markowitz.csv``, ``sudoku9.csv``.
+        Where the CSVs are (default ``docs/img``): ``pyepo_shortest_path.csv`` (and,
+        when present, ``pyepo_shortest_path_variants.csv`` and ``pyepo_knapsack.csv``;
+        :mod:`examples.pyepo_shortest_path.page`), ``markowitz.csv``, ``sudoku9.csv``.
 
     Returns
     -------
@@ -781,7 +766,9 @@ def page_blocks(img: Path | None = None) -> dict[str, str]:
     """
     img = Path(img) if img is not None else ROOT / "docs" / "img"
     blocks = {}
-    blocks.update(_pyepo(read_csv(img / "pyepo_shortest_path.csv")))
+    from examples.pyepo_shortest_path import page
+
+    blocks.update(page.blocks(img))
     blocks.update(_markowitz(read_csv(img / "markowitz.csv")))
     blocks.update(_sudoku9(read_csv(img / "sudoku9.csv")))
     return blocks

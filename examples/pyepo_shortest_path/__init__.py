@@ -1,1 +1,2 @@
-"""PyEPO's shortest-path benchmark: LPGD against SPO+, DBB, DPO, PFYL and two-stage."""
+"""PyEPO's shortest-path benchmark, and the harness the PyEPO tasks share: LPGD (and its
+variants) against SPO+, DBB, DPO, PFYL, PG, NID and two-stage."""

@@ -20,10 +20,11 @@ from pathlib import Path
 import numpy as np
 
 from examples import analysis, common
-from examples.pyepo_shortest_path.methods import LABELS, METHODS
+from examples.pyepo_shortest_path.methods import FAMILIES, LABELS, family_of
 
-__all__ = ["finish", "paired_lines", "paired_regret", "plot", "regret_table", "scan_table",
-           "scan_cost", "stats", "time_comparisons"]
+__all__ = ["all_trainings", "finish", "git_state", "paired_lines", "paired_regret", "plot",
+           "provenance", "regret_table", "scan_cost", "scan_table", "stats", "time_comparisons",
+           "with_derived"]
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,7 +36,43 @@ SHORT = {"lpgd": "LPGD", "exact": "exact", "spo+": "SPO+", "dbb": "DBB", "dpo": 
          "lpgd-deg": "LPGD (τ per degree)", "pg": "PG", "pg-at-lpgd": "PG (σ = LPGD's τ)",
          "nid": "NID"}
 
-ORDER = ("initial", *METHODS)
+#: Table order; ``lpgd-deg`` and ``pg-at-lpgd`` are derived from the scans
+#: (:func:`with_derived`), no training of their own.
+ORDER = ("initial", "lpgd", "lpgd-deg", "lpgd-upper", "lpgd-lower", "lpgd-rho", "lpgd-sol",
+         "exact", "spo+", "dbb", "dpo", "pfyl", "pg", "pg-at-lpgd", "nid", "2s")
+DERIVED = ("lpgd-deg", "pg-at-lpgd")
+
+
+def _short(method: str) -> str:
+    if method.endswith("_scan") and method not in SHORT:
+        return f"{SHORT[method[:-5]]}, all trainings"
+    return SHORT[method]
+
+
+def with_derived(rows: Sequence[dict]) -> list[dict]:
+    """``rows`` and the rows derived from the scans, without training:
+
+    * ``lpgd-deg`` — LPGD with one τ per degree, the τ whose *mean* validation regret
+      over the seeds is lowest (the ``lpgd_tau=…`` row of that τ, per seed);
+    * ``pg-at-lpgd`` — PG with σ equal to the τ that LPGD's scan chose for the same
+      (degree, seed) (the ``pg_sigma=…`` row of that σ).
+    """
+    rows = [r for r in rows if r["method"] not in DERIVED]
+    out = list(rows)
+    scan = [r for r in rows if str(r["method"]).startswith("lpgd_tau=")]
+    for degree in sorted({int(r["degree"]) for r in scan}):
+        here = [r for r in scan if int(r["degree"]) == degree]
+        taus = sorted({float(r["tau"]) for r in here})
+        best = min(taus, key=lambda t: np.mean([float(r["val_regret"]) for r in here
+                                                if float(r["tau"]) == t]))
+        out += [{**r, "method": "lpgd-deg"} for r in here if float(r["tau"]) == best]
+    pg = {(int(r["degree"]), int(r["seed"]), float(r["tau"])): r for r in rows
+          if str(r["method"]).startswith("pg_sigma=")}
+    for r in rows:
+        key = (int(r["degree"]), int(r["seed"]), float(r["tau"] or "nan"))
+        if r["method"] == "lpgd" and key in pg:
+            out.append({**pg[key], "method": "pg-at-lpgd"})
+    return out
 
 
 def _mean_std(values) -> tuple[float, float]:
@@ -77,21 +114,42 @@ def _all_runs(rows: Sequence[dict], method: str, column: str) -> tuple[float, fl
 
 
 def _per_run(rows: Sequence[dict], method: str, column: str) -> dict:
-    """``{(degree, seed): value}`` of one method (``"lpgd_scan"``: :func:`scan_cost`)."""
-    if method == "lpgd_scan":
-        return scan_cost(rows, column)
+    """``{(degree, seed): value}`` of one method (``"<method>_scan"``:
+    :func:`all_trainings`)."""
+    if method.endswith("_scan"):
+        return all_trainings(rows, method[:-5], column)
     return analysis.final_values(rows, method, column, by=("degree", "seed"))
 
 
-def scan_cost(rows: Sequence[dict], column: str = "cpu_seconds_per_epoch") -> dict:
-    """``{(degree, seed): Σ over τ}`` of ``column``: what LPGD's validation scan cost,
-    per epoch, for one reported LPGD row (one training per τ; empty without a scan)."""
+def scan_cost(rows: Sequence[dict], column: str = "cpu_seconds_per_epoch",
+              family: str = "lpgd") -> dict:
+    """``{(degree, seed): Σ over τ}`` of ``column``: what a scanned method's validation
+    scan cost, per epoch, for one reported row (one training per τ; empty without a
+    scan)."""
     total: dict = {}
     for row in rows:
-        if str(row["method"]).startswith("lpgd_tau=") and row.get(column, "") != "":
+        name = str(row["method"])
+        if "_" in name and family_of(name) == family and row.get(column, "") != "":
             key = (int(row["degree"]), int(row["seed"]))
             total[key] = total.get(key, 0.0) + float(row[column])
     return total
+
+
+def all_trainings(rows: Sequence[dict], method: str,
+                  column: str = "cpu_seconds_per_epoch") -> dict:
+    """``{(degree, seed): value}``: ``column`` summed over every training that one
+    reported row of ``method`` needs — a scanned method's whole scan, LPGD's scan for
+    ``lpgd-deg``, PG's training plus LPGD's scan for ``pg-at-lpgd`` (its σ is LPGD's
+    choice), else the row's own training."""
+    if method in FAMILIES:
+        return scan_cost(rows, column, method)
+    if method == "lpgd-deg":
+        return scan_cost(rows, column, "lpgd")
+    own = analysis.final_values(rows, method, column, by=("degree", "seed"))
+    if method == "pg-at-lpgd":
+        lpgd = scan_cost(rows, column, "lpgd")
+        return {k: v + lpgd[k] for k, v in own.items() if k in lpgd}
+    return own
 
 
 def regret_table(rows: Sequence[dict]) -> str:
@@ -102,7 +160,6 @@ def regret_table(rows: Sequence[dict]) -> str:
     head = ["method", *[f"deg {d}" for d in degrees], "wall s / epoch", "CPU s / epoch",
             "CPU s / epoch, all trainings"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    scan = scan_cost(rows)
     for method in _methods(rows):
         cells = [LABELS[method]]
         best = {d: _best(rows, d) for d in degrees}
@@ -113,31 +170,37 @@ def regret_table(rows: Sequence[dict]) -> str:
             cells += ["—", "—", "—"]
         else:
             cpu = _pm(*_all_runs(rows, method, "cpu_seconds_per_epoch"), 2)
+            total = all_trainings(rows, method)
             cells += [_pm(*_all_runs(rows, method, "seconds_per_epoch"), 2), cpu,
-                      _pm(*_mean_std(list(scan.values())), 2) if method == "lpgd" and scan
-                      else cpu]
+                      _pm(*_mean_std(list(total.values())), 2) if total else cpu]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def scan_table(rows: Sequence[dict]) -> str:
-    """LPGD's τ scan: validation and test regret per τ and degree, and how often chosen."""
+def scan_table(rows: Sequence[dict], families: Sequence[str] = ("lpgd",)) -> str:
+    """The τ scans of ``families``: validation and test regret per τ (σ for PG) and
+    degree, and how often that τ was chosen."""
     degrees = _degrees(rows)
-    taus = sorted({float(r["tau"]) for r in rows if str(r["method"]).startswith("lpgd_tau=")})
-    head = ["τ", *[f"deg {d}: val / test (chosen)" for d in degrees], "CPU s / epoch"]
+    head = ["method", "τ / σ", *[f"deg {d}: val / test (chosen)" for d in degrees],
+            "CPU s / epoch"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for tau in taus:
-        name = f"lpgd_tau={tau:g}"
-        cells = [f"{tau:g}"]
-        for d in degrees:
-            chosen = sum(1 for r in rows if r["method"] == "lpgd" and int(r["degree"]) == d
-                         and float(r["tau"]) == tau)
-            seeds = sum(1 for r in rows if r["method"] == name and int(r["degree"]) == d)
-            cells.append(f"{_pm(*stats(rows, name, d, 'val_regret')[:2])} / "
-                         f"{_pm(*stats(rows, name, d, 'test_regret')[:2])} ({chosen}/{seeds})")
-        cells.append(_pm(*_all_runs(rows, name, "cpu_seconds_per_epoch"), 2))
-        lines.append("| " + " | ".join(cells) + " |")
+    for family in families:
+        prefix = f"{family}_{FAMILIES[family]}="
+        taus = sorted({float(r["tau"]) for r in rows if str(r["method"]).startswith(prefix)})
+        lines += [_scan_line(rows, family, f"{prefix}{tau:g}", tau, degrees) for tau in taus]
     return "\n".join(lines) + "\n"
+
+
+def _scan_line(rows, family, name, tau, degrees) -> str:
+    cells = [SHORT[family], f"{tau:g}"]
+    for d in degrees:
+        chosen = sum(1 for r in rows if r["method"] == family and int(r["degree"]) == d
+                     and float(r["tau"]) == tau)
+        seeds = sum(1 for r in rows if r["method"] == name and int(r["degree"]) == d)
+        cells.append(f"{_pm(*stats(rows, name, d, 'val_regret')[:2])} / "
+                     f"{_pm(*stats(rows, name, d, 'test_regret')[:2])} ({chosen}/{seeds})")
+    cells.append(_pm(*_all_runs(rows, name, "cpu_seconds_per_epoch"), 2))
+    return "| " + " | ".join(cells) + " |"
 
 
 def _best(rows: Sequence[dict], degree: int) -> str | None:
@@ -156,22 +219,24 @@ def _compare(rows: Sequence[dict], a: str, b: str, column: str,
         per_run = _per_run(rows, method, column)
         return {k: v for k, v in per_run.items() if degree is None or k[0] == degree}
 
-    return analysis.paired(values(a), values(b), a=SHORT[a], b=SHORT[b])
+    return analysis.paired(values(a), values(b), a=_short(a), b=_short(b))
 
 
-def _others(rows: Sequence[dict]) -> list[str]:
-    return [m for m in (*_methods(rows)[1:], "initial") if m not in ("lpgd",)
+def _others(rows: Sequence[dict], method: str = "lpgd") -> list[str]:
+    return [m for m in (*_methods(rows)[1:], "initial") if m != method
             and m in {r["method"] for r in rows}]
 
 
-def paired_regret(rows: Sequence[dict]) -> str:
-    """LPGD against every other method on test regret: per degree (pairs: the seeds) and
-    over all (degree, seed) runs, as a Markdown table (:func:`analysis.paired_table`)."""
+def paired_regret(rows: Sequence[dict], method: str = "lpgd",
+                  others: Sequence[str] | None = None) -> str:
+    """``method`` (LPGD) against every other method on test regret: per degree (pairs:
+    the seeds) and over all (degree, seed) runs, as a Markdown table
+    (:func:`analysis.paired_table`)."""
     comparisons = []
-    for other in _others(rows):
+    for other in (others if others is not None else _others(rows, method)):
         for degree in (*_degrees(rows), None):
             where = "all degrees" if degree is None else f"degree {degree}"
-            comparisons.append((where, _compare(rows, "lpgd", other, "test_regret", degree)))
+            comparisons.append((where, _compare(rows, method, other, "test_regret", degree)))
     return analysis.paired_table(comparisons, what="test regret at")
 
 
@@ -180,7 +245,7 @@ def paired_lines(rows: Sequence[dict], method: str = "lpgd",
     """One line per method ``method`` is compared with on test regret: the verdict over
     all runs, then per degree (:func:`paired_regret` has LPGD's numbers)."""
     lines = []
-    for other in (others if others is not None else _others(rows)):
+    for other in (others if others is not None else _others(rows, method)):
         overall = _compare(rows, method, other, "test_regret")
         per_degree: dict[str, list[str]] = {}
         for d in _degrees(rows):
@@ -191,28 +256,34 @@ def paired_lines(rows: Sequence[dict], method: str = "lpgd",
                  for name, ds in per_degree.items()]
         verdict = f"**{overall.verdict}**" if overall.winner else overall.verdict
         seeds = len({r["seed"] for r in rows})
-        lines.append(f"* {SHORT[method]} vs {SHORT[other]}: over all {overall.n} runs, "
-                     f"{verdict}; {SHORT[method]} lower in {overall.wins_a} of {overall.n}, "
+        lines.append(f"* {_short(method)} vs {_short(other)}: over all {overall.n} runs, "
+                     f"{verdict}; {_short(method)} lower in {overall.wins_a} of {overall.n}, "
                      "paired t p = "
                      f"{analysis._p(overall.p_value)}. Per degree ({seeds} seeds each): "
                      + "; ".join(parts) + ".")
     return "\n".join(lines) + "\n"
 
 
-def time_comparisons(rows: Sequence[dict]) -> str:
-    """Seconds per training epoch, LPGD (the chosen τ's training, and the whole τ scan)
-    against each trained PyEPO method and the exact gradient, paired over all
-    (degree, seed) runs, in CPU and in wall seconds."""
+def time_comparisons(rows: Sequence[dict], methods: Sequence[str] = ("lpgd",),
+                     others: Sequence[str] | None = None) -> str:
+    """Seconds per training epoch, each of ``methods`` (the chosen τ's training, and
+    every training it needs: :func:`all_trainings`) against each trained PyEPO method
+    and the exact gradient, paired over all (degree, seed) runs, in CPU and in wall
+    seconds."""
     present = {r["method"] for r in rows}
-    others = [m for m in ("spo+", "dbb", "dpo", "pfyl", "exact") if m in present]
+    if others is None:
+        others = ("spo+", "dbb", "dpo", "pfyl", "pg", "nid", "exact")
+    others = [m for m in others if m in present or m.removesuffix("_scan") in present]
     comparisons = []
     for column, unit in (("cpu_seconds_per_epoch", "CPU s / epoch"),
                          ("seconds_per_epoch", "wall s / epoch")):
-        for a in ("lpgd", "lpgd_scan"):
-            if a == "lpgd_scan" and not scan_cost(rows):
+        for a in [x for m in methods for x in (m, f"{m}_scan")]:
+            if a.endswith("_scan") and all_trainings(rows, a[:-5], column) == \
+                    analysis.final_values(rows, a[:-5], column, by=("degree", "seed")):
                 continue
             for other in others:
-                comparisons.append((unit, _compare(rows, a, other, column)))
+                if other != a:
+                    comparisons.append((unit, _compare(rows, a, other, column)))
     return analysis.paired_table(comparisons, what="measure (lower is better)")
 
 
@@ -233,18 +304,22 @@ def plot(rows: Sequence[dict], path: Path, *, title: str) -> Path:
         offset = (k - (len(methods) - 1) / 2) * 0.06  # keep the error bars apart
         left.errorbar(np.array(degrees) + offset, [c[0] for c in cells],
                       yerr=[c[1] for c in cells], marker="o", capsize=3, lw=1.4,
-                      label=LABELS[method], ls="--" if method in ("exact", "2s") else "-")
+                      label=LABELS[method], ls="--" if method in ("exact", "2s") else "-",
+                      color=plt.cm.tab20(k % 20))
     left.set(xlabel="polynomial degree", ylabel="normalized test regret", xticks=degrees,
              yscale="log")
     left.grid(alpha=0.3, which="both")
     left.legend(fontsize=8)
     timed = [m for m in methods if m != "2s"]
     rows_y = np.arange(len(timed))
-    # Wall time is what a user waits; CPU time is steadier on a shared machine.
-    for shift, column, color, name in ((-0.2, "seconds_per_epoch", "tab:gray", "wall"),
-                                       (0.2, "cpu_seconds_per_epoch", "tab:blue", "CPU")):
-        means = [_all_runs(rows, m, column) for m in timed]
-        right.barh(rows_y + shift, [m[0] for m in means], height=0.4,
+    # Wall time is what a user waits; CPU time is steadier on a shared machine; a
+    # scanned method's row needs every training of its scan.
+    for shift, column, color, name in ((-0.27, "seconds_per_epoch", "tab:gray", "wall"),
+                                       (0.0, "cpu_seconds_per_epoch", "tab:blue", "CPU"),
+                                       (0.27, "all", "tab:orange", "CPU, all trainings")):
+        means = [_all_runs(rows, m, column) if column != "all" else
+                 _mean_std(list(all_trainings(rows, m).values())) for m in timed]
+        right.barh(rows_y + shift, [m[0] for m in means], height=0.27,
                    xerr=[m[1] for m in means], color=color, label=name)
     right.set(xlabel="training seconds per epoch", yticks=rows_y,
               yticklabels=[LABELS[m] for m in timed])
@@ -261,15 +336,10 @@ def plot(rows: Sequence[dict], path: Path, *, title: str) -> Path:
     return path
 
 
-def provenance(args, **extra) -> dict:
-    """The command, git commit (and whether the tree had changes), time and versions of
-    a run, for the JSON sidecar next to its CSV."""
-    import datetime
-    import platform
+def git_state() -> dict:
+    """The checkout's commit and the paths under cvxlpgd/ and examples/ that differ from
+    it; taken when a run starts (the code a run imports is the code of that moment)."""
     import subprocess
-    import sys
-
-    import torch
 
     def git(*cmd):
         try:
@@ -278,14 +348,27 @@ def provenance(args, **extra) -> dict:
         except (OSError, subprocess.CalledProcessError):
             return ""
 
-    options = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    return {"git_commit": git("rev-parse", "HEAD"),
+            "git_dirty_paths": [line[3:] for line in git("status", "--porcelain").splitlines()
+                                if line[3:].startswith(("cvxlpgd/", "examples/"))]}
+
+
+def provenance(args, **extra) -> dict:
+    """The command, git commit at the start (and the paths the tree had changed), end
+    time and versions of a run, for the JSON sidecar next to its CSV."""
+    import datetime
+    import platform
+    import sys
+
+    import torch
+
+    options = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
+               if k != "git_state"}
     script = Path(sys.argv[0]).resolve()
     module = (".".join(script.relative_to(ROOT).with_suffix("").parts)
               if script.is_relative_to(ROOT) else str(script))
     return {"command": " ".join(["python -m", module, *sys.argv[1:]]),
-            "git_commit": git("rev-parse", "HEAD"),
-            "git_dirty_paths": [line[3:] for line in git("status", "--porcelain").splitlines()
-                                if line[3:].startswith(("cvxlpgd/", "examples/"))],
+            **(getattr(args, "git_state", None) or git_state()),
             "finished_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(
                 timespec="seconds"),
             "python": platform.python_version(), "torch": torch.__version__,
@@ -314,7 +397,7 @@ def finish(rows: Sequence[dict], args, *, title: str = "PyEPO shortest path 5x5"
     csv_path = common.write_csv(rows, out / "results.csv")
     sidecar = out / "results.json"
     sidecar.write_text(json.dumps(provenance(args, experiment=experiment), indent=1) + "\n")
-    png = plot(rows, out / "regret.png", title=title)
+    png = plot(with_derived(rows), out / "regret.png", title=title)
     notes = (f"{args.n_train} training / {args.n_val} validation / {args.n_test} test instances, "
              f"methods {' '.join(args.methods)}, 5 features, noise half-width {args.noise}; "
              f"linear model; Adam lr {args.lr}, "
@@ -322,11 +405,13 @@ def finish(rows: Sequence[dict], args, *, title: str = "PyEPO shortest path 5x5"
              f"layer solver {args.solver}. Normalized test regret by pyepo.metric.regret "
              "(mean ± sample std over seeds; bold: lowest mean). Comparisons: paired "
              f"t-test over the shared runs, α = {analysis.ALPHA:g}.")
+    rows = with_derived(rows)
+    families = [f for f in FAMILIES if any(r["method"] == f for r in rows)]
     text = (f"## {title}\n\n{notes}\n\n{regret_table(rows)}\n"
             f"### LPGD against each method, seed by seed\n\n{paired_lines(rows)}\n"
             f"{paired_regret(rows)}\n### Training time, run by run\n\n"
             f"{time_comparisons(rows)}\n"
-            f"### LPGD's τ scan (validation regret chooses)\n\n{scan_table(rows)}")
+            f"### The τ scans (validation regret chooses)\n\n{scan_table(rows, families)}")
     summary_path = out / "summary.md"
     summary_path.write_text(text)
     print_fn(text)

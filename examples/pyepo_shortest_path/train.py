@@ -37,6 +37,7 @@ import io
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -248,6 +249,7 @@ def main(argv=None, task: Task = SHORTEST_PATH) -> dict:
     from tqdm.auto import tqdm
 
     args = parse_args(argv, task)
+    args.git_state = report.git_state()  # the code this run imports is today's checkout
     bench = Benchmark(args, task)
     runs_per_config = sum(len(args.taus) if m in FAMILIES else 1 for m in args.methods)
     rows = []
@@ -257,6 +259,8 @@ def main(argv=None, task: Task = SHORTEST_PATH) -> dict:
         for degree in args.degrees:
             for seed in args.seeds:
                 rows += bench.run_config(degree, seed, progress)
+                # What is done so far survives an interrupted run.
+                common.write_csv(rows, Path(args.out) / "results.partial.csv")
     args.process_cpu_seconds = time.process_time() - start_cpu
     return report.finish(rows, args, title=task.title, experiment=task.experiment)
 

@@ -1,0 +1,189 @@
+"""The PyEPO blocks of docs/experiments.md, generated from the stored CSVs.
+
+:func:`blocks` returns every PyEPO block by name for :func:`examples.analysis.page_blocks`:
+
+* ``pyepo-*`` — the shortest-path run stored in ``pyepo_shortest_path.csv``;
+* ``sp-new-*`` — the shortest-path rerun on today's engine with PG, NID and LPGD's
+  variants (``pyepo_shortest_path_variants.csv``). PyEPO's own methods (SPO+, DBB,
+  DPO, PFYL) and two-stage do not depend on cvxlpgd, so their rows from the stored
+  run (same data, initial model and minibatch order per degree and seed) are paired
+  with the new rows; their time is not (another run, another machine load);
+* ``knapsack-*`` — the knapsack run (``pyepo_knapsack.csv``).
+
+Every verdict is :func:`examples.analysis.paired` (paired t-test, α = 0.05).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from examples import analysis
+from examples.common import read_csv, write_csv
+from examples.pyepo_shortest_path import report
+
+__all__ = ["ENGINE_FREE", "VARIANTS", "blocks", "glance", "knapsack_blocks",
+           "main", "merged_variant_rows", "rerun_check", "store", "variant_blocks"]
+
+#: Methods whose rows do not depend on cvxlpgd (PyEPO's, and the closed form).
+ENGINE_FREE = ("spo+", "dbb", "dpo", "pfyl", "2s")
+#: LPGD's variants, each compared with LPGD (central, regret, ρ = 0, τ per run).
+VARIANTS = ("lpgd-deg", "lpgd-upper", "lpgd-lower", "lpgd-rho", "lpgd-sol")
+
+
+def glance(rows: Sequence[dict], name: str, method: str = "lpgd",
+           others: Sequence[str] | None = None) -> str:
+    """One summary bullet: ``method`` against each other method over all runs."""
+    overall = [report._compare(rows, method, other, "test_regret")
+               for other in (others if others is not None else report._others(rows, method))]
+    text = "; ".join(analysis._brief(f"vs {c.b}", c) for c in overall)
+    return (f"* **{name}**, {report._short(method)}'s test regret over the {overall[0].n} "
+            f"(degree, seed) runs: {text}.")
+
+
+def _stored(img: Path) -> list[dict]:
+    return read_csv(img / "pyepo_shortest_path.csv")
+
+
+def merged_variant_rows(img: Path) -> list[dict]:
+    """The rerun's rows (with the derived ``lpgd-deg``, ``pg-at-lpgd``) and the stored
+    run's engine-free rows on the same (degree, seed) draws."""
+    new = read_csv(img / "pyepo_shortest_path_variants.csv")
+    keys = {(int(r["degree"]), int(r["seed"])) for r in new}
+    old = [r for r in _stored(img) if r["method"] in ENGINE_FREE
+           and (int(r["degree"]), int(r["seed"])) in keys]
+    return report.with_derived(new) + old
+
+
+def rerun_check(img: Path) -> str:
+    """Today's LPGD against the stored run's LPGD on the same draws: a sentence."""
+    new = {k: v for k, v in analysis.final_values(
+        read_csv(img / "pyepo_shortest_path_variants.csv"), "lpgd", "test_regret",
+        by=("degree", "seed")).items()}
+    old = analysis.final_values(_stored(img), "lpgd", "test_regret", by=("degree", "seed"))
+    shared = sorted(set(new) & set(old))
+    diffs = np.array([new[k] - old[k] for k in shared])
+    same_tau = sum(1 for r in read_csv(img / "pyepo_shortest_path_variants.csv")
+                   if r["method"] == "lpgd" for o in _stored(img)
+                   if o["method"] == "lpgd" and (o["degree"], o["seed"]) == (r["degree"], r["seed"])
+                   and float(o["tau"]) == float(r["tau"]))
+    c = analysis.paired(new, old, a="LPGD today", b="LPGD stored")
+    return (f"Today's LPGD against the stored run's on the same {len(shared)} (degree, seed) "
+            f"draws: the same τ chosen in {same_tau} of {len(shared)}; test regret differs by "
+            f"{analysis._num(float(np.mean(diffs)))} on average (largest |difference| "
+            f"{analysis._num(float(np.max(np.abs(diffs))))}); {c.verdict}, paired t p = "
+            f"{analysis._p(c.p_value)}.\n")
+
+
+def variant_blocks(img: Path) -> dict[str, str]:
+    """The ``sp-new-*`` blocks."""
+    rows = merged_variant_rows(img)
+    present = {r["method"] for r in rows}
+    variants = [m for m in VARIANTS if m in present]
+    rival = [m for m in ("pg", "pg-at-lpgd", "nid", "spo+", "pfyl", "dbb", "dpo", "2s")
+             if m in present]
+    lines = report.paired_lines(rows, "lpgd", rival)
+    vs_lpgd = "".join(report.paired_lines(rows, v, ["lpgd"]) for v in variants)
+    vs_best = "".join(report.paired_lines(rows, v, ["spo+", "pfyl"]) for v in variants)
+    families = [f for f in report.FAMILIES if f in present]
+    pg_table = report.paired_regret(rows, "pg-at-lpgd", ["lpgd"]) if "pg-at-lpgd" in \
+        present else ""
+    return {"sp-new-regret": report.regret_table(rows),
+            "sp-new-lines": lines + "\n" + rerun_check(img),
+            "sp-new-pg": pg_table,
+            "sp-new-variants": vs_lpgd + "\nAgainst the best PyEPO methods:\n\n" + vs_best,
+            "sp-new-time": report.time_comparisons(rows, ("lpgd",), ("pg", "pg_scan", "nid")),
+            "sp-new-scan": report.scan_table(rows, families),
+            "glance-sp-new": glance(rows, "PyEPO shortest path, today's engine", "lpgd",
+                                    rival) + "\n" + _variant_glance(rows, variants)}
+
+
+def _variant_glance(rows: Sequence[dict], variants: Sequence[str]) -> str:
+    """One bullet: each LPGD variant against LPGD, SPO+ and PFYL over its runs."""
+    parts = []
+    for v in variants:
+        cs = [report._compare(rows, v, other, "test_regret") for other in ("lpgd", "spo+", "pfyl")]
+        parts.append(f"{report._short(v)} " + ", ".join(
+            analysis._brief(f"vs {c.b}", c) for c in cs))
+    return ("* **PyEPO shortest path, LPGD's variants** (test regret; k/n: the variant "
+            "lower in k of its n runs; τ per degree is derived from LPGD's scan, the "
+            "trained variants ran at degrees 2 and 6 only): " + "; ".join(parts) + ".")
+
+
+def knapsack_blocks(img: Path) -> dict[str, str]:
+    """The ``knapsack-*`` blocks."""
+    rows = report.with_derived(read_csv(img / "pyepo_knapsack.csv"))
+    present = {r["method"] for r in rows}
+    families = [f for f in report.FAMILIES if f in present]
+    others = [m for m in ("pg", "pg-at-lpgd", "nid", "spo+", "dbb", "dpo", "pfyl", "exact",
+                          "2s", "initial") if m in present]
+    return {"knapsack-regret": report.regret_table(rows),
+            "knapsack-lines": report.paired_lines(rows, "lpgd", others)
+            + report.paired_lines(rows, "lpgd-deg", ["lpgd"]),
+            "knapsack-paired": report.paired_regret(rows, "lpgd", others),
+            "knapsack-time": report.time_comparisons(
+                rows, ("lpgd",), ("spo+", "pfyl", "pg", "pg_scan", "nid", "exact")),
+            "knapsack-scan": report.scan_table(rows, families),
+            "glance-knapsack": glance(rows, "PyEPO knapsack (reduced)", "lpgd", others)}
+
+
+def blocks(img: Path) -> dict[str, str]:
+    """Every PyEPO block of the page, by name."""
+    rows = _stored(img)
+    out = {"pyepo-regret": report.regret_table(rows),
+           "pyepo-paired-lines": report.paired_lines(rows),
+           "pyepo-exact": report.paired_lines(rows, "exact", ["initial"]),
+           "pyepo-paired": report.paired_regret(rows),
+           "pyepo-time": report.time_comparisons(rows),
+           "pyepo-scan": report.scan_table(rows),
+           "glance-pyepo": glance(rows, "PyEPO shortest path")}
+    if (img / "pyepo_shortest_path_variants.csv").exists():
+        out.update(variant_blocks(img))
+    if (img / "pyepo_knapsack.csv").exists():
+        out.update(knapsack_blocks(img))
+    return out
+
+
+def store(runs: Sequence[Path], name: str, title: str, img: Path | None = None) -> dict:
+    """Keep the rows of one or more runs as ``docs/img/<name>.csv``, with a sidecar
+    ``<name>.json`` (each run's command, commit, options and CPU seconds, from its
+    ``results.json``) and the figure ``<name>.png`` redrawn from the stored rows.
+
+    Runs must not overlap in (degree, seed, method).
+    """
+    img = Path(img) if img is not None else analysis.ROOT / "docs" / "img"
+    rows, sidecars, seen = [], [], set()
+    for run in map(Path, runs):
+        for row in read_csv(run / "results.csv"):
+            key = (row["degree"], row["seed"], row["method"])
+            if key in seen:
+                raise ValueError(f"{run}: {key} is already in another run")
+            seen.add(key)
+            rows.append(row)
+        sidecars.append(json.loads((run / "results.json").read_text()))
+    csv_path = write_csv(rows, img / f"{name}.csv")
+    (img / f"{name}.json").write_text(json.dumps(
+        {"csv": f"{name}.csv", "runs": sidecars}, indent=1, ensure_ascii=False) + "\n")
+    png = report.plot(report.with_derived(rows), img / f"{name}.png", title=title)
+    return {"csv": csv_path, "png": png}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m examples.pyepo_shortest_path.page NAME TITLE RUN_DIR...``: store runs."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m examples.pyepo_shortest_path.page",
+                                     description=main.__doc__.splitlines()[0])
+    parser.add_argument("name", help="e.g. pyepo_knapsack (docs/img/NAME.csv, .json, .png)")
+    parser.add_argument("title", help="figure title")
+    parser.add_argument("runs", nargs="+", type=Path, help="output folders of the runs")
+    args = parser.parse_args(argv)
+    print(store(args.runs, args.name, args.title))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

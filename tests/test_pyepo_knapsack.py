@@ -1,0 +1,165 @@
+"""PyEPO's knapsack benchmark and the PyEPO result files (issue 17, items 4–6, 8).
+
+* The knapsack's LP relaxation in CVXPY has the value of PyEPO's own relaxation, and
+  never less than the integer optimum; a tiny run of the shared harness learns and
+  writes its rows, figure and provenance sidecar (a few seconds).
+* A knapsack verdict on docs/experiments.md is recomputed from
+  ``docs/img/pyepo_knapsack.csv`` with SciPy alone.
+* The rows derived from the scans (τ per degree; PG at LPGD's τ) and the "all
+  trainings" cost are what their definitions say, and every stored PyEPO CSV has a
+  sidecar naming the command and commit that produced it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from examples import common
+
+pytest.importorskip("pyepo")
+pytest.importorskip("ortools")
+
+ROOT = Path(__file__).resolve().parent.parent
+IMG = ROOT / "docs" / "img"
+PAGE = ROOT / "docs" / "experiments.md"
+
+
+def _block(name: str) -> str:
+    page = PAGE.read_text(encoding="utf-8")
+    start = page.index(f"<!-- generated:{name} ")
+    return page[start : page.index(f"<!-- /generated:{name} -->", start)]
+
+
+def test_knapsack_lp_is_pyepos_relaxation():
+    from examples.pyepo_knapsack.problem import knapsack_lp, make_splits, oracle, weights
+
+    item_weights = weights(4)
+    assert item_weights.shape == (2, 32)
+    optmodel = oracle(item_weights)
+    relaxed = optmodel.relax()
+    splits = make_splits(optmodel, degree=2, seed=4, n_train=4, n_val=1, n_test=1)
+    problem, cost, pick = knapsack_lp(item_weights)
+    assert problem.is_dpp()
+    for _x, c, _w, z_star in splits.train:
+        cost.value = c.numpy().astype(float)
+        problem.solve(solver="CLARABEL")
+        relaxed.setObj(c.numpy())
+        _, lp_value = relaxed.solve()
+        assert problem.value == pytest.approx(lp_value, rel=1e-6)
+        assert problem.value >= float(z_star) - 1e-6  # a relaxation of a maximization
+        assert np.all(item_weights @ pick.value <= 20 + 1e-6)
+
+
+def test_knapsack_tiny_run(tmp_path):
+    from examples.pyepo_knapsack import train
+
+    out = tmp_path / "knapsack"
+    result = train.main(
+        [
+            "--quick",
+            "--out",
+            str(out),
+            "--no-progress",
+            "--seeds",
+            "0",
+            "--methods",
+            "lpgd",
+            "pg",
+            "nid",
+            "2s",
+            "--taus",
+            "1",
+            "--n-train",
+            "64",
+            "--n-val",
+            "16",
+            "--n-test",
+            "32",
+            "--epochs",
+            "1",
+        ]
+    )
+    rows = {r["method"]: r for r in common.read_csv(out / "results.csv")}
+    assert set(rows) == {"initial", "lpgd_tau=1", "lpgd", "pg_sigma=1", "pg", "nid", "2s"}
+    assert all(0 <= r["test_regret"] < 1 for r in rows.values())
+    assert rows["lpgd"]["test_regret"] < rows["initial"]["test_regret"]
+    assert "PyEPO PG (σ = LPGD's τ)" in result["summary"]
+    sidecar = json.loads(result["provenance"].read_text())
+    assert sidecar["command"].startswith("python -m ") and len(sidecar["git_commit"]) == 40
+    assert sidecar["options"]["n_train"] == 64 and sidecar["experiment"] == "pyepo_knapsack"
+
+
+def test_a_knapsack_verdict_recomputed_from_its_csv_is_the_one_on_the_page():
+    """LPGD against PyEPO's PFYL on knapsack test regret over all (degree, seed) runs,
+    from the CSV with SciPy alone, against the page's generated table and glance."""
+    with (IMG / "pyepo_knapsack.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+
+    def regret(method):
+        return {
+            (r["degree"], r["seed"]): float(r["test_regret"]) for r in rows if r["method"] == method
+        }
+
+    lpgd, pfyl = regret("lpgd"), regret("pfyl")
+    keys = sorted(lpgd)
+    n = len(keys)
+    assert keys == sorted(pfyl) and n >= 6 and n % 3 == 0  # 3 seeds per degree
+    a, b = np.array([lpgd[k] for k in keys]), np.array([pfyl[k] for k in keys])
+    p = stats.ttest_rel(a, b).pvalue
+    wins = int(np.sum(a < b))
+    verdict = (
+        f"no significant difference ({n} pairs)"
+        if not p < 0.05
+        else "**LPGD better**"
+        if (a - b).mean() < 0
+        else "**PFYL better**"
+    )
+    row = next(
+        line
+        for line in _block("knapsack-paired").splitlines()
+        if line.startswith("| all degrees | LPGD | PFYL |")
+    )
+    p_text = "< 0.001" if p < 0.001 else f"{p:.3f}"
+    assert f"| {wins}/{n} | {p_text} |" in row and row.endswith(f"| {verdict} |")
+    brief = verdict if "**" in verdict else "no significant difference"
+    assert f"vs PFYL — {brief} ({wins}/{n})" in _block("glance-knapsack")
+
+
+def test_derived_rows_and_their_cost():
+    from examples.pyepo_shortest_path import report
+
+    rows = common.read_csv(IMG / "pyepo_knapsack.csv")
+    derived = report.with_derived(rows)
+    scan = [r for r in rows if str(r["method"]).startswith("lpgd_tau=")]
+    for degree in {r["degree"] for r in scan}:
+        here = [r for r in scan if r["degree"] == degree]
+        means = {
+            t: np.mean([r["val_regret"] for r in here if r["tau"] == t])
+            for t in {r["tau"] for r in here}
+        }
+        chosen = [r for r in derived if r["method"] == "lpgd-deg" and r["degree"] == degree]
+        assert {r["tau"] for r in chosen} == {min(means, key=means.get)}
+    lpgd = {(r["degree"], r["seed"]): r["tau"] for r in rows if r["method"] == "lpgd"}
+    pg_at = [r for r in derived if r["method"] == "pg-at-lpgd"]
+    assert len(pg_at) == len(lpgd) >= 6
+    assert all(r["tau"] == lpgd[(r["degree"], r["seed"])] for r in pg_at)
+    total = report.all_trainings(derived, "pg-at-lpgd")
+    own = {(r["degree"], r["seed"]): r["cpu_seconds_per_epoch"] for r in pg_at}
+    lpgd_scan = report.scan_cost(rows, family="lpgd")
+    assert all(total[k] == pytest.approx(own[k] + lpgd_scan[k]) for k in total)
+    assert report.all_trainings(derived, "pg") == report.scan_cost(rows, family="pg")
+
+
+@pytest.mark.parametrize("name", ["pyepo_knapsack", "pyepo_shortest_path_variants"])
+def test_stored_results_name_their_command_and_commit(name):
+    sidecar = json.loads((IMG / f"{name}.json").read_text())
+    assert sidecar["csv"] == f"{name}.csv" and sidecar["runs"]
+    for run in sidecar["runs"]:
+        assert run["command"].startswith("python -m examples.pyepo_")
+        assert len(run["git_commit"]) == 40 and run["options"]["process_cpu_seconds"] > 0
