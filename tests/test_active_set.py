@@ -557,3 +557,26 @@ def test_a_primal_degenerate_prediction_is_rejected():
     s = np.where(active, 0.0, b - x[0] @ A.toarray().T)
     point = BatchSolution(x[0], y[0], s, [OPTIMAL] * 2, np.zeros(2, int), np.zeros(2), ACTIVE_SET)
     assert check(point, batch, structure, active, 1e-10).tolist() == [False, True]
+
+
+@pytest.mark.skipif(not moreau_available(), reason="needs Moreau")
+def test_default_leaves_small_problems_to_moreau_and_predicts_for_other_solvers():
+    """Small QPs (n + m < 100): Moreau re-solves them by default; Clarabel's are predicted,
+    and an explicit ``active_set=True`` on the engine call predicts Moreau's too."""
+    from cvxlpgd.engine.prediction import MOREAU_PREDICTION_MIN_SIZE, worth_predicting
+
+    problem, params, x, values = problems.scaled_qp()
+    template = compile_problem(problem, params, [x])
+    structure = template.structure
+    assert structure.n + structure.m < MOREAU_PREDICTION_MIN_SIZE
+    assert not worth_predicting("MOREAU", structure)
+    assert worth_predicting("CLARABEL", structure)
+    q = torch.tensor(values["q"]).repeat(4, 1)
+    counts = {}
+    for solver in ("MOREAU", "CLARABEL"):
+        layer = cvxlpgd.CvxpyLayer(problem, params, [x], solver=solver, tau=1e-2)
+        qt = q.clone().requires_grad_(True)
+        (out,) = layer(torch.tensor(values["a"]), qt, torch.tensor(values["lo"]))
+        (out * torch.arange(3.0, dtype=torch.float64)).sum().backward()
+        counts[solver] = layer.solver_stats.active_set_predicted
+    assert counts["MOREAU"] == 0 and counts["CLARABEL"] > 0

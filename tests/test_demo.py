@@ -34,9 +34,10 @@ def test_demo_reports_solver_work_per_run():
         if gradient == "lpgd":  # central differences: two re-solves per element and step
             assert run.solver["backward_solves"] == 2 * 3 * batch
             assert run.iterations_per_solve("forward") > 0
-            # Answered from the forward's active set (no iterations) or re-solved.
+            # Answered from the forward's active set (no iterations) or re-solved; the
+            # demo's problems are small enough that Moreau re-solves them by default.
             predicted = run.solver["backward_predicted"]
-            assert 0 < predicted <= run.solver["backward_solves"]
+            assert 0 <= predicted <= run.solver["backward_solves"]
             per_solve = run.iterations_per_solve("backward")
             assert (per_solve is None) is (predicted == run.solver["backward_solves"])
             assert per_solve is None or per_solve > 0

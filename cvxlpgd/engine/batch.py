@@ -74,7 +74,8 @@ class BatchEngine(LPGDPass):
     active_set : bool, default True
         LPGD on LPs and QPs: answer the perturbed problems from the forward's active
         set where that is verified optimal, re-solve the others
-        (:mod:`cvxlpgd.engine.prediction`); False re-solves them all.
+        (:mod:`cvxlpgd.engine.prediction`), where that is expected to pay
+        (:func:`cvxlpgd.engine.prediction.worth_predicting`); False re-solves them all.
     """
 
     def __init__(

@@ -17,7 +17,11 @@ import numpy as np
 
 from cvxlpgd.engine.catalog import SolverCatalog
 from cvxlpgd.engine.fallback import solve_chain, warn_solver_fallbacks
-from cvxlpgd.engine.prediction import ActiveSetCounts, solve_sides_with_prediction
+from cvxlpgd.engine.prediction import (
+    ActiveSetCounts,
+    solve_sides_with_prediction,
+    worth_predicting,
+)
 from cvxlpgd.engine.state import ForwardState, SolveRecord
 from cvxlpgd.engine.status import report_inaccurate, verify
 from cvxlpgd.lpgd.active_set import polyhedral
@@ -111,9 +115,9 @@ class LPGDPass(SolverCatalog):
             return result.solution
 
         counts = ActiveSetCounts()
-        predicting = (self.active_set if active_set is None else active_set) and polyhedral(
-            solve_structure
-        )
+        if active_set is None:  # the engine's choice: where prediction pays
+            active_set = self.active_set and worth_predicting(solver.name, solve_structure)
+        predicting = active_set and polyhedral(solve_structure)
 
         def solve_sides(requests, rows):
             forward_rows = np.arange(batch.batch_size)[rows]

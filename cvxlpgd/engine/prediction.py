@@ -35,6 +35,11 @@ from cvxlpgd.solvers.base import OPTIMAL, BatchSolution
 #: would let a wrong active set pass: its sign violations are of the size of τ·d.
 CHECK_TOLERANCE = 1e-10
 
+#: Below this many variables and rows (n + m) Moreau re-solves the perturbed problems
+#: of a batch in one call about as fast as predictions are formed and checked, so its
+#: default is not to predict them (docs/benchmarks.md: OptNet QP, per-call overhead).
+MOREAU_PREDICTION_MIN_SIZE = 100
+
 #: ``resolve(σ, problems, rows) → BatchSolution``: the solvers' verified answers to the
 #: perturbed problems ``problems`` (forward elements ``rows``).
 Resolve = Callable[[int, ProgramBatch, np.ndarray], BatchSolution]
@@ -54,6 +59,24 @@ class ActiveSetCounts:
 
     predicted: int = 0
     resolved: int = 0
+
+
+def worth_predicting(solver: str, structure: ProgramStructure) -> bool:
+    """Whether predicting a polyhedral problem's re-solves is expected to save time.
+
+    Parameters
+    ----------
+    solver : str
+        The solver that would re-solve them.
+    structure : ProgramStructure
+        The perturbed problems' structure.
+
+    Returns
+    -------
+    bool
+        False for Moreau on problems with n + m below :data:`MOREAU_PREDICTION_MIN_SIZE`.
+    """
+    return solver != "MOREAU" or structure.n + structure.m >= MOREAU_PREDICTION_MIN_SIZE
 
 
 def _stack(batches: list[ProgramBatch]) -> ProgramBatch:

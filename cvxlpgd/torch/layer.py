@@ -103,8 +103,9 @@ class CvxpyLayer(RebuildsRuntime, CompiledProblem, torch.nn.Module):
     active_set : bool, default True
         LPGD on LPs and QPs: answer the perturbed problems from the forward solution's
         active set (one linear solve per element, checked like a solver's answer; the
-        others are re-solved), counted in ``solver_stats.active_set_predicted``. False
-        re-solves every perturbed problem.
+        others are re-solved), counted in ``solver_stats.active_set_predicted``; not on
+        small problems that Moreau re-solves as fast (n + m < 100). False re-solves
+        every perturbed problem.
 
     Raises
     ------
