@@ -30,13 +30,20 @@ TOLERANCE = 1e-5
 
 def run(case, device: str, gradient: str):
     """Values, gradients and wall time of one forward + backward on ``device``."""
-    layer = cvxlpgd.CvxpyLayer(case.problem, case.parameters, case.outputs, tau=case.tau,
-                               gradient=gradient,
-                               exact_backend="moreau" if gradient == "exact" else "diffcp",
-                               solver="MOREAU")
+    layer = cvxlpgd.CvxpyLayer(
+        case.problem,
+        case.parameters,
+        case.outputs,
+        tau=case.tau,
+        gradient=gradient,
+        exact_backend="moreau" if gradient == "exact" else "diffcp",
+        solver="MOREAU",
+    )
     tensors = [t.detach().to(device).requires_grad_(True) for t in case.tensors()]
-    weights = torch.tensor(np.random.default_rng(0).standard_normal(
-        (case.batch_size, *case.outputs[0].shape)), device=device)
+    weights = torch.tensor(
+        np.random.default_rng(0).standard_normal((case.batch_size, *case.outputs[0].shape)),
+        device=device,
+    )
     layer(*tensors)  # warm-up: compiled solvers
     tic = time.perf_counter()
     (x,) = layer(*tensors)
@@ -45,8 +52,12 @@ def run(case, device: str, gradient: str):
         torch.cuda.synchronize()
     seconds = time.perf_counter() - tic
     engine = layer._runtime.engines.get("cuda" if device == "cuda" else "cpu")
-    return (x.detach().cpu(), [t.grad.cpu() for t in tensors], seconds,
-            engine.device if engine else "?")
+    return (
+        x.detach().cpu(),
+        [t.grad.cpu() for t in tensors],
+        seconds,
+        engine.device if engine else "?",
+    )
 
 
 def relative(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -59,8 +70,10 @@ def main(argv=None) -> int:
         print("no CUDA device visible to torch: nothing to check")
         return 0
     if "cuda" not in moreau_devices():
-        print(f"moreau sees devices {moreau_devices()}: install moreau[cuda] to solve on "
-              "the GPU (the layer falls back to the CPU and warns once)")
+        print(
+            f"moreau sees devices {moreau_devices()}: install moreau[cuda] to solve on "
+            "the GPU (the layer falls back to the CPU and warns once)"
+        )
         return 0
     print("| problem | gradient | device used | CPU ms | CUDA ms | max rel. diff |")
     print("|---|---|---|---:|---:|---:|")
@@ -73,8 +86,10 @@ def main(argv=None) -> int:
                 x_gpu, g_gpu, t_gpu, used = run(case, "cuda", gradient)
             diff = max([relative(x_gpu, x_cpu)] + [relative(a, b) for a, b in zip(g_gpu, g_cpu)])
             ok &= diff <= TOLERANCE and used == "cuda"
-            print(f"| {case.name} | {gradient} | {used} | {t_cpu * 1e3:.1f} | "
-                  f"{t_gpu * 1e3:.1f} | {diff:.1e} |")
+            print(
+                f"| {case.name} | {gradient} | {used} | {t_cpu * 1e3:.1f} | "
+                f"{t_gpu * 1e3:.1f} | {diff:.1e} |"
+            )
     return 0 if ok else 1
 
 

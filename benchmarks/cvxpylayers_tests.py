@@ -43,12 +43,23 @@ from pathlib import Path
 
 #: Per front end: the test files, and the module the layer is imported from there.
 FRONTS = {
-    "torch": (("test_torch.py", "test_dual_variables.py", "test_readme_examples.py",
-               "test_moreau.py", "test_moreau_dual_variables.py"), "cvxlpgd"),
+    "torch": (
+        (
+            "test_torch.py",
+            "test_dual_variables.py",
+            "test_readme_examples.py",
+            "test_moreau.py",
+            "test_moreau_dual_variables.py",
+        ),
+        "cvxlpgd",
+    ),
     "jax": (("test_jax.py", "test_dual_variables_jax.py"), "cvxlpgd.jax"),
 }
-MODES = {"cvxpylayers": None, "exact": {"gradient": "exact"},
-         "lpgd": {"gradient": "lpgd", "tau": 1e-5}}
+MODES = {
+    "cvxpylayers": None,
+    "exact": {"gradient": "exact"},
+    "lpgd": {"gradient": "lpgd", "tau": 1e-5},
+}
 RESULTS = Path(__file__).resolve().parent / "results"
 
 SHIM = '''"""cvxlpgd's CvxpyLayer with the gradient options of this run injected."""
@@ -81,14 +92,26 @@ class Lazy:
         return getattr(module, attr)
 '''
 REWRITES = (  # (pattern, replacement, applies in cvxpylayers mode too)
-    (r"^(\s*)from cvxpylayers\.(?:torch|jax) import CvxpyLayer\b",
-     r"\1from _cvxlpgd_shim import CvxpyLayer", False),
-    (r'^(\w+) = pytest\.importorskip\("((?:jax|mlx)[\w.]*)"\)',
-     r'\1 = __import__("_lazy").Lazy("\2")', True),
-    (r"^(\s+)from (cvxpylayers\.(?:jax|mlx)) import (\w+) as (\w+)",
-     r'\1\4 = pytest.importorskip("\2").\3', True),
-    (r"^(\s+)from (cvxpylayers\.(?:jax|mlx)) import (\w+)\s*$",
-     r'\1\3 = pytest.importorskip("\2").\3', True),
+    (
+        r"^(\s*)from cvxpylayers\.(?:torch|jax) import CvxpyLayer\b",
+        r"\1from _cvxlpgd_shim import CvxpyLayer",
+        False,
+    ),
+    (
+        r'^(\w+) = pytest\.importorskip\("((?:jax|mlx)[\w.]*)"\)',
+        r'\1 = __import__("_lazy").Lazy("\2")',
+        True,
+    ),
+    (
+        r"^(\s+)from (cvxpylayers\.(?:jax|mlx)) import (\w+) as (\w+)",
+        r'\1\4 = pytest.importorskip("\2").\3',
+        True,
+    ),
+    (
+        r"^(\s+)from (cvxpylayers\.(?:jax|mlx)) import (\w+)\s*$",
+        r'\1\3 = pytest.importorskip("\2").\3',
+        True,
+    ),
 )
 
 
@@ -128,12 +151,24 @@ def run(files: list[Path], mode: str, timeout: float, front: str = "torch") -> P
     with tempfile.TemporaryDirectory(prefix=f"{result_stem(front, mode)}_") as tmp:
         prepare(files, mode, Path(tmp), FRONTS[front][1])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([tmp, os.environ.get("PYTHONPATH", "")])}
-        cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfE",
-               f"--junitxml={xml}", "-o", "junit_family=xunit1", *(p.name for p in files)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-rfE",
+            f"--junitxml={xml}",
+            "-o",
+            "junit_family=xunit1",
+            *(p.name for p in files),
+        ]
         print(f"[{mode}] {' '.join(cmd)}  (cwd {tmp})", flush=True)
         try:
-            proc = subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True,
-                                  timeout=timeout)
+            proc = subprocess.run(
+                cmd, cwd=tmp, env=env, capture_output=True, text=True, timeout=timeout
+            )
             out = proc.stdout + proc.stderr
         except subprocess.TimeoutExpired as exc:
             out = f"TIMEOUT after {timeout}s\n{exc.stdout or ''}"
@@ -166,22 +201,34 @@ def parse(xml: Path) -> tuple[dict[str, list[int]], dict[str, str], set[str]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkout", type=Path, required=True,
-                        help="a cvxpylayers source tree (e.g. a work tree of its git repository)")
+    parser.add_argument(
+        "--checkout",
+        type=Path,
+        required=True,
+        help="a cvxpylayers source tree (e.g. a work tree of its git repository)",
+    )
     parser.add_argument("--mode", nargs="+", choices=list(MODES), default=list(MODES))
-    parser.add_argument("--front", choices=list(FRONTS), default="torch",
-                        help="which layer's tests: cvxpylayers' PyTorch or JAX files")
+    parser.add_argument(
+        "--front",
+        choices=list(FRONTS),
+        default="torch",
+        help="which layer's tests: cvxpylayers' PyTorch or JAX files",
+    )
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per pytest run")
     args = parser.parse_args()
     files = locate(args.checkout.resolve(), FRONTS[args.front][0])
     results = {mode: parse(run(files, mode, args.timeout, args.front)) for mode in args.mode}
-    print(f"\n{'mode':<12} {'file':<32} {'collected':>9} {'passed':>7} {'failed':>7} "
-          f"{'errors':>7} {'skipped':>8}")
+    print(
+        f"\n{'mode':<12} {'file':<32} {'collected':>9} {'passed':>7} {'failed':>7} "
+        f"{'errors':>7} {'skipped':>8}"
+    )
     for mode, (counts, _, _) in results.items():
         total = [sum(col) for col in zip(*counts.values())] or [0] * 5
         for name, row in [*counts.items(), ("total", total)]:
-            print(f"{mode:<12} {name:<32} " + " ".join(f"{n:>{w}}" for n, w in
-                                                       zip(row, (9, 7, 7, 7, 8))))
+            print(
+                f"{mode:<12} {name:<32} "
+                + " ".join(f"{n:>{w}}" for n, w in zip(row, (9, 7, 7, 7, 8)))
+            )
     stored = RESULTS / f"{result_stem(args.front, 'cvxpylayers')}.xml"
     reference = results.get("cvxpylayers") or (parse(stored) if stored.exists() else None)
     for mode, (_, failing, _) in results.items():

@@ -79,10 +79,17 @@ NOISE = ("ZeroGradientWarning", "DeprecationWarning", "FutureWarning")
 #: CVXPY + Clarabel: tolerances 1e-12, its "almost solved" accepted when it meets 1e-9.
 #: (At tol 1e-10, Clarabel's "optimal" on SOCPs and SDPs with linear objectives is only
 #: ~1e-5 accurate in x: the objective is flat to second order along the boundary.)
-REFERENCE = {"solver": cp.CLARABEL, "tol_gap_abs": 1e-12, "tol_gap_rel": 1e-12,
-             "tol_feas": 1e-12, "tol_ktratio": 1e-10, "reduced_tol_gap_abs": 1e-9,
-             "reduced_tol_gap_rel": 1e-9, "reduced_tol_feas": 1e-9,
-             "reduced_tol_ktratio": 1e-7}
+REFERENCE = {
+    "solver": cp.CLARABEL,
+    "tol_gap_abs": 1e-12,
+    "tol_gap_rel": 1e-12,
+    "tol_feas": 1e-12,
+    "tol_ktratio": 1e-10,
+    "reduced_tol_gap_abs": 1e-9,
+    "reduced_tol_gap_rel": 1e-9,
+    "reduced_tol_feas": 1e-9,
+    "reduced_tol_ktratio": 1e-7,
+}
 #: Where Clarabel stops short of that (about 1 SOCP in 10): SCS run to 1e-10.
 REFERENCE_SCS = {"solver": cp.SCS, "eps_abs": 1e-10, "eps_rel": 1e-10, "max_iters": 100_000}
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "differential.txt"
@@ -95,8 +102,10 @@ def reference_solve(family: fams.Family, values: list[np.ndarray]):
     """``(outputs, optimal value)`` from CVXPY + Clarabel, or None if it does not solve."""
     for p, v in zip(family.parameters, values):
         p.value = v
-    for settings, accepted in ((REFERENCE, (cp.OPTIMAL, cp.OPTIMAL_INACCURATE)),
-                               (REFERENCE_SCS, (cp.OPTIMAL,))):
+    for settings, accepted in (
+        (REFERENCE, (cp.OPTIMAL, cp.OPTIMAL_INACCURATE)),
+        (REFERENCE_SCS, (cp.OPTIMAL,)),
+    ):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
@@ -114,8 +123,9 @@ def reference_solve(family: fams.Family, values: list[np.ndarray]):
 def make_layer(family: fams.Family) -> cvxlpgd.CvxpyLayer:
     """The default layer (power cones: Moreau's exact derivative, diffcp has none)."""
     options = {"exact_backend": "moreau"} if family.kind == "pow" else {}
-    return cvxlpgd.CvxpyLayer(family.problem, parameters=family.parameters,
-                              variables=family.outputs, **options)
+    return cvxlpgd.CvxpyLayer(
+        family.problem, parameters=family.parameters, variables=family.outputs, **options
+    )
 
 
 def run_batch(layer, values: list[np.ndarray], gradient: str, rng) -> dict:
@@ -138,22 +148,24 @@ def run_batch(layer, values: list[np.ndarray], gradient: str, rng) -> dict:
             sum((w * o).sum() for w, o in zip(weights, outputs)).backward()
         except cvxlpgd.SolverError as error:
             match = re.search(r"batch index (\d+)", str(error))
-            result.update(error=str(error), stage=stage,
-                          index=int(match.group(1)) if match else None)
+            result.update(
+                error=str(error), stage=stage, index=int(match.group(1)) if match else None
+            )
     result["seconds"] = time.perf_counter() - tic
     result["warnings"] = sorted({type(w.message).__name__ for w in caught})
-    result["messages"] = sorted({str(w.message)[:300] for w in caught
-                                 if type(w.message).__name__ not in NOISE})
+    result["messages"] = sorted(
+        {str(w.message)[:300] for w in caught if type(w.message).__name__ not in NOISE}
+    )
     stats = layer.solver_stats
     if stats is not None and (result["error"] is None or stage == "backward"):
         result["stats_solver"] = stats.solver
         result["solvers"] = [getattr(r, "solver", stats.solver) for r in stats.forward]
-        result["backward_solvers"] = [getattr(r, "solver", stats.solver)
-                                      for sides in stats.backward for r in sides.values()]
+        result["backward_solvers"] = [
+            getattr(r, "solver", stats.solver) for sides in stats.backward for r in sides.values()
+        ]
     if result["error"] is None or stage == "backward":
         B = values[0].shape[0]
-        result["outputs"] = [[o[i].detach().numpy().ravel() for o in outputs]
-                             for i in range(B)]
+        result["outputs"] = [[o[i].detach().numpy().ravel() for o in outputs] for i in range(B)]
         if result["error"] is None and gradient == "exact":
             result["grads"] = [t.grad.numpy() for t in tensors]
             result["weights"] = [w.numpy() for w in weights]
@@ -175,14 +187,14 @@ def gradient_check(family: fams.Family, values, grads, weights, rng) -> float:
 
     def loss(step):
         solved = reference_solve(family, [v + step * d for v, d in zip(values, direction)])
-        return math.nan if solved is None else float(sum(wk @ ok for wk, ok in
-                                                          zip(w, solved[0])))
+        return math.nan if solved is None else float(sum(wk @ ok for wk, ok in zip(w, solved[0])))
 
     g = float(sum(np.sum(gk * d) for gk, d in zip(grads, direction)))
     # Relative to ‖∇‖·‖d‖ (the largest |⟨∇, d⟩| can be): a direction nearly orthogonal
     # to the gradient would otherwise turn the reference's noise into a large ratio.
     scale = math.sqrt(sum(float(np.sum(np.square(gk))) for gk in grads)) * math.sqrt(
-        sum(float(np.sum(np.square(d))) for d in direction))
+        sum(float(np.sum(np.square(d))) for d in direction)
+    )
     errors = []
     for step in (1e-5 * unit, 1e-4 * unit, 1e-3 * unit):
         fd = (loss(step) - loss(-step)) / (2 * step)
@@ -194,12 +206,28 @@ def gradient_check(family: fams.Family, values, grads, weights, rng) -> float:
 
 
 def new_stats(name: str, family: fams.Family) -> dict:
-    return {"family": name, "kind": family.kind, "dual_mode": family.dual_mode,
-            "elements": 0, "compared": 0, "reference_unsolved": 0, "solver_errors": 0,
-            "excused_errors": 0, "fallbacks": {}, "backward_fallbacks": {}, "max_dev_x": 0.0,
-            "max_dev_dual": 0.0, "silent": 0, "over_target": 0, "grad_rel_err": None,
-            "grad_checks": 0, "warned_batches": {}, "failures": [], "seconds": 0.0,
-            "layer_seconds": 0.0}
+    return {
+        "family": name,
+        "kind": family.kind,
+        "dual_mode": family.dual_mode,
+        "elements": 0,
+        "compared": 0,
+        "reference_unsolved": 0,
+        "solver_errors": 0,
+        "excused_errors": 0,
+        "fallbacks": {},
+        "backward_fallbacks": {},
+        "max_dev_x": 0.0,
+        "max_dev_dual": 0.0,
+        "silent": 0,
+        "over_target": 0,
+        "grad_rel_err": None,
+        "grad_checks": 0,
+        "warned_batches": {},
+        "failures": [],
+        "seconds": 0.0,
+        "layer_seconds": 0.0,
+    }
 
 
 def record_batch(stats: dict, family, values, result, batch_no, grad_budget, rng) -> int:
@@ -211,8 +239,10 @@ def record_batch(stats: dict, family, values, result, batch_no, grad_budget, rng
     warned = any(name not in NOISE for name in result["warnings"])
     stats_solver = result.get("stats_solver")
     stats["layer_seconds"] += result["seconds"]
-    for key, solvers in (("fallbacks", result.get("solvers", [])),
-                         ("backward_fallbacks", result.get("backward_solvers", []))):
+    for key, solvers in (
+        ("fallbacks", result.get("solvers", [])),
+        ("backward_fallbacks", result.get("backward_solvers", [])),
+    ):
         for solver in solvers:
             if solver != stats_solver:
                 stats[key][solver] = stats[key].get(solver, 0) + 1
@@ -225,8 +255,9 @@ def record_batch(stats: dict, family, values, result, batch_no, grad_budget, rng
             stats["excused_errors"] += 1
         else:
             stats["solver_errors"] += 1
-            stats["failures"].append({**tag, "element": index, "stage": result["stage"],
-                                      "error": result["error"][:300]})
+            stats["failures"].append(
+                {**tag, "element": index, "stage": result["stage"], "error": result["error"][:300]}
+            )
         if "outputs" not in result:
             return 0
     for i, ref in enumerate(refs):
@@ -243,10 +274,18 @@ def record_batch(stats: dict, family, values, result, batch_no, grad_budget, rng
         if dev > TARGET:
             stats["over_target"] += 1
             solver = result["solvers"][i] if "solvers" in result else None
-            stats["failures"].append({**tag, "element": i, "dev_x": dev_x,
-                                      "dev_dual": dev_dual, "silent": bool(silent),
-                                      "warned": warned,
-                                      "solver": solver, "warnings": result["warnings"]})
+            stats["failures"].append(
+                {
+                    **tag,
+                    "element": i,
+                    "dev_x": dev_x,
+                    "dev_dual": dev_dual,
+                    "silent": bool(silent),
+                    "warned": warned,
+                    "solver": solver,
+                    "warnings": result["warnings"],
+                }
+            )
     done = 0
     # The exact path's gradients only: LPGD's at the default τ = 0.1 differ from the
     # derivative by design (O(τ) on curved problems).
@@ -255,9 +294,13 @@ def record_batch(stats: dict, family, values, result, batch_no, grad_budget, rng
         for i in rng.choice(B, size=min(grad_budget, B), replace=False):
             if refs[i] is None:
                 continue
-            err = gradient_check(family, [v[i] for v in values],
-                                 [g[i] for g in result["grads"]],
-                                 [w[i] for w in result["weights"]], rng)
+            err = gradient_check(
+                family,
+                [v[i] for v in values],
+                [g[i] for g in result["grads"]],
+                [w[i] for w in result["weights"]],
+                rng,
+            )
             done += 1
             if not math.isnan(err):
                 stats["grad_rel_err"] = max(stats["grad_rel_err"] or 0.0, err)
@@ -265,8 +308,14 @@ def record_batch(stats: dict, family, values, result, batch_no, grad_budget, rng
     return done
 
 
-def run_family(name: str, batches: int, seed: int, batch_size: int = BATCH,
-               grad_samples: int = GRAD_SAMPLES, fixed: list | None = None) -> dict:
+def run_family(
+    name: str,
+    batches: int,
+    seed: int,
+    batch_size: int = BATCH,
+    grad_samples: int = GRAD_SAMPLES,
+    fixed: list | None = None,
+) -> dict:
     """Run ``batches`` batches of a family (``fixed``: one given batch, both gradients)."""
     family = fams.FAMILIES[name.split(":")[0]]()
     layer = make_layer(family)
@@ -287,8 +336,10 @@ def run_family(name: str, batches: int, seed: int, batch_size: int = BATCH,
 def trim_failures(stats: dict, keep: int = 20) -> dict:
     """Keep the SolverErrors and the ``keep`` largest deviations (the counts stay whole)."""
     errors = [f for f in stats["failures"] if "error" in f]
-    worst = sorted((f for f in stats["failures"] if "error" not in f),
-                   key=lambda f: -max(f["dev_x"], f["dev_dual"]))
+    worst = sorted(
+        (f for f in stats["failures"] if "error" not in f),
+        key=lambda f: -max(f["dev_x"], f["dev_dual"]),
+    )
     stats["failures"] = errors[:keep] + worst[:keep]
     return stats
 
@@ -303,8 +354,11 @@ def run_campaign(families: list[str], scale: float, seed: int, log=print) -> lis
         log(f"  {summary_line(results[-1])}")
         if name == "assignment":
             log("# assignment:regression (C = default_rng(0), lpgd + exact) ...")
-            results.append(run_family("assignment:regression", 2, seed,
-                                      fixed=fams.regression_assignment_batch()))
+            results.append(
+                run_family(
+                    "assignment:regression", 2, seed, fixed=fams.regression_assignment_batch()
+                )
+            )
             log(f"  {summary_line(results[-1])}")
     return results
 
@@ -313,31 +367,40 @@ def run_campaign(families: list[str], scale: float, seed: int, log=print) -> lis
 
 
 def summary_line(s: dict) -> str:
-    return (f"{s['elements']} elements, {s['solver_errors']} SolverErrors, max dev "
-            f"{max(s['max_dev_x'], s['max_dev_dual']):.1e}, {s['silent']} silent, "
-            f"{s['seconds']:.0f} s")
+    return (
+        f"{s['elements']} elements, {s['solver_errors']} SolverErrors, max dev "
+        f"{max(s['max_dev_x'], s['max_dev_dual']):.1e}, {s['silent']} silent, "
+        f"{s['seconds']:.0f} s"
+    )
 
 
 def table(results: list[dict]) -> str:
-    lines = ["| family | elements | ref-unsolved | SolverErrors | fallbacks | max dev x | "
-             "max dev duals | silent > 1e-4 | > 1e-5 | grad rel err (n) | warned batches | "
-             "layer s |", "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---|---:|"]
+    lines = [
+        "| family | elements | ref-unsolved | SolverErrors | fallbacks | max dev x | "
+        "max dev duals | silent > 1e-4 | > 1e-5 | grad rel err (n) | warned batches | "
+        "layer s |",
+        "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---|---:|",
+    ]
     for s in results:
         fallbacks = ", ".join(f"{k} {v}" for k, v in sorted(s["fallbacks"].items())) or "0"
         if s["backward_fallbacks"]:
             fallbacks += "; LPGD re-solves: " + ", ".join(
-                f"{k} {v}" for k, v in sorted(s["backward_fallbacks"].items()))
-        dual = f"{s['max_dev_dual']:.1e}" + (" (opt gap)" if s["dual_mode"] == "optimality"
-                                             else "")
-        grad = "—" if s["grad_rel_err"] is None else (
-            f"{s['grad_rel_err']:.1e} ({s['grad_checks']})")
+                f"{k} {v}" for k, v in sorted(s["backward_fallbacks"].items())
+            )
+        dual = f"{s['max_dev_dual']:.1e}" + (" (opt gap)" if s["dual_mode"] == "optimality" else "")
+        grad = (
+            "—" if s["grad_rel_err"] is None else (f"{s['grad_rel_err']:.1e} ({s['grad_checks']})")
+        )
         warned = ", ".join(f"{k} {v}" for k, v in sorted(s["warned_batches"].items())) or "—"
-        errors = str(s["solver_errors"]) + (f" (+{s['excused_errors']} excused)"
-                                            if s["excused_errors"] else "")
-        lines.append(f"| {s['family']} | {s['elements']} | {s['reference_unsolved']} | "
-                     f"{errors} | {fallbacks} | {s['max_dev_x']:.1e} | {dual} | "
-                     f"{s['silent']} | {s['over_target']} | {grad} | {warned} | "
-                     f"{s['layer_seconds']:.0f} |")
+        errors = str(s["solver_errors"]) + (
+            f" (+{s['excused_errors']} excused)" if s["excused_errors"] else ""
+        )
+        lines.append(
+            f"| {s['family']} | {s['elements']} | {s['reference_unsolved']} | "
+            f"{errors} | {fallbacks} | {s['max_dev_x']:.1e} | {dual} | "
+            f"{s['silent']} | {s['over_target']} | {grad} | {warned} | "
+            f"{s['layer_seconds']:.0f} |"
+        )
     return "\n".join(lines)
 
 
@@ -346,9 +409,11 @@ def verdict(results: list[dict]) -> tuple[bool, str]:
     dev = max(max(s["max_dev_x"], s["max_dev_dual"]) for s in results)
     silent = sum(s["silent"] for s in results)
     ok = errors == 0 and dev <= TARGET and silent == 0
-    text = (f"Verdict: {'PASS' if ok else 'FAIL'} — SolverErrors where CVXPY solves: {errors} "
-            f"(target 0); max deviation {dev:.1e} (target ≤ {TARGET:.0e}); silent deviations "
-            f"> {SILENT:.0e}: {silent} (target 0).")
+    text = (
+        f"Verdict: {'PASS' if ok else 'FAIL'} — SolverErrors where CVXPY solves: {errors} "
+        f"(target 0); max deviation {dev:.1e} (target ≤ {TARGET:.0e}); silent deviations "
+        f"> {SILENT:.0e}: {silent} (target 0)."
+    )
     return ok, text
 
 
@@ -356,30 +421,46 @@ def failures_text(results: list[dict], per_family: int = 5) -> str:
     lines = []
     for s in results:
         errors = [f for f in s["failures"] if "error" in f]
-        worst = sorted((f for f in s["failures"] if "error" not in f),
-                       key=lambda f: -max(f["dev_x"], f["dev_dual"]))
+        worst = sorted(
+            (f for f in s["failures"] if "error" not in f),
+            key=lambda f: -max(f["dev_x"], f["dev_dual"]),
+        )
         for f in errors[:per_family]:
-            lines.append(f"- {s['family']} batch {f['batch']} ({f['gradient']}), element "
-                         f"{f['element']}, {f['stage']}: {f['error']}")
+            lines.append(
+                f"- {s['family']} batch {f['batch']} ({f['gradient']}), element "
+                f"{f['element']}, {f['stage']}: {f['error']}"
+            )
         for f in worst[:per_family]:
-            lines.append(f"- {s['family']} batch {f['batch']} ({f['gradient']}), element "
-                         f"{f['element']}: dev x {f['dev_x']:.1e}, duals {f['dev_dual']:.1e}, "
-                         f"solver {f['solver']}, "
-                         f"{'warned' if f['warned'] else 'no warning'}")
+            lines.append(
+                f"- {s['family']} batch {f['batch']} ({f['gradient']}), element "
+                f"{f['element']}: dev x {f['dev_x']:.1e}, duals {f['dev_dual']:.1e}, "
+                f"solver {f['solver']}, "
+                f"{'warned' if f['warned'] else 'no warning'}"
+            )
     return "\n".join(lines) or "(none)"
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.differential",
-                                     description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scale", type=float, default=1.0,
-                        help=f"multiplies the batches per family ({BATCHES} of {BATCH})")
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.differential",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help=f"multiplies the batches per family ({BATCHES} of {BATCH})",
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--families", default=",".join(fams.FAMILIES),
-                        help="comma-separated, from: " + ", ".join(fams.FAMILIES))
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
-                        help="report path (the JSON goes next to it)")
+    parser.add_argument(
+        "--families",
+        default=",".join(fams.FAMILIES),
+        help="comma-separated, from: " + ", ".join(fams.FAMILIES),
+    )
+    parser.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help="report path (the JSON goes next to it)"
+    )
     return parser.parse_args(argv)
 
 
@@ -392,21 +473,42 @@ def main(argv=None) -> int:
         raise SystemExit(f"unknown families {sorted(unknown)}; known: {list(fams.FAMILIES)}")
     torch.set_num_threads(1)
     tic = time.perf_counter()
-    results = run_campaign(names, args.scale, args.seed,
-                           log=lambda m: print(m, file=sys.stderr, flush=True))
+    results = run_campaign(
+        names, args.scale, args.seed, log=lambda m: print(m, file=sys.stderr, flush=True)
+    )
     seconds = time.perf_counter() - tic
     ok, line = verdict(results)
-    report = "\n".join([
-        f"# Differential campaign (seed {args.seed}, scale {args.scale}, "
-        f"{sum(s['elements'] for s in results)} elements, {seconds:.0f} s)", "",
-        table(results), "", line, "", "## Failures (worst per family)", "",
-        failures_text(results)])
+    report = "\n".join(
+        [
+            f"# Differential campaign (seed {args.seed}, scale {args.scale}, "
+            f"{sum(s['elements'] for s in results)} elements, {seconds:.0f} s)",
+            "",
+            table(results),
+            "",
+            line,
+            "",
+            "## Failures (worst per family)",
+            "",
+            failures_text(results),
+        ]
+    )
     print(report)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(report + "\n")
-    args.out.with_suffix(".json").write_text(json.dumps(
-        {"seed": args.seed, "scale": args.scale, "seconds": seconds, "ok": ok,
-         "families": results}, indent=1, default=float) + "\n")
+    args.out.with_suffix(".json").write_text(
+        json.dumps(
+            {
+                "seed": args.seed,
+                "scale": args.scale,
+                "seconds": seconds,
+                "ok": ok,
+                "families": results,
+            },
+            indent=1,
+            default=float,
+        )
+        + "\n"
+    )
     return 0 if ok else 1
 
 

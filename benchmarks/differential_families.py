@@ -76,11 +76,24 @@ def assignment(n: int = 10) -> Family:
     R, K = _row_col_sums(n, n)
 
     def lp_data(values):
-        return (values[0].ravel(), np.vstack([R, K]), np.ones(2 * n), -np.eye(n * n),
-                np.zeros(n * n))
+        return (
+            values[0].ravel(),
+            np.vstack([R, K]),
+            np.ones(2 * n),
+            -np.eye(n * n),
+            np.zeros(n * n),
+        )
 
-    return Family("assignment", "LP", problem, [C], [X, rows, cols, pos], 1,
-                  lambda rng, b: [rng.standard_normal((b, n, n))], lp_data)
+    return Family(
+        "assignment",
+        "LP",
+        problem,
+        [C],
+        [X, rows, cols, pos],
+        1,
+        lambda rng, b: [rng.standard_normal((b, n, n))],
+        lp_data,
+    )
 
 
 def transport(m: int = 4, n: int = 6) -> Family:
@@ -100,11 +113,15 @@ def transport(m: int = 4, n: int = 6) -> Family:
         return [rng.uniform(0.1, 1.0, (b, m, n)), supply, demand]
 
     def lp_data(values):
-        return (values[0].ravel(), np.vstack([R, K]), np.concatenate(values[1:]),
-                -np.eye(m * n), np.zeros(m * n))
+        return (
+            values[0].ravel(),
+            np.vstack([R, K]),
+            np.concatenate(values[1:]),
+            -np.eye(m * n),
+            np.zeros(m * n),
+        )
 
-    return Family("transport", "LP", problem, [C, s, d], [X, rows, cols, pos], 1, sample,
-                  lp_data)
+    return Family("transport", "LP", problem, [C, s, d], [X, rows, cols, pos], 1, sample, lp_data)
 
 
 def grid_incidence(k: int) -> np.ndarray:
@@ -135,11 +152,24 @@ def shortest_path(k: int = 4) -> Family:
     problem = cp.Problem(cp.Minimize(c @ x), [flow, lower, upper])
 
     def lp_data(values):
-        return (values[0], B, supply, np.vstack([-np.eye(edges), np.eye(edges)]),
-                np.concatenate([np.zeros(edges), np.ones(edges)]))
+        return (
+            values[0],
+            B,
+            supply,
+            np.vstack([-np.eye(edges), np.eye(edges)]),
+            np.concatenate([np.zeros(edges), np.ones(edges)]),
+        )
 
-    return Family("shortest_path", "LP", problem, [c], [x, flow, lower, upper], 1,
-                  lambda rng, b: [rng.uniform(0.1, 1.0, (b, edges))], lp_data)
+    return Family(
+        "shortest_path",
+        "LP",
+        problem,
+        [c],
+        [x, flow, lower, upper],
+        1,
+        lambda rng, b: [rng.uniform(0.1, 1.0, (b, edges))],
+        lp_data,
+    )
 
 
 def box_lp(n: int = 15, m: int = 20) -> Family:
@@ -176,13 +206,13 @@ def qp(n: int = 20, m: int = 30, p: int = 5) -> Family:
     q = cp.Parameter(n, name="q")
     h = cp.Parameter(m, name="h")
     ineq, eq = G @ x <= h, A @ x == b
-    problem = cp.Problem(cp.Minimize(0.5 * cp.sum_squares(F @ x) + 0.05 * cp.sum_squares(x)
-                                     + q @ x), [ineq, eq])
+    problem = cp.Problem(
+        cp.Minimize(0.5 * cp.sum_squares(F @ x) + 0.05 * cp.sum_squares(x) + q @ x), [ineq, eq]
+    )
 
     def sample(r, batch):
         x0 = _feasible_point(r, A, b, (batch, n))
-        return [3.0 * r.standard_normal((batch, n)),
-                x0 @ G.T + r.uniform(0.1, 1.0, (batch, m))]
+        return [3.0 * r.standard_normal((batch, n)), x0 @ G.T + r.uniform(0.1, 1.0, (batch, m))]
 
     return Family("qp", "QP", problem, [q, h], [x, ineq, eq], 1, sample)
 
@@ -223,12 +253,21 @@ def socp(n: int = 10, k: int = 3) -> Family:
     def sample(r, batch):
         direction = r.standard_normal((batch, n))
         radius = r.uniform(0.0, 0.7, (batch, 1))
-        return [r.standard_normal((batch, n)),
-                radius * direction / np.linalg.norm(direction, axis=1, keepdims=True),
-                r.uniform(0.05, 0.5, (batch, k))]
+        return [
+            r.standard_normal((batch, n)),
+            radius * direction / np.linalg.norm(direction, axis=1, keepdims=True),
+            r.uniform(0.05, 0.5, (batch, k)),
+        ]
 
-    return Family("socp", "SOCP", problem, [c, b, h],
-                  [x, soc.dual_variables[0], soc.dual_variables[1], lin], 1, sample)
+    return Family(
+        "socp",
+        "SOCP",
+        problem,
+        [c, b, h],
+        [x, soc.dual_variables[0], soc.dual_variables[1], lin],
+        1,
+        sample,
+    )
 
 
 def sdp(n: int = 4) -> Family:
@@ -255,8 +294,7 @@ def entropy(n: int = 15, m: int = 5) -> Family:
     problem = cp.Problem(cp.Maximize(c @ x + cp.sum(cp.entr(x))), [eq, ineq])
 
     def sample(r, batch):
-        return [r.standard_normal((batch, n)),
-                G.sum(1) / n + r.uniform(-0.05, 0.2, (batch, m))]
+        return [r.standard_normal((batch, n)), G.sum(1) / n + r.uniform(-0.05, 0.2, (batch, m))]
 
     return Family("entropy", "exp", problem, [c, h], [x, eq, ineq], 1, sample)
 
@@ -267,8 +305,9 @@ def logistic(m: int = 20, n: int = 5) -> Family:
     w = cp.Variable(n, name="w")
     D = cp.Parameter((m, n), name="D")
     lower, upper = w >= -1, w <= 1
-    problem = cp.Problem(cp.Minimize(cp.sum(cp.logistic(-D @ w)) / m
-                                     + 0.1 * cp.sum_squares(w)), [lower, upper])
+    problem = cp.Problem(
+        cp.Minimize(cp.sum(cp.logistic(-D @ w)) / m + 0.1 * cp.sum_squares(w)), [lower, upper]
+    )
 
     def sample(r, batch):
         return [r.standard_normal((batch, m, n)) + 1.5 * r.standard_normal((batch, 1, n))]
@@ -283,8 +322,7 @@ def power(n: int = 10) -> Family:
     c = cp.Parameter(n, name="c")
     s = cp.Parameter(name="s")
     total, pos = cp.sum(x) <= s, x >= 0
-    problem = cp.Problem(cp.Minimize(cp.sum(cp.power(x, 1.5, approx=False)) - c @ x),
-                         [total, pos])
+    problem = cp.Problem(cp.Minimize(cp.sum(cp.power(x, 1.5, approx=False)) - c @ x), [total, pos])
 
     def sample(r, batch):
         return [r.standard_normal((batch, n)) + 0.5, r.uniform(0.5, 3.0, batch)]
@@ -297,8 +335,11 @@ def power(n: int = 10) -> Family:
 
 def output_value(output) -> np.ndarray:
     """A CVXPY output's value after a solve (variable, dual variable, or constraint dual)."""
-    value = output.dual_value if isinstance(output, cp.constraints.constraint.Constraint) \
+    value = (
+        output.dual_value
+        if isinstance(output, cp.constraints.constraint.Constraint)
         else output.value
+    )
     return np.ravel(np.asarray(value, dtype=float))
 
 
@@ -313,7 +354,7 @@ def dual_optimality_gap(family: Family, values, duals, optimum: float) -> float:
     """Dual infeasibility and relative dual objective gap (degenerate LPs), the largest."""
     c, A, b, G, h = family.lp_data(values)
     y = np.concatenate(duals)
-    nu, lam = y[:A.shape[0]], y[A.shape[0]:]
+    nu, lam = y[: A.shape[0]], y[A.shape[0] :]
     scale = max(1.0, np.abs(c).max())
     infeasible = max(np.abs(c + A.T @ nu + G.T @ lam).max(), max(0.0, -lam.min())) / scale
     gap = abs(-(b @ nu) - h @ lam - optimum) / max(1.0, abs(optimum))
@@ -333,8 +374,22 @@ def deviations(family: Family, values, outputs, reference) -> tuple[float, float
 
 
 #: Family constructors by name, in report order.
-FAMILIES = {f.__name__: f for f in (assignment, transport, shortest_path, box_lp, qp, optnet,
-                                    socp, sdp, entropy, logistic, power)}
+FAMILIES = {
+    f.__name__: f
+    for f in (
+        assignment,
+        transport,
+        shortest_path,
+        box_lp,
+        qp,
+        optnet,
+        socp,
+        sdp,
+        entropy,
+        logistic,
+        power,
+    )
+}
 
 
 def regression_assignment_batch() -> list[np.ndarray]:

@@ -35,8 +35,10 @@ class Case:
         """The parameter values as float64 torch tensors (requires_grad set)."""
         import torch
 
-        return [torch.tensor(v, dtype=torch.float64, requires_grad=True)
-                for v in self.values(batch_size or self.batch_size, seed)]
+        return [
+            torch.tensor(v, dtype=torch.float64, requires_grad=True)
+            for v in self.values(batch_size or self.batch_size, seed)
+        ]
 
 
 def assignment_lp(size: int = 10, batch_size: int = 64) -> Case:
@@ -46,15 +48,26 @@ def assignment_lp(size: int = 10, batch_size: int = 64) -> Case:
     """
     X = cp.Variable((size, size), name="X")
     C = cp.Parameter((size, size), name="C")
-    problem = cp.Problem(cp.Minimize(cp.sum(cp.multiply(C, X))),
-                         [cp.sum(X, axis=1) == 1, cp.sum(X, axis=0) == 1, X >= 0])
+    problem = cp.Problem(
+        cp.Minimize(cp.sum(cp.multiply(C, X))),
+        [cp.sum(X, axis=1) == 1, cp.sum(X, axis=0) == 1, X >= 0],
+    )
 
     def values(batch, seed):
         rng = np.random.default_rng(seed)
         return [rng.uniform(0.0, 1.0, (batch, size, size))]
 
-    return Case(f"assignment LP {size}x{size}", problem, [C], [X], values, batch_size,
-                shared_structure=True, tau=0.1, family="assignment")
+    return Case(
+        f"assignment LP {size}x{size}",
+        problem,
+        [C],
+        [X],
+        values,
+        batch_size,
+        shared_structure=True,
+        tau=0.1,
+        family="assignment",
+    )
 
 
 def dense_qp(n: int = 50, m: int = 100, batch_size: int = 64) -> Case:
@@ -66,19 +79,27 @@ def dense_qp(n: int = 50, m: int = 100, batch_size: int = 64) -> Case:
     q = cp.Parameter(n, name="q")
     h = cp.Parameter(m, name="h")
     problem = cp.Problem(
-        cp.Minimize(0.5 * cp.sum_squares(F @ x) + 0.5 * cp.sum_squares(x) + q @ x),
-        [G @ x <= h])
+        cp.Minimize(0.5 * cp.sum_squares(F @ x) + 0.5 * cp.sum_squares(x) + q @ x), [G @ x <= h]
+    )
 
     def values(batch, seed):
         r = np.random.default_rng(seed)
         x0 = r.standard_normal((batch, n))
         # h = G x0 + slack keeps every element strictly feasible; q pushes the
         # optimum against a number of the constraints.
-        return [r.standard_normal((batch, n)) * 3.0,
-                x0 @ G.T + r.uniform(0.1, 1.0, (batch, m))]
+        return [r.standard_normal((batch, n)) * 3.0, x0 @ G.T + r.uniform(0.1, 1.0, (batch, m))]
 
-    return Case(f"QP n={n} m={m} B={batch_size}", problem, [q, h], [x], values, batch_size,
-                shared_structure=True, tau=0.01, family="qp")
+    return Case(
+        f"QP n={n} m={m} B={batch_size}",
+        problem,
+        [q, h],
+        [x],
+        values,
+        batch_size,
+        shared_structure=True,
+        tau=0.01,
+        family="qp",
+    )
 
 
 def optnet_qp(n: int = 20, m: int = 15, batch_size: int = 32) -> Case:
@@ -100,8 +121,17 @@ def optnet_qp(n: int = 20, m: int = 15, batch_size: int = 32) -> Case:
         hv = np.einsum("bmn,bn->bm", Gv, x0) + r.uniform(0.1, 1.0, (batch, m))
         return [r.standard_normal((batch, n)) * 3.0, Gv, hv]
 
-    return Case(f"OptNet QP n={n} m={m} B={batch_size}", problem, [q, G, h], [x], values,
-                batch_size, shared_structure=False, tau=0.01, family="optnet")
+    return Case(
+        f"OptNet QP n={n} m={m} B={batch_size}",
+        problem,
+        [q, G, h],
+        [x],
+        values,
+        batch_size,
+        shared_structure=False,
+        tau=0.01,
+        family="optnet",
+    )
 
 
 def lasso(n: int = 1000, m: int = 600, batch_size: int = 1, lam: float = 0.5) -> Case:
@@ -117,8 +147,17 @@ def lasso(n: int = 1000, m: int = 600, batch_size: int = 1, lam: float = 0.5) ->
         r = np.random.default_rng(seed)
         return [(D @ x_true)[None] + 0.05 * r.standard_normal((batch, m))]
 
-    return Case(f"lasso n={n} m={m} B={batch_size}", problem, [y], [x], values, batch_size,
-                shared_structure=True, tau=0.01, family="lasso")
+    return Case(
+        f"lasso n={n} m={m} B={batch_size}",
+        problem,
+        [y],
+        [x],
+        values,
+        batch_size,
+        shared_structure=True,
+        tau=0.01,
+        family="lasso",
+    )
 
 
 def sparse_qp(n: int = 100, batch_size: int = 16) -> Case:
@@ -132,22 +171,32 @@ def sparse_qp(n: int = 100, batch_size: int = 16) -> Case:
 
     rng = np.random.default_rng(3)
     m = max(n // 2, 1)
-    P = sp.diags([-0.5 * np.ones(n - 1), 2.0 * np.ones(n), -0.5 * np.ones(n - 1)],
-                 [-1, 0, 1], format="csc")
+    P = sp.diags(
+        [-0.5 * np.ones(n - 1), 2.0 * np.ones(n), -0.5 * np.ones(n - 1)], [-1, 0, 1], format="csc"
+    )
     rows = np.repeat(np.arange(m), 3)
     cols = rng.integers(0, n, 3 * m)
     G = sp.csc_matrix((rng.standard_normal(3 * m), (rows, cols)), shape=(m, n))
     x = cp.Variable(n, name="x")
     q = cp.Parameter(n, name="q")
     h = cp.Parameter(m, name="h")
-    problem = cp.Problem(cp.Minimize(0.5 * cp.quad_form(x, cp.psd_wrap(P)) + q @ x),
-                         [G @ x <= h, x >= -1, x <= 1])
+    problem = cp.Problem(
+        cp.Minimize(0.5 * cp.quad_form(x, cp.psd_wrap(P)) + q @ x), [G @ x <= h, x >= -1, x <= 1]
+    )
 
     def values(batch, seed):
         r = np.random.default_rng(seed)
         x0 = r.uniform(-0.5, 0.5, (batch, n))
-        return [r.standard_normal((batch, n)) * 3.0,
-                (G @ x0.T).T + r.uniform(0.1, 1.0, (batch, m))]
+        return [r.standard_normal((batch, n)) * 3.0, (G @ x0.T).T + r.uniform(0.1, 1.0, (batch, m))]
 
-    return Case(f"sparse QP n={n} m={m} B={batch_size}", problem, [q, h], [x], values,
-                batch_size, shared_structure=True, tau=0.01, family="sparse_qp")
+    return Case(
+        f"sparse QP n={n} m={m} B={batch_size}",
+        problem,
+        [q, h],
+        [x],
+        values,
+        batch_size,
+        shared_structure=True,
+        tau=0.01,
+        family="sparse_qp",
+    )

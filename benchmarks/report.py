@@ -77,24 +77,34 @@ def machine_section(record: dict) -> str:
     versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items())
     load = m.get("load_average")
     after = m.get("load_average_after")
-    loads = "" if load is None else (
-        f"; load average {load[0]:.2f} at the start" +
-        ("" if after is None else f", {after[0]:.2f} at the end"))
+    loads = (
+        ""
+        if load is None
+        else (
+            f"; load average {load[0]:.2f} at the start"
+            + ("" if after is None else f", {after[0]:.2f} at the end")
+        )
+    )
     dirty = " (with uncommitted changes)" if record.get("dirty") else ""
     repeats = record.get("repeats")
     rounds = "" if repeats is None else f", medians of {repeats} interleaved rounds"
-    return "\n".join([
-        f"- `{record['command']}` at commit `{record['commit'][:10]}`{dirty}, "
-        f"{record['date']}{rounds}",
-        f"- CPU: {m['cpu']}, {m['cpus']} CPUs{loads}; torch threads {m['torch_threads']}",
-        f"- Python {m['python']} on {m['system']}; {versions}"])
+    return "\n".join(
+        [
+            f"- `{record['command']}` at commit `{record['commit'][:10]}`{dirty}, "
+            f"{record['date']}{rounds}",
+            f"- CPU: {m['cpu']}, {m['cpus']} CPUs{loads}; torch threads {m['torch_threads']}",
+            f"- Python {m['python']} on {m['system']}; {versions}",
+        ]
+    )
 
 
 def results_table(record: dict) -> str:
     """Every case and layer: medians, deviation, traced peak, ratio to the reference."""
-    lines = ["| problem | library (solver) | forward ms | backward ms | total ms | "
-             "max deviation | traced peak MiB | total / reference |",
-             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| problem | library (solver) | forward ms | backward ms | total ms | "
+        "max deviation | traced peak MiB | total / reference |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for case in record["cases"]:
         rows = _rows(case)
         base = rows.get(REFERENCE)
@@ -102,9 +112,11 @@ def results_table(record: dict) -> str:
             ratio = "" if base is None or row is base else f"{total(row) / total(base):.2f}"
             wrong = " **(wrong)**" if row["deviation"] > WRONG else ""
             peak = "" if row.get("peak_bytes") is None else f"{row['peak_bytes'] / 2**20:.1f}"
-            lines.append(f"| {case['name']} | {label(row)} | {ms(median(row['forward_s']))} | "
-                         f"{ms(median(row['backward_s']))} | {ms(total(row))} | "
-                         f"{row['deviation']:.1e}{wrong} | {peak} | {ratio} |")
+            lines.append(
+                f"| {case['name']} | {label(row)} | {ms(median(row['forward_s']))} | "
+                f"{ms(median(row['backward_s']))} | {ms(total(row))} | "
+                f"{row['deviation']:.1e}{wrong} | {peak} | {ratio} |"
+            )
     return "\n".join(lines)
 
 
@@ -112,18 +124,19 @@ def ratio_table(record: dict) -> str:
     """Forward + backward over cvxpylayers + Moreau's, per problem and layer."""
     names: list[str] = []
     for case in record["cases"]:
-        names += [r["library"] for r in case["rows"]
-                  if r["library"] != REFERENCE and r["library"] not in names]
-    lines = ["| problem | " + " | ".join(names) + " |",
-             "|---|" + "---:|" * len(names)]
+        names += [
+            r["library"]
+            for r in case["rows"]
+            if r["library"] != REFERENCE and r["library"] not in names
+        ]
+    lines = ["| problem | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
     for case in record["cases"]:
         rows = _rows(case)
         base = rows.get(REFERENCE)
         cells = []
         for name in names:
             row = rows.get(name)
-            cells.append("" if row is None or base is None else
-                         f"{total(row) / total(base):.2f}")
+            cells.append("" if row is None or base is None else f"{total(row) / total(base):.2f}")
         lines.append(f"| {case['name']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -136,20 +149,39 @@ def target_rows(record: dict) -> list[tuple[str, float, float]]:
         ours, base = rows.get("cvxlpgd"), rows.get(REFERENCE)
         family = case.get("family", "")
         if ours is not None and base is not None and family in RATIO_TARGETS:
-            out.append((f"{case['name']}: cvxlpgd (LPGD) / cvxpylayers + Moreau",
-                        total(ours) / total(base), RATIO_TARGETS[family]))
+            out.append(
+                (
+                    f"{case['name']}: cvxlpgd (LPGD) / cvxpylayers + Moreau",
+                    total(ours) / total(base),
+                    RATIO_TARGETS[family],
+                )
+            )
         if ours is not None and family == "lasso":
-            out.append((f"{case['name']}: LPGD backward / its own forward",
-                        median(ours["backward_s"]) / median(ours["forward_s"]),
-                        LASSO_BACKWARD_TARGET))
+            out.append(
+                (
+                    f"{case['name']}: LPGD backward / its own forward",
+                    median(ours["backward_s"]) / median(ours["forward_s"]),
+                    LASSO_BACKWARD_TARGET,
+                )
+            )
         exact = rows.get("cvxlpgd exact")
         if exact is not None and base is not None:
-            out.append((f"{case['name']}: cvxlpgd exact / cvxpylayers + Moreau",
-                        total(exact) / total(base), EXACT_TARGET))
+            out.append(
+                (
+                    f"{case['name']}: cvxlpgd exact / cvxpylayers + Moreau",
+                    total(exact) / total(base),
+                    EXACT_TARGET,
+                )
+            )
         ours_rows = [r for r in case["rows"] if r["library"].startswith("cvxlpgd")]
         if ours_rows:
-            out.append((f"{case['name']}: cvxlpgd's answers, max deviation",
-                        max(r["deviation"] for r in ours_rows), ANSWERS))
+            out.append(
+                (
+                    f"{case['name']}: cvxlpgd's answers, max deviation",
+                    max(r["deviation"] for r in ours_rows),
+                    ANSWERS,
+                )
+            )
     return out
 
 
@@ -158,16 +190,19 @@ def targets_table(record: dict) -> str:
     for name, value, limit in target_rows(record):
         shown = f"{value:.1e}" if limit < 1e-3 else f"{value:.2f}"
         shown_limit = f"{limit:.0e}" if limit < 1e-3 else f"{limit:.2f}"
-        lines.append(f"| {name} | {shown} | ≤ {shown_limit} | "
-                     f"{'yes' if value <= limit else '**no**'} |")
+        lines.append(
+            f"| {name} | {shown} | ≤ {shown_limit} | {'yes' if value <= limit else '**no**'} |"
+        )
     return "\n".join(lines)
 
 
 def lasso_solves_table(record: dict) -> str:
     """Solver iterations of the lasso's cvxlpgd layers (forward, re-solves)."""
-    lines = ["| problem | library (solver) | forward iterations | re-solve iterations "
-             "(both sides) | sides answered by the active set | backward / forward time |",
-             "|---|---|---:|---:|---:|---:|"]
+    lines = [
+        "| problem | library (solver) | forward iterations | re-solve iterations "
+        "(both sides) | sides answered by the active set | backward / forward time |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
     for case in record["cases"]:
         if case.get("family") != "lasso":
             continue
@@ -175,11 +210,13 @@ def lasso_solves_table(record: dict) -> str:
             stats = row.get("stats")
             if not stats or row.get("gradient") != "lpgd":
                 continue
-            lines.append(f"| {case['name']} | {label(row)} | {stats['forward_iterations']} | "
-                         f"{stats['backward_iterations']} | "
-                         f"{stats.get('backward_predicted', 0)} of "
-                         f"{stats['backward_solves']} | "
-                         f"{median(row['backward_s']) / median(row['forward_s']):.2f} |")
+            lines.append(
+                f"| {case['name']} | {label(row)} | {stats['forward_iterations']} | "
+                f"{stats['backward_iterations']} | "
+                f"{stats.get('backward_predicted', 0)} of "
+                f"{stats['backward_solves']} | "
+                f"{median(row['backward_s']) / median(row['forward_s']):.2f} |"
+            )
     return "\n".join(lines)
 
 
@@ -190,17 +227,22 @@ def overhead_table(record: dict) -> str:
         return ""
     by = {(r["library"], r["batch_size"]): r for r in data["rows"]}
     names = list(dict.fromkeys(r["library"] for r in data["rows"]))
-    lines = [f"| {data['problem']}, forward + backward | µs per call, B = 1 | "
-             "µs per element, B = 1024 | B = 1 / reference | B = 1024 / reference |",
-             "|---|---:|---:|---:|---:|"]
+    lines = [
+        f"| {data['problem']}, forward + backward | µs per call, B = 1 | "
+        "µs per element, B = 1024 | B = 1 / reference | B = 1024 / reference |",
+        "|---|---:|---:|---:|---:|",
+    ]
     base1, base_big = by.get((REFERENCE, 1)), by.get((REFERENCE, 1024))
     for name in names:
         one, big = by.get((name, 1)), by.get((name, 1024))
         t1 = total(one) if one else float("nan")
         tb = total(big) / 1024 if big else float("nan")
         r1 = "" if base1 is None or name == REFERENCE else f"{t1 / total(base1):.2f}"
-        rb = "" if base_big is None or name == REFERENCE else (
-            f"{tb / (total(base_big) / 1024):.2f}")
+        rb = (
+            ""
+            if base_big is None or name == REFERENCE
+            else (f"{tb / (total(base_big) / 1024):.2f}")
+        )
         solver = (one or big or {}).get("solver", "")
         shown = f"{name} ({solver})" if solver else name
         lines.append(f"| {shown} | {us(t1)} | {us(tb)} | {r1} | {rb} |")
@@ -211,27 +253,46 @@ def auto_table(record: dict) -> str:
     rows = record.get("auto_sweep")
     if not rows:
         return ""
-    lines = ["| lasso n × m, B | stored entries of A, P | Moreau ms | SCS ms | Moreau / SCS | "
-             "auto picks |", "|---|---:|---:|---:|---:|---|"]
+    lines = [
+        "| lasso n × m, B | stored entries of A, P | Moreau ms | SCS ms | Moreau / SCS | "
+        "auto picks |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
     for r in rows:
         moreau, scs = total(r["moreau"]), total(r["scs"])
         entries = f"{r['nonzeros']:,}".replace(",", " ")
-        lines.append(f"| {r['n']} × {r['m']}, {r['batch_size']} | {entries} | {ms(moreau)} | "
-                     f"{ms(scs)} | {moreau / scs:.2f} | {r['auto']} |")
+        lines.append(
+            f"| {r['n']} × {r['m']}, {r['batch_size']} | {entries} | {ms(moreau)} | "
+            f"{ms(scs)} | {moreau / scs:.2f} | {r['auto']} |"
+        )
     return "\n".join(lines)
 
 
 def table_report(record: dict) -> str:
     """The printed report of a table run."""
-    parts = ["## Machine", "", machine_section(record), "", "## Results", "",
-             results_table(record), "", "## Ratios to cvxpylayers + Moreau", "",
-             ratio_table(record), "", "## Targets", "", targets_table(record)]
+    parts = [
+        "## Machine",
+        "",
+        machine_section(record),
+        "",
+        "## Results",
+        "",
+        results_table(record),
+        "",
+        "## Ratios to cvxpylayers + Moreau",
+        "",
+        ratio_table(record),
+        "",
+        "## Targets",
+        "",
+        targets_table(record),
+    ]
     if lasso_solves_table(record).count("\n") > 1:
         parts += ["", "## Lasso: solver iterations", "", lasso_solves_table(record)]
     if record.get("overhead"):
         parts += ["", "## Per-call overhead", "", overhead_table(record)]
     if record.get("auto_sweep"):
-        parts += ["", "## solver=\"auto\": problems of growing size", "", auto_table(record)]
+        parts += ["", '## solver="auto": problems of growing size', "", auto_table(record)]
     return "\n".join(parts)
 
 
@@ -246,8 +307,10 @@ def scaling_table(record: dict, sweep: str) -> str:
     values = sorted({p[key] for p in points})
     by = {(p["library"], p[key]): p for p in points}
     head = "B" if sweep == "batch" else "n"
-    lines = [f"| {head} | " + " | ".join(f"{n} µs / element" for n in names) + " |",
-             "|---:|" + "---:|" * len(names)]
+    lines = [
+        f"| {head} | " + " | ".join(f"{n} µs / element" for n in names) + " |",
+        "|---:|" + "---:|" * len(names),
+    ]
     for value in values:
         cells = []
         for name in names:
@@ -262,11 +325,21 @@ def scaling_table(record: dict, sweep: str) -> str:
 
 
 def scaling_report(record: dict) -> str:
-    return "\n".join(["## Machine", "", machine_section(record), "",
-                      f"## Time per element against B ({record['batch_problem']})", "",
-                      scaling_table(record, "batch"), "",
-                      f"## Time per element against n ({record['size_problem']})", "",
-                      scaling_table(record, "size")])
+    return "\n".join(
+        [
+            "## Machine",
+            "",
+            machine_section(record),
+            "",
+            f"## Time per element against B ({record['batch_problem']})",
+            "",
+            scaling_table(record, "batch"),
+            "",
+            f"## Time per element against n ({record['size_problem']})",
+            "",
+            scaling_table(record, "size"),
+        ]
+    )
 
 
 # ---- the page ----------------------------------------------------------------------------
@@ -276,8 +349,9 @@ def load(path: Path) -> dict | None:
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
 
 
-def page_sections(table: dict | None, scaling: dict | None,
-                  resolves: dict | None = None) -> dict[str, str]:
+def page_sections(
+    table: dict | None, scaling: dict | None, resolves: dict | None = None
+) -> dict[str, str]:
     """The generated blocks of docs/benchmarks.md, by name."""
     out = {}
     if table is not None:
@@ -305,14 +379,16 @@ def stored_sections() -> dict[str, str]:
     """:func:`page_sections` of the stored results."""
     from benchmarks.run import RESULTS, SCALING_JSON, TABLE_JSON
 
-    return page_sections(load(TABLE_JSON), load(SCALING_JSON),
-                         load(RESULTS / "scs_resolves.json"))
+    return page_sections(load(TABLE_JSON), load(SCALING_JSON), load(RESULTS / "scs_resolves.json"))
 
 
 def blocks(text: str) -> dict[str, str]:
     """The generated blocks of a page, by name."""
-    pattern = re.compile(r"<!-- generated: (\S+) \(python -m benchmarks\.run --page\) -->\n"
-                         r"(.*?)\n?<!-- end generated: \1 -->", re.S)
+    pattern = re.compile(
+        r"<!-- generated: (\S+) \(python -m benchmarks\.run --page\) -->\n"
+        r"(.*?)\n?<!-- end generated: \1 -->",
+        re.S,
+    )
     return {m.group(1): m.group(2).strip("\n") for m in pattern.finditer(text)}
 
 
@@ -339,8 +415,7 @@ def write_page(page: Path = PAGE) -> dict[str, str]:
     from benchmarks.run import SCALING_FIGURE, SCALING_JSON
 
     sections = stored_sections()
-    page.write_text(replace_blocks(page.read_text(encoding="utf-8"), sections),
-                    encoding="utf-8")
+    page.write_text(replace_blocks(page.read_text(encoding="utf-8"), sections), encoding="utf-8")
     stored = load(SCALING_JSON)
     if stored is not None:
         scaling.figure(stored, SCALING_FIGURE)

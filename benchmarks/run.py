@@ -106,9 +106,14 @@ def previous_engine_peak(checkout: str, batch_size: int = 512) -> int:
     and the problems from this one.
     """
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([checkout, str(ROOT)])}
-    result = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT.format(batch=batch_size)],
-                            capture_output=True, text=True, check=True, env=env,
-                            cwd=checkout)
+    result = subprocess.run(
+        [sys.executable, "-c", _PEAK_SCRIPT.format(batch=batch_size)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+        cwd=checkout,
+    )
     return int(result.stdout.split()[-1])
 
 
@@ -160,8 +165,14 @@ class Cvxlpgd(Library):
         suffix = [] if solver == "auto" else [solver]
         suffix += [] if gradient == "lpgd" else ["exact"]
         self.name = " ".join(["cvxlpgd", *suffix])
-        self.layer = cvxlpgd.CvxpyLayer(case.problem, case.parameters, case.outputs,
-                                        tau=case.tau, solver=solver, gradient=gradient)
+        self.layer = cvxlpgd.CvxpyLayer(
+            case.problem,
+            case.parameters,
+            case.outputs,
+            tau=case.tau,
+            solver=solver,
+            gradient=gradient,
+        )
 
     def call(self, tensors):
         return self.layer(*tensors)
@@ -175,8 +186,11 @@ class Cvxlpgd(Library):
 
     def stats(self) -> dict | None:
         stats = self.layer.solver_stats
-        return None if stats is None else {k: (float(v) if isinstance(v, float) else v)
-                                           for k, v in stats.summary().items()}
+        return (
+            None
+            if stats is None
+            else {k: (float(v) if isinstance(v, float) else v) for k, v in stats.summary().items()}
+        )
 
 
 class _Cvxpylayers(Library):
@@ -186,8 +200,12 @@ class _Cvxpylayers(Library):
         from cvxpylayers.torch import CvxpyLayer
 
         super().__init__(case)
-        self.layer = CvxpyLayer(case.problem, parameters=case.parameters,
-                                variables=case.outputs, solver=self.solver_name)
+        self.layer = CvxpyLayer(
+            case.problem,
+            parameters=case.parameters,
+            variables=case.outputs,
+            solver=self.solver_name,
+        )
 
     def call(self, tensors):
         # cvxpylayers 1.2 converts tensors with np.array(..., copy=False), which NumPy 2
@@ -247,13 +265,11 @@ def case_inputs(case: Case):
     """The case's parameter tensors and loss weights."""
     tensors = [t.detach() for t in case.tensors(case.batch_size)]
     rng = np.random.default_rng(123)
-    weights = [torch.tensor(rng.standard_normal((case.batch_size, *o.shape)))
-               for o in case.outputs]
+    weights = [torch.tensor(rng.standard_normal((case.batch_size, *o.shape))) for o in case.outputs]
     return tensors, weights
 
 
-def reference_solutions(case: Case, tensors, elements: int | None = None
-                        ) -> list[np.ndarray]:
+def reference_solutions(case: Case, tensors, elements: int | None = None) -> list[np.ndarray]:
     """The first ``elements`` elements (all by default) solved by CVXPY with Clarabel
     at :data:`REFERENCE_TOLERANCE` (outputs in order; 1e-10, then Clarabel's defaults,
     where it stops without reaching 1e-12: 3 of the OptNet QP's 32 elements)."""
@@ -264,8 +280,9 @@ def reference_solutions(case: Case, tensors, elements: int | None = None
         for p, t, flag in zip(case.parameters, tensors, batched):
             p.value = (t[i] if flag else t).numpy()
         for tol in (REFERENCE_TOLERANCE, 1e-10, None):  # Clarabel may stall at 1e-12
-            settings = {} if tol is None else {"tol_gap_abs": tol, "tol_gap_rel": tol,
-                                               "tol_feas": tol}
+            settings = (
+                {} if tol is None else {"tol_gap_abs": tol, "tol_gap_rel": tol, "tol_feas": tol}
+            )
             try:
                 case.problem.solve(solver=cp.CLARABEL, **settings)
             except cp.error.SolverError:
@@ -279,11 +296,12 @@ def reference_solutions(case: Case, tensors, elements: int | None = None
 
 def deviation(outputs, reference) -> float:
     """Largest absolute deviation of the outputs' first rows from the reference."""
-    return max(float(np.abs(o.numpy()[:len(r)] - r).max()) for o, r in zip(outputs, reference))
+    return max(float(np.abs(o.numpy()[: len(r)] - r).max()) for o, r in zip(outputs, reference))
 
 
-def measure(libraries: list[Library], case: Case, repeats: int, memory: bool,
-            checked: int | None = None) -> dict:
+def measure(
+    libraries: list[Library], case: Case, repeats: int, memory: bool, checked: int | None = None
+) -> dict:
     """One case: interleaved timings, deviations from the reference (on the first
     ``checked`` elements, default all), traced peaks.
 
@@ -294,8 +312,16 @@ def measure(libraries: list[Library], case: Case, repeats: int, memory: bool,
     """
     tensors, weights = case_inputs(case)
     reference = reference_solutions(case, tensors, checked)
-    rows = {lib.name: {"library": lib.name, "gradient": lib.gradient, "forward_s": [],
-                       "backward_s": [], "peak_bytes": None} for lib in libraries}
+    rows = {
+        lib.name: {
+            "library": lib.name,
+            "gradient": lib.gradient,
+            "forward_s": [],
+            "backward_s": [],
+            "peak_bytes": None,
+        }
+        for lib in libraries
+    }
     for lib in libraries:  # warm-up: first-call costs stay out of the timings
         _, _, outputs = lib.run(tensors, weights)
         rows[lib.name]["deviation"] = deviation(outputs, reference)
@@ -314,8 +340,13 @@ def measure(libraries: list[Library], case: Case, repeats: int, memory: bool,
             lib.run(tensors, weights)
             rows[lib.name]["peak_bytes"] = tracemalloc.get_traced_memory()[1]
             tracemalloc.stop()
-    return {"name": case.name, "family": case.family, "batch_size": case.batch_size,
-            "tau": case.tau, "rows": list(rows.values())}
+    return {
+        "name": case.name,
+        "family": case.family,
+        "batch_size": case.batch_size,
+        "tau": case.tau,
+        "rows": list(rows.values()),
+    }
 
 
 def overhead(baseline: bool, quick: bool) -> dict:
@@ -330,7 +361,8 @@ def overhead(baseline: bool, quick: bool) -> dict:
             libraries.append(CvxpylayersMoreau(case))
         tensors, weights = case_inputs(case)
         times: dict[str, tuple[list[float], list[float]]] = {
-            lib.name: ([], []) for lib in libraries}
+            lib.name: ([], []) for lib in libraries
+        }
         for lib in libraries:
             lib.run(tensors, weights)
         for _ in range(calls):
@@ -339,9 +371,15 @@ def overhead(baseline: bool, quick: bool) -> dict:
                 times[lib.name][0].append(forward)
                 times[lib.name][1].append(backward)
         for lib in libraries:
-            out["rows"].append({"library": lib.name, "batch_size": batch_size,
-                                "solver": lib.solver(), "forward_s": times[lib.name][0],
-                                "backward_s": times[lib.name][1]})
+            out["rows"].append(
+                {
+                    "library": lib.name,
+                    "batch_size": batch_size,
+                    "solver": lib.solver(),
+                    "forward_s": times[lib.name][0],
+                    "backward_s": times[lib.name][1],
+                }
+            )
     return out
 
 
@@ -360,13 +398,19 @@ def auto_sweep(sizes, repeats: int) -> list[dict]:
         auto = Cvxlpgd(case)
         auto.run(*case_inputs(case))
         template = auto.layer._template(True)
-        nonzeros = template.A_pattern.nnz + (template.P_pattern.nnz if template.quadratic
-                                             else 0)
+        nonzeros = template.A_pattern.nnz + (template.P_pattern.nnz if template.quadratic else 0)
         times = {row["library"]: row for row in record["rows"]}
-        rows.append({"n": n, "m": int(0.6 * n), "batch_size": batch_size,
-                     "nonzeros": int(nonzeros), "auto": auto.solver(),
-                     "moreau": {k: times["cvxlpgd MOREAU"][k] for k in ("forward_s", "backward_s")},
-                     "scs": {k: times["cvxlpgd SCS"][k] for k in ("forward_s", "backward_s")}})
+        rows.append(
+            {
+                "n": n,
+                "m": int(0.6 * n),
+                "batch_size": batch_size,
+                "nonzeros": int(nonzeros),
+                "auto": auto.solver(),
+                "moreau": {k: times["cvxlpgd MOREAU"][k] for k in ("forward_s", "backward_s")},
+                "scs": {k: times["cvxlpgd SCS"][k] for k in ("forward_s", "backward_s")},
+            }
+        )
     return rows
 
 
@@ -376,8 +420,18 @@ def auto_sweep(sizes, repeats: int) -> list[dict]:
 def machine_info() -> dict:
     """CPU, core count, load, versions and thread settings."""
     versions = {}
-    for module in ("cvxlpgd", "moreau", "cvxpylayers", "cvxpy", "scs", "diffcp", "clarabel",
-                   "torch", "numpy", "scipy"):
+    for module in (
+        "cvxlpgd",
+        "moreau",
+        "cvxpylayers",
+        "cvxpy",
+        "scs",
+        "diffcp",
+        "clarabel",
+        "torch",
+        "numpy",
+        "scipy",
+    ):
         try:
             versions[module] = str(__import__(module).__version__)
         except (ImportError, AttributeError):
@@ -385,31 +439,45 @@ def machine_info() -> dict:
     cpu = platform.processor() or "unknown CPU"
     try:
         with open("/proc/cpuinfo") as info:
-            cpu = next(line.split(":", 1)[1].strip() for line in info
-                       if line.startswith("model name"))
+            cpu = next(
+                line.split(":", 1)[1].strip() for line in info if line.startswith("model name")
+            )
     except (OSError, StopIteration):
         pass
-    return {"cpu": cpu, "cpus": os.cpu_count(), "python": platform.python_version(),
-            "system": platform.system(), "versions": versions,
-            "torch_threads": torch.get_num_threads(),
-            "load_average": [round(x, 2) for x in os.getloadavg()]}
+    return {
+        "cpu": cpu,
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "system": platform.system(),
+        "versions": versions,
+        "torch_threads": torch.get_num_threads(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
 
 
 def git_commit() -> dict:
     """The checkout's commit, and whether the package or the benchmarks differ from it."""
-    def git(*args):
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
-                              check=False).stdout.strip()
 
-    return {"commit": git("rev-parse", "HEAD") or "unknown",
-            "dirty": bool(git("status", "--porcelain", "--", "cvxlpgd", "benchmarks"))}
+    def git(*args):
+        return subprocess.run(
+            ["git", *args], cwd=ROOT, capture_output=True, text=True, check=False
+        ).stdout.strip()
+
+    return {
+        "commit": git("rev-parse", "HEAD") or "unknown",
+        "dirty": bool(git("status", "--porcelain", "--", "cvxlpgd", "benchmarks")),
+    }
 
 
 def provenance(argv: list[str]) -> dict:
     """Command, commit, date and machine of a run."""
-    return {"schema": SCHEMA, "command": " ".join(["python -m benchmarks.run", *argv]),
-            **git_commit(), "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "machine": machine_info()}
+    return {
+        "schema": SCHEMA,
+        "command": " ".join(["python -m benchmarks.run", *argv]),
+        **git_commit(),
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine_info(),
+    }
 
 
 def write_json(record: dict, path: Path) -> None:
@@ -425,57 +493,105 @@ def median(values) -> float:
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run: small problems, one repetition, no memory pass")
-    parser.add_argument("--repeats", type=int, default=None,
-                        help="timed forward + backward repetitions (default 7, quick 1; "
-                             "scaling 3, quick 1)")
-    parser.add_argument("--no-baseline", action="store_true",
-                        help="skip cvxpylayers (also skipped when it is not installed)")
-    parser.add_argument("--previous", metavar="DIR", default=None,
-                        help="a checkout of the previous engine (commit e56ebf4) whose "
-                             "traced peak on the QP B=512 call is measured in this run")
-    parser.add_argument("--scaling", action="store_true",
-                        help="run the scaling study (time per element against B and n) "
-                             "instead of the table; stores scaling.json and the figure")
-    parser.add_argument("--page", action="store_true",
-                        help="measure nothing: rewrite docs/benchmarks.md's generated "
-                             "tables (and the scaling figure) from the stored JSON")
-    parser.add_argument("--json", metavar="PATH", default=None,
-                        help="where to store the raw output (default: "
-                             "benchmarks/results/benchmarks.json, scaling.json for "
-                             "--scaling, benchmarks-quick.json for --quick)")
-    parser.add_argument("--figure", metavar="PATH", default=None,
-                        help="where --scaling draws its figure (default "
-                             "docs/img/benchmark_scaling.png; quick runs draw none unless "
-                             "given)")
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.run",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: small problems, one repetition, no memory pass",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help="timed forward + backward repetitions (default 7, quick 1; scaling 3, quick 1)",
+    )
+    parser.add_argument(
+        "--no-baseline",
+        action="store_true",
+        help="skip cvxpylayers (also skipped when it is not installed)",
+    )
+    parser.add_argument(
+        "--previous",
+        metavar="DIR",
+        default=None,
+        help="a checkout of the previous engine (commit e56ebf4) whose "
+        "traced peak on the QP B=512 call is measured in this run",
+    )
+    parser.add_argument(
+        "--scaling",
+        action="store_true",
+        help="run the scaling study (time per element against B and n) "
+        "instead of the table; stores scaling.json and the figure",
+    )
+    parser.add_argument(
+        "--page",
+        action="store_true",
+        help="measure nothing: rewrite docs/benchmarks.md's generated "
+        "tables (and the scaling figure) from the stored JSON",
+    )
+    parser.add_argument(
+        "--json",
+        metavar="PATH",
+        default=None,
+        help="where to store the raw output (default: "
+        "benchmarks/results/benchmarks.json, scaling.json for "
+        "--scaling, benchmarks-quick.json for --quick)",
+    )
+    parser.add_argument(
+        "--figure",
+        metavar="PATH",
+        default=None,
+        help="where --scaling draws its figure (default "
+        "docs/img/benchmark_scaling.png; quick runs draw none unless "
+        "given)",
+    )
     return parser.parse_args(argv)
 
 
 def benchmark_cases(quick: bool) -> list[Case]:
     """The benchmark problems (small sizes for ``quick``)."""
     if quick:
-        return [problems.assignment_lp(size=4, batch_size=8),
-                problems.dense_qp(n=10, m=20, batch_size=8),
-                problems.dense_qp(n=10, m=20, batch_size=LARGE_BATCH),
-                problems.optnet_qp(n=5, m=4, batch_size=4),
-                problems.lasso(n=60, m=40, batch_size=1, lam=0.05)]
-    return [problems.assignment_lp(), problems.dense_qp(), problems.dense_qp(batch_size=512),
-            problems.optnet_qp(), problems.lasso()]
+        return [
+            problems.assignment_lp(size=4, batch_size=8),
+            problems.dense_qp(n=10, m=20, batch_size=8),
+            problems.dense_qp(n=10, m=20, batch_size=LARGE_BATCH),
+            problems.optnet_qp(n=5, m=4, batch_size=4),
+            problems.lasso(n=60, m=40, batch_size=1, lam=0.05),
+        ]
+    return [
+        problems.assignment_lp(),
+        problems.dense_qp(),
+        problems.dense_qp(batch_size=512),
+        problems.optnet_qp(),
+        problems.lasso(),
+    ]
 
 
 def run_table(args, argv) -> dict:
     """Measure the table; returns its JSON record."""
     repeats = args.repeats or (1 if args.quick else 7)
     baseline = not args.no_baseline and available_baseline()
-    record = {**provenance(argv), "kind": "table", "quick": args.quick, "repeats": repeats,
-              "cases": []}
+    record = {
+        **provenance(argv),
+        "kind": "table",
+        "quick": args.quick,
+        "repeats": repeats,
+        "cases": [],
+    }
     for case in benchmark_cases(args.quick):
         print(f"# {case.name} ...", file=sys.stderr, flush=True)
-        record["cases"].append(measure(libraries_for(case, baseline), case, repeats,
-                                       memory=not args.quick and case.batch_size >= 512))
+        record["cases"].append(
+            measure(
+                libraries_for(case, baseline),
+                case,
+                repeats,
+                memory=not args.quick and case.batch_size >= 512,
+            )
+        )
     print("# per-call overhead ...", file=sys.stderr, flush=True)
     record["overhead"] = overhead(baseline, args.quick)
     previous, source = PREVIOUS_PEAK_MIB, "recorded"
@@ -484,8 +600,10 @@ def run_table(args, argv) -> dict:
     record["previous_peak_mib"] = {"value": previous, "source": source}
     if not args.quick:
         print("# solver='auto': one problem of growing size ...", file=sys.stderr, flush=True)
-        record["auto_sweep"] = auto_sweep(((100, 1), (200, 1), (300, 1), (450, 1), (700, 1),
-                                           (100, 16), (200, 16)), max(3, repeats // 2))
+        record["auto_sweep"] = auto_sweep(
+            ((100, 1), (200, 1), (300, 1), (450, 1), (700, 1), (100, 16), (200, 16)),
+            max(3, repeats // 2),
+        )
     record["machine"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     return record
 
@@ -502,10 +620,17 @@ def main(argv=None) -> int:
         return 0
     torch.set_num_threads(1)  # the layers parallelize over the batch themselves
     if args.scaling:
-        record = scaling.run(provenance(argv), quick=args.quick, repeats=args.repeats,
-                             baseline=not args.no_baseline and available_baseline())
-        path = Path(args.json) if args.json else (
-            RESULTS / "scaling-quick.json" if args.quick else SCALING_JSON)
+        record = scaling.run(
+            provenance(argv),
+            quick=args.quick,
+            repeats=args.repeats,
+            baseline=not args.no_baseline and available_baseline(),
+        )
+        path = (
+            Path(args.json)
+            if args.json
+            else (RESULTS / "scaling-quick.json" if args.quick else SCALING_JSON)
+        )
         write_json(record, path)
         figure = args.figure or (None if args.quick else SCALING_FIGURE)
         if figure is not None:

@@ -31,8 +31,7 @@ QUICK_SIZES = (10, 20)
 CHECKED = 4
 
 
-def _point(record_rows: list, key: str, value: int, case, repeats: int, baseline: bool
-           ) -> None:
+def _point(record_rows: list, key: str, value: int, case, repeats: int, baseline: bool) -> None:
     from benchmarks.run import Cvxlpgd, CvxpylayersMoreau, Library, measure
 
     libraries: list[Library] = [Cvxlpgd(case), Cvxlpgd(case, gradient="exact")]
@@ -46,20 +45,31 @@ def _point(record_rows: list, key: str, value: int, case, repeats: int, baseline
         record_rows.append({key: value, "batch_size": case.batch_size, **row})
 
 
-def run(provenance: dict, quick: bool = False, repeats: int | None = None,
-        baseline: bool = True) -> dict:
+def run(
+    provenance: dict, quick: bool = False, repeats: int | None = None, baseline: bool = True
+) -> dict:
     """Both sweeps; returns the JSON record."""
     repeats = repeats or (1 if quick else 3)
     batch_problem = "QP n=20 m=40" if not quick else "QP n=5 m=10"
     size_problem = f"sparse QP, B={SIZE_BATCH}" if not quick else "sparse QP, B=2"
-    record = {**provenance, "kind": "scaling", "quick": quick, "repeats": repeats,
-              "batch_problem": batch_problem, "size_problem": size_problem,
-              "batch": [], "size": []}
-    for batch_size in (QUICK_BATCH_SIZES if quick else BATCH_SIZES):
-        case = (problems.dense_qp(n=5, m=10, batch_size=batch_size) if quick else
-                problems.dense_qp(n=20, m=40, batch_size=batch_size))
+    record = {
+        **provenance,
+        "kind": "scaling",
+        "quick": quick,
+        "repeats": repeats,
+        "batch_problem": batch_problem,
+        "size_problem": size_problem,
+        "batch": [],
+        "size": [],
+    }
+    for batch_size in QUICK_BATCH_SIZES if quick else BATCH_SIZES:
+        case = (
+            problems.dense_qp(n=5, m=10, batch_size=batch_size)
+            if quick
+            else problems.dense_qp(n=20, m=40, batch_size=batch_size)
+        )
         _point(record["batch"], "batch_size", batch_size, case, repeats, baseline)
-    for n in (QUICK_SIZES if quick else SIZES):
+    for n in QUICK_SIZES if quick else SIZES:
         case = problems.sparse_qp(n, batch_size=2 if quick else SIZE_BATCH)
         _point(record["size"], "n", n, case, repeats, baseline)
     return record
@@ -75,23 +85,34 @@ def figure(record: dict, path: Path) -> None:
     from benchmarks.report import WRONG, total
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
-    styles = {"cvxlpgd": ("C0", "o", "-"), "cvxlpgd exact": ("C0", "s", "--"),
-              "cvxpylayers + Moreau": ("C3", "^", "-")}
+    styles = {
+        "cvxlpgd": ("C0", "o", "-"),
+        "cvxlpgd exact": ("C0", "s", "--"),
+        "cvxpylayers + Moreau": ("C3", "^", "-"),
+    }
     for ax, sweep, key, xlabel, title in (
-            (axes[0], "batch", "batch_size", "batch size B", record["batch_problem"]),
-            (axes[1], "size", "n", "variables n", record["size_problem"])):
+        (axes[0], "batch", "batch_size", "batch size B", record["batch_problem"]),
+        (axes[1], "size", "n", "variables n", record["size_problem"]),
+    ):
         names = list(dict.fromkeys(p["library"] for p in record[sweep]))
         for name in names:
-            points = sorted((p for p in record[sweep] if p["library"] == name),
-                            key=lambda p: p[key])
+            points = sorted(
+                (p for p in record[sweep] if p["library"] == name), key=lambda p: p[key]
+            )
             color, marker, line = styles.get(name, ("C7", "x", ":"))
             xs = [p[key] for p in points]
             ys = [total(p) / p["batch_size"] * 1e6 for p in points]
             ax.plot(xs, ys, color=color, marker=marker, linestyle=line, label=name)
             wrong = [(x, y) for x, y, p in zip(xs, ys, points) if p["deviation"] > WRONG]
             if wrong:
-                ax.scatter(*zip(*wrong), s=160, facecolors="none", edgecolors="k",
-                           label=f"{name}: answers off by > {WRONG:g}", zorder=3)
+                ax.scatter(
+                    *zip(*wrong),
+                    s=160,
+                    facecolors="none",
+                    edgecolors="k",
+                    label=f"{name}: answers off by > {WRONG:g}",
+                    zorder=3,
+                )
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel(xlabel)

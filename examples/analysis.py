@@ -43,9 +43,24 @@ import numpy as np
 
 from examples.common import read_csv, write_csv
 
-__all__ = ["ALPHA", "Paired", "final_values", "finish", "gd_improvement_target", "main",
-           "markdown_table", "page_blocks", "paired", "paired_against", "paired_table",
-           "plot_curves", "summarize", "update_page", "verdict", "write_summary"]
+__all__ = [
+    "ALPHA",
+    "Paired",
+    "final_values",
+    "finish",
+    "gd_improvement_target",
+    "main",
+    "markdown_table",
+    "page_blocks",
+    "paired",
+    "paired_against",
+    "paired_table",
+    "plot_curves",
+    "summarize",
+    "update_page",
+    "verdict",
+    "write_summary",
+]
 
 #: Significance level of the paired verdicts (two-sided).
 ALPHA = 0.05
@@ -68,8 +83,8 @@ def _curves(rows: Sequence[dict], method: str, column: str):
     times = np.full((len(runs), length), np.nan)
     values = np.full((len(runs), length), np.nan)
     for i, run in enumerate(runs):
-        times[i, :len(run)] = [r["wall_time"] for r in run]
-        values[i, :len(run)] = [float(r.get(column, np.nan)) for r in run]
+        times[i, : len(run)] = [r["wall_time"] for r in run]
+        values[i, : len(run)] = [float(r.get(column, np.nan)) for r in run]
     return iterations, times, values
 
 
@@ -100,9 +115,17 @@ def _nanmean_std(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, std
 
 
-def plot_curves(rows: Sequence[dict], path: Path, *, title: str, loss_label: str = "loss",
-                heldout: str = "heldout_loss", heldout_label: str = "held-out loss",
-                log_y: bool = False, train: str = "train_loss") -> Path:
+def plot_curves(
+    rows: Sequence[dict],
+    path: Path,
+    *,
+    title: str,
+    loss_label: str = "loss",
+    heldout: str = "heldout_loss",
+    heldout_label: str = "held-out loss",
+    log_y: bool = False,
+    train: str = "train_loss",
+) -> Path:
     """Loss vs iteration, loss vs wall time and a held-out metric vs iteration.
 
     One curve per method: the mean over seeds, with a ± one sample standard deviation
@@ -145,8 +168,11 @@ def plot_curves(rows: Sequence[dict], path: Path, *, title: str, loss_label: str
         iters, times, trained = _curves(rows, method, train)
         _, _, held = _curves(rows, method, heldout)
         mean_t, _ = _nanmean_std(times)
-        for ax, x, values in ((axes[0], iters, trained), (axes[1], mean_t, trained),
-                              (axes[2], iters, held)):
+        for ax, x, values in (
+            (axes[0], iters, trained),
+            (axes[1], mean_t, trained),
+            (axes[2], iters, held),
+        ):
             mean, std = _nanmean_std(values)
             ax.plot(x, mean, color=color, label=_label(method), lw=1.6)
             ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.2, lw=0)
@@ -173,8 +199,9 @@ def _first_reach(iterations, times, values, target):
     return iterations[hit[0]], times[hit[0]]
 
 
-def summarize(rows: Sequence[dict], target: float | Mapping[int, float], *,
-              extra: Sequence[str] = ()) -> list[dict]:
+def summarize(
+    rows: Sequence[dict], target: float | Mapping[int, float], *, extra: Sequence[str] = ()
+) -> list[dict]:
     """Per method: iterations / seconds to reach ``target``, final losses (mean, std).
 
     Parameters
@@ -203,25 +230,33 @@ def summarize(rows: Sequence[dict], target: float | Mapping[int, float], *,
     for method in _methods_in(rows):
         iters, times, train = _curves(rows, method, "train_loss")
         seeds = sorted({int(r["seed"]) for r in rows if r["method"] == method})
-        levels = ([target[s] for s in seeds] if isinstance(target, Mapping)
-                  else [target] * len(seeds))
-        reach = [_first_reach(iters, t, v, level)
-                 for t, v, level in zip(times, train, levels)]
+        levels = (
+            [target[s] for s in seeds] if isinstance(target, Mapping) else [target] * len(seeds)
+        )
+        reach = [_first_reach(iters, t, v, level) for t, v, level in zip(times, train, levels)]
         reach_it = np.array([r[0] for r in reach])
         reach_s = np.array([r[1] for r in reach])
-        entry = {"method": method, "seeds": len(train),
-                 "reached": int(np.sum(np.isfinite(reach_it)))}
-        values = {"iters_to_target": reach_it, "seconds_to_target": reach_s,
-                  "final_train": _last(train),
-                  "final_heldout": _last(_curves(rows, method, "heldout_loss")[2]),
-                  "total_seconds": _last(times),
-                  "total_cpu_seconds": _last(_curves(rows, method, "cpu_time")[2])}
+        entry = {
+            "method": method,
+            "seeds": len(train),
+            "reached": int(np.sum(np.isfinite(reach_it))),
+        }
+        values = {
+            "iters_to_target": reach_it,
+            "seconds_to_target": reach_s,
+            "final_train": _last(train),
+            "final_heldout": _last(_curves(rows, method, "heldout_loss")[2]),
+            "total_seconds": _last(times),
+            "total_cpu_seconds": _last(_curves(rows, method, "cpu_time")[2]),
+        }
         for column in extra:
             values[f"final_{column}"] = _last(_curves(rows, method, column)[2])
         for name, per_run in values.items():
             entry.update(_ms(name, per_run))
-        entry["per_seed"] = {name: {seed: float(v) for seed, v in zip(seeds, per_run)}
-                             for name, per_run in values.items()}
+        entry["per_seed"] = {
+            name: {seed: float(v) for seed, v in zip(seeds, per_run)}
+            for name, per_run in values.items()
+        }
         summary.append(entry)
     return summary
 
@@ -263,26 +298,41 @@ def _target_text(target: float | Mapping[int, float]) -> str:
     return "the seed's target" if isinstance(target, Mapping) else f"{target:.4g}"
 
 
-def markdown_table(summary: Sequence[dict], target: float | Mapping[int, float], *,
-                   extra: Sequence[str] = (), loss_name: str = "loss") -> str:
+def markdown_table(
+    summary: Sequence[dict],
+    target: float | Mapping[int, float],
+    *,
+    extra: Sequence[str] = (),
+    loss_name: str = "loss",
+) -> str:
     """The summary as a Markdown table (mean ± sample std over seeds), with the line of
     :func:`verdict` under it."""
-    head = ["method", f"iterations to {loss_name} ≤ {_target_text(target)}",
-            "wall seconds to target", f"final train {loss_name}", f"final held-out {loss_name}",
-            "training wall seconds", "training CPU seconds"]
+    head = [
+        "method",
+        f"iterations to {loss_name} ≤ {_target_text(target)}",
+        "wall seconds to target",
+        f"final train {loss_name}",
+        f"final held-out {loss_name}",
+        "training wall seconds",
+        "training CPU seconds",
+    ]
     head += [f"final {_pretty(c)}" for c in extra]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for s in summary:
         reached = f" ({s['reached']}/{s['seeds']} seeds)" if s["reached"] < s["seeds"] else ""
-        cells = [_label(s["method"]),
-                 (_pm(s["iters_to_target"], s["iters_to_target_std"], 0) + reached
-                  if s["reached"] else f"not reached (0/{s['seeds']})"),
-                 _pm(s["seconds_to_target"], s["seconds_to_target_std"], 1) if s["reached"]
-                 else "—",
-                 _pm_g(s["final_train"], s["final_train_std"]),
-                 _pm_g(s["final_heldout"], s["final_heldout_std"]),
-                 _pm(s["total_seconds"], s["total_seconds_std"], 1),
-                 _pm(s["total_cpu_seconds"], s["total_cpu_seconds_std"], 1)]
+        cells = [
+            _label(s["method"]),
+            (
+                _pm(s["iters_to_target"], s["iters_to_target_std"], 0) + reached
+                if s["reached"]
+                else f"not reached (0/{s['seeds']})"
+            ),
+            _pm(s["seconds_to_target"], s["seconds_to_target_std"], 1) if s["reached"] else "—",
+            _pm_g(s["final_train"], s["final_train_std"]),
+            _pm_g(s["final_heldout"], s["final_heldout_std"]),
+            _pm(s["total_seconds"], s["total_seconds_std"], 1),
+            _pm(s["total_cpu_seconds"], s["total_cpu_seconds_std"], 1),
+        ]
         cells += [_pm_g(s[f"final_{c}"], s[f"final_{c}_std"]) for c in extra]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n\n" + verdict(summary) + "\n"
@@ -299,16 +349,19 @@ def verdict(summary: Sequence[dict]) -> str:
     seed by seed (:func:`paired`), and those with "no significant difference" are
     named. Says explicitly when the exact-gradient baseline (GD) wins a criterion.
     """
+
     def best(key, candidates):
         finite = [s for s in candidates if np.isfinite(s[key])]
         return min(finite, key=lambda s: s[key]) if finite else None
 
     reliable = [s for s in summary if s["reached"] == s["seeds"]]
     parts = []
-    for key, what in (("iters_to_target", "fewest iterations to the target"),
-                      ("seconds_to_target", "least wall time to the target"),
-                      ("final_train", "lowest final training loss"),
-                      ("final_heldout", "lowest final held-out loss")):
+    for key, what in (
+        ("iters_to_target", "fewest iterations to the target"),
+        ("seconds_to_target", "least wall time to the target"),
+        ("final_train", "lowest final training loss"),
+        ("final_heldout", "lowest final held-out loss"),
+    ):
         pool = reliable if key.endswith("target") else summary
         winner = best(key, pool)
         if winner is None:
@@ -318,8 +371,10 @@ def verdict(summary: Sequence[dict]) -> str:
         close = [_label(s["method"]) for s in _not_beaten(winner, pool, key)]
         tie = f" (not significantly different: {', '.join(close)})" if close else ""
         parts.append(f"{what}: {_label(winner['method'])}{tag}{tie}")
-    return ("Best mean per criterion, and the methods not significantly different from it "
-            f"(paired t-test over seeds, α = {ALPHA:g}): " + "; ".join(parts) + ".")
+    return (
+        "Best mean per criterion, and the methods not significantly different from it "
+        f"(paired t-test over seeds, α = {ALPHA:g}): " + "; ".join(parts) + "."
+    )
 
 
 def _not_beaten(winner: dict, pool: Sequence[dict], key: str) -> list[dict]:
@@ -334,9 +389,16 @@ def _not_beaten(winner: dict, pool: Sequence[dict], key: str) -> list[dict]:
     return out
 
 
-def write_summary(rows: Sequence[dict], out: Path, target: float | Mapping[int, float], *,
-                  title: str, extra: Sequence[str] = (), loss_name: str = "loss",
-                  notes: str = "") -> str:
+def write_summary(
+    rows: Sequence[dict],
+    out: Path,
+    target: float | Mapping[int, float],
+    *,
+    title: str,
+    extra: Sequence[str] = (),
+    loss_name: str = "loss",
+    notes: str = "",
+) -> str:
     """Write ``summary.md`` and ``summary.csv`` into ``out``; return the Markdown."""
     summary = summarize(rows, target, extra=extra)
     text = f"## {title}\n\n"
@@ -344,22 +406,35 @@ def write_summary(rows: Sequence[dict], out: Path, target: float | Mapping[int, 
         text += notes.strip() + "\n\n"
     text += markdown_table(summary, target, extra=extra, loss_name=loss_name)
     if any(r["method"] == "exact" for r in rows) and len(_methods_in(rows)) > 1:
-        columns = [("train_loss", f"final train {loss_name}", True),
-                   ("heldout_loss", f"final held-out {loss_name}", True),
-                   ("cpu_time", "training CPU seconds", True)]
-        text += ("\nEach method against GD, seed by seed (paired t-test, "
-                 f"α = {ALPHA:g}):\n\n" + paired_table(paired_against(rows, "exact", columns)))
+        columns = [
+            ("train_loss", f"final train {loss_name}", True),
+            ("heldout_loss", f"final held-out {loss_name}", True),
+            ("cpu_time", "training CPU seconds", True),
+        ]
+        text += (
+            "\nEach method against GD, seed by seed (paired t-test, "
+            f"α = {ALPHA:g}):\n\n" + paired_table(paired_against(rows, "exact", columns))
+        )
     out = Path(out)
     (out / "summary.md").write_text(text)
-    write_csv([{k: v for k, v in s.items() if k != "per_seed"} for s in summary],
-              out / "summary.csv")
+    write_csv(
+        [{k: v for k, v in s.items() if k != "per_seed"} for s in summary], out / "summary.csv"
+    )
     return text
 
 
-def finish(rows: Sequence[dict], out: Path, *, title: str,
-           target: float | Mapping[int, float], extra: Sequence[str] = (),
-           loss_name: str = "loss", notes: str = "",
-           plot_kwargs: dict | None = None, print_fn=print) -> dict:
+def finish(
+    rows: Sequence[dict],
+    out: Path,
+    *,
+    title: str,
+    target: float | Mapping[int, float],
+    extra: Sequence[str] = (),
+    loss_name: str = "loss",
+    notes: str = "",
+    plot_kwargs: dict | None = None,
+    print_fn=print,
+) -> dict:
     """Write ``results.csv``, ``curves.png`` and the summary; print the summary.
 
     Returns
@@ -370,10 +445,12 @@ def finish(rows: Sequence[dict], out: Path, *, title: str,
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     csv_path = write_csv(rows, out / "results.csv")
-    png = plot_curves(rows, out / "curves.png", title=title,
-                      **{"loss_label": loss_name, **(plot_kwargs or {})})
-    text = write_summary(rows, out, target, title=title, extra=extra, loss_name=loss_name,
-                         notes=notes)
+    png = plot_curves(
+        rows, out / "curves.png", title=title, **{"loss_label": loss_name, **(plot_kwargs or {})}
+    )
+    text = write_summary(
+        rows, out, target, title=title, extra=extra, loss_name=loss_name, notes=notes
+    )
     print_fn(text)
     print_fn(f"wrote {csv_path}, {png}, {out / 'summary.md'}")
     return {"csv": csv_path, "png": png, "summary_path": out / "summary.md", "summary": text}
@@ -388,6 +465,7 @@ def gd_improvement_target(rows: Sequence[dict], fraction: float = 0.8) -> float:
     plateau would be crossed at noise-driven iterations). Without GD rows, or when GD
     does not improve, the same rule is applied to the mean over all runs.
     """
+
     def initial_final(method_filter):
         starts, ends = [], []
         runs: dict[tuple, list[dict]] = {}
@@ -515,9 +593,15 @@ class Paired:
         return f"{winner} better" if winner else f"no significant difference ({self.n} pairs)"
 
 
-def paired(a_values: Mapping[Hashable, float], b_values: Mapping[Hashable, float], *,
-           a: str = "A", b: str = "B", lower_is_better: bool = True,
-           alpha: float = ALPHA) -> Paired:
+def paired(
+    a_values: Mapping[Hashable, float],
+    b_values: Mapping[Hashable, float],
+    *,
+    a: str = "A",
+    b: str = "B",
+    lower_is_better: bool = True,
+    alpha: float = ALPHA,
+) -> Paired:
     """Compare two methods on the keys (runs) they share.
 
     Parameters
@@ -544,14 +628,27 @@ def paired(a_values: Mapping[Hashable, float], b_values: Mapping[Hashable, float
     >>> c.wins_a, c.verdict
     (3, 'LPGD better')
     """
-    keys = tuple(sorted(k for k in set(a_values) & set(b_values)
-                        if np.isfinite(a_values[k]) and np.isfinite(b_values[k])))
-    return Paired(a, b, keys, np.array([float(a_values[k]) for k in keys]),
-                  np.array([float(b_values[k]) for k in keys]), lower_is_better, alpha)
+    keys = tuple(
+        sorted(
+            k
+            for k in set(a_values) & set(b_values)
+            if np.isfinite(a_values[k]) and np.isfinite(b_values[k])
+        )
+    )
+    return Paired(
+        a,
+        b,
+        keys,
+        np.array([float(a_values[k]) for k in keys]),
+        np.array([float(b_values[k]) for k in keys]),
+        lower_is_better,
+        alpha,
+    )
 
 
-def final_values(rows: Sequence[dict], method: str, column: str,
-                 by: Sequence[str] = ("seed",)) -> dict:
+def final_values(
+    rows: Sequence[dict], method: str, column: str, by: Sequence[str] = ("seed",)
+) -> dict:
     """Per run of ``method`` (a run: one value of the ``by`` columns), the value of
     ``column`` at its last evaluation (its only row when rows have no ``iteration``).
 
@@ -585,9 +682,12 @@ def _key_part(value):
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
-def paired_against(rows: Sequence[dict], reference: str,
-                   columns: Sequence[tuple[str, str, bool]],
-                   methods: Sequence[str] | None = None) -> list[tuple[str, Paired]]:
+def paired_against(
+    rows: Sequence[dict],
+    reference: str,
+    columns: Sequence[tuple[str, str, bool]],
+    methods: Sequence[str] | None = None,
+) -> list[tuple[str, Paired]]:
     """Every other method (or ``methods``) paired with ``reference`` on final values.
 
     Parameters
@@ -608,9 +708,18 @@ def paired_against(rows: Sequence[dict], reference: str,
     for column, what, lower in columns:
         base = final_values(rows, reference, column)
         for method in methods:
-            out.append((what, paired(final_values(rows, method, column), base,
-                                     a=_label(method), b=_label(reference),
-                                     lower_is_better=lower)))
+            out.append(
+                (
+                    what,
+                    paired(
+                        final_values(rows, method, column),
+                        base,
+                        a=_label(method),
+                        b=_label(reference),
+                        lower_is_better=lower,
+                    ),
+                )
+            )
     return out
 
 
@@ -634,14 +743,31 @@ def paired_table(comparisons: Sequence[tuple[str, Paired]], *, what: str = "crit
     Columns: the criterion, A and B, the number of pairs, the mean ± sample std of
     ``A − B``, in how many pairs A is better, the two p-values and the verdict.
     """
-    head = [what, "A", "B", "pairs", "A − B (mean ± std)", "A better in", "p (paired t)",
-            "p (sign)", "verdict"]
+    head = [
+        what,
+        "A",
+        "B",
+        "pairs",
+        "A − B (mean ± std)",
+        "A better in",
+        "p (paired t)",
+        "p (sign)",
+        "verdict",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for label, c in comparisons:
         verdict = c.verdict
-        cells = [label, c.a, c.b, str(c.n), f"{_num(c.mean)} ± {_num(c.std, 2)}",
-                 f"{c.wins_a}/{c.n}", _p(c.p_value), _p(c.sign_p),
-                 f"**{verdict}**" if c.winner else verdict]
+        cells = [
+            label,
+            c.a,
+            c.b,
+            str(c.n),
+            f"{_num(c.mean)} ± {_num(c.std, 2)}",
+            f"{c.wins_a}/{c.n}",
+            _p(c.p_value),
+            _p(c.sign_p),
+            f"**{verdict}**" if c.winner else verdict,
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -654,8 +780,11 @@ PAGE = ROOT / "docs" / "experiments.md"
 #: givens, 1/9 on every blank; :meth:`examples.sudoku.train.SudokuTask.givens_baseline_loss`),
 #: the target of that run; the CSV does not store it.
 SUDOKU9_TARGET = 0.0622
-_MARKER = re.compile(r"(<!-- generated:(?P<name>[\w-]+) [^\n]*-->\n)(?P<body>.*?)"
-                     r"(<!-- /generated:(?P=name) -->)", re.S)
+_MARKER = re.compile(
+    r"(<!-- generated:(?P<name>[\w-]+) [^\n]*-->\n)(?P<body>.*?)"
+    r"(<!-- /generated:(?P=name) -->)",
+    re.S,
+)
 
 
 def _brief(criterion: str, c: Paired) -> str:
@@ -675,28 +804,48 @@ def _shared_blocks(rows: Sequence[dict]) -> list[list[int]]:
 def _markowitz(rows: Sequence[dict]) -> dict[str, str]:
     target = {int(r["seed"]): float(r["target"]) for r in rows}
     extra = ("heldout_sharpe", "heldout_turnover")
-    table = markdown_table(summarize(rows, target, extra=extra), target, extra=extra,
-                           loss_name="loss")
-    columns = [("train_loss", "final training loss", True),
-               ("heldout_loss", "final held-out loss", True),
-               ("heldout_sharpe", "final held-out Sharpe", False),
-               ("heldout_turnover", "held-out turnover / month (lower counts as better)", True),
-               ("cpu_time", "training CPU seconds", True),
-               ("wall_time", "training wall seconds", True)]
+    table = markdown_table(
+        summarize(rows, target, extra=extra), target, extra=extra, loss_name="loss"
+    )
+    columns = [
+        ("train_loss", "final training loss", True),
+        ("heldout_loss", "final held-out loss", True),
+        ("heldout_sharpe", "final held-out Sharpe", False),
+        ("heldout_turnover", "held-out turnover / month (lower counts as better)", True),
+        ("cpu_time", "training CPU seconds", True),
+        ("wall_time", "training wall seconds", True),
+    ]
     methods = [m for m in _methods_in(rows) if m != "exact"]
     comparisons = paired_against(rows, "exact", columns, methods)
     # Every method against the grid-searched plug-in policy of its seed: on the training
     # block (the target), and held out where the run stored that policy's held-out loss.
-    grid_heldout = {int(r["seed"]): float(r["grid_heldout"]) for r in rows
-                    if r.get("grid_heldout", "") != ""}
+    grid_heldout = {
+        int(r["seed"]): float(r["grid_heldout"]) for r in rows if r.get("grid_heldout", "") != ""
+    }
     for method in _methods_in(rows):
-        comparisons.append(("final training loss vs the seed's grid policy", paired(
-            final_values(rows, method, "train_loss"), target, a=_label(method),
-            b="grid-searched plug-in")))
+        comparisons.append(
+            (
+                "final training loss vs the seed's grid policy",
+                paired(
+                    final_values(rows, method, "train_loss"),
+                    target,
+                    a=_label(method),
+                    b="grid-searched plug-in",
+                ),
+            )
+        )
         if grid_heldout:
-            comparisons.append(("final held-out loss vs the seed's grid policy", paired(
-                final_values(rows, method, "heldout_loss"), grid_heldout, a=_label(method),
-                b="grid-searched plug-in")))
+            comparisons.append(
+                (
+                    "final held-out loss vs the seed's grid policy",
+                    paired(
+                        final_values(rows, method, "heldout_loss"),
+                        grid_heldout,
+                        a=_label(method),
+                        b="grid-searched plug-in",
+                    ),
+                )
+            )
     shared = _shared_blocks(rows)
     drop = {seed for seeds in shared for seed in seeds[1:]}
     if shared:
@@ -704,49 +853,78 @@ def _markowitz(rows: Sequence[dict]) -> dict[str, str]:
         changed = []
         for what, c in comparisons:
             keep = [i for i, k in enumerate(c.keys) if k not in drop]
-            reduced = Paired(c.a, c.b, tuple(c.keys[i] for i in keep), c.a_values[keep],
-                             c.b_values[keep], c.lower_is_better, c.alpha)
+            reduced = Paired(
+                c.a,
+                c.b,
+                tuple(c.keys[i] for i in keep),
+                c.a_values[keep],
+                c.b_values[keep],
+                c.lower_is_better,
+                c.alpha,
+            )
             if reduced.winner != c.winner:
-                changed.append(f"{c.a} vs {c.b}, {what}: {reduced.verdict}, "
-                               f"{reduced.a} better in {reduced.wins_a}/{reduced.n}, "
-                               f"p = {_p(reduced.p_value)}")
+                changed.append(
+                    f"{c.a} vs {c.b}, {what}: {reduced.verdict}, "
+                    f"{reduced.a} better in {reduced.wins_a}/{reduced.n}, "
+                    f"p = {_p(reduced.p_value)}"
+                )
         kept = sorted(set(final_values(rows, "exact", "train_loss")) - drop)
-        note = (f"Seeds {groups} trained on the same block of windows (equal targets), so "
-                f"their pairs are not independent. With seed{'s' * (len(drop) > 1)} "
-                f"{', '.join(map(str, sorted(drop)))} left out ({len(kept)} pairs, one per "
-                "distinct block) ")
-        note += ("every verdict stays the same." if not changed else
-                 "these verdicts change: " + "; ".join(changed) + ".")
+        note = (
+            f"Seeds {groups} trained on the same block of windows (equal targets), so "
+            f"their pairs are not independent. With seed{'s' * (len(drop) > 1)} "
+            f"{', '.join(map(str, sorted(drop)))} left out ({len(kept)} pairs, one per "
+            "distinct block) "
+        )
+        note += (
+            "every verdict stays the same."
+            if not changed
+            else "these verdicts change: " + "; ".join(changed) + "."
+        )
     else:
         note = "Every seed trained on its own block of windows."
     glance = []
     for method in methods:
-        parts = [_brief(what, c) for what, c in comparisons
-                 if c.a == _label(method) and c.b == _label("exact")
-                 and not what.startswith(("training wall", "final held-out Sharpe"))]
-        glance.append(f"* **Markowitz**, {_label(method)} against GD over "
-                      f"{len(target)} seeds: " + "; ".join(parts) + ".")
-    return {"markowitz-table": table,
-            "markowitz-paired": paired_table(comparisons) + "\n" + note + "\n",
-            "glance-markowitz": "\n".join(glance)}
+        parts = [
+            _brief(what, c)
+            for what, c in comparisons
+            if c.a == _label(method)
+            and c.b == _label("exact")
+            and not what.startswith(("training wall", "final held-out Sharpe"))
+        ]
+        glance.append(
+            f"* **Markowitz**, {_label(method)} against GD over "
+            f"{len(target)} seeds: " + "; ".join(parts) + "."
+        )
+    return {
+        "markowitz-table": table,
+        "markowitz-paired": paired_table(comparisons) + "\n" + note + "\n",
+        "glance-markowitz": "\n".join(glance),
+    }
 
 
 def _sudoku9(rows: Sequence[dict]) -> dict[str, str]:
     extra = ("heldout_board_acc", "heldout_cell_acc")
-    table = markdown_table(summarize(rows, SUDOKU9_TARGET, extra=extra), SUDOKU9_TARGET,
-                           extra=extra, loss_name="MSE")
-    columns = [("train_loss", "final training MSE", True),
-               ("heldout_loss", "final held-out MSE", True),
-               ("heldout_cell_acc", "final held-out cell accuracy", False),
-               ("cpu_time", "training CPU seconds", True),
-               ("wall_time", "training wall seconds", True)]
+    table = markdown_table(
+        summarize(rows, SUDOKU9_TARGET, extra=extra), SUDOKU9_TARGET, extra=extra, loss_name="MSE"
+    )
+    columns = [
+        ("train_loss", "final training MSE", True),
+        ("heldout_loss", "final held-out MSE", True),
+        ("heldout_cell_acc", "final held-out cell accuracy", False),
+        ("cpu_time", "training CPU seconds", True),
+        ("wall_time", "training wall seconds", True),
+    ]
     comparisons = paired_against(rows, "exact", columns)
-    glance = "; ".join(_brief(what, c) for what, c in comparisons
-                       if not what.startswith("training wall"))
+    glance = "; ".join(
+        _brief(what, c) for what, c in comparisons if not what.startswith("training wall")
+    )
     seeds = comparisons[0][1].n
-    return {"sudoku9-table": table, "sudoku9-paired": paired_table(comparisons),
-            "glance-sudoku9": f"* **Sudoku 9×9** (reduced), {comparisons[0][1].a} against "
-                              f"GD over {seeds} seeds: {glance}."}
+    return {
+        "sudoku9-table": table,
+        "sudoku9-paired": paired_table(comparisons),
+        "glance-sudoku9": f"* **Sudoku 9×9** (reduced), {comparisons[0][1].a} against "
+        f"GD over {seeds} seeds: {glance}.",
+    }
 
 
 def page_blocks(img: Path | None = None) -> dict[str, str]:
@@ -813,12 +991,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     int
         0, or 1 when ``--check`` finds the page out of date.
     """
-    parser = argparse.ArgumentParser(prog="python -m examples.analysis",
-                                     description=main.__doc__.splitlines()[0])
-    parser.add_argument("--page", action="store_true",
-                        help="rewrite the generated blocks of docs/experiments.md")
-    parser.add_argument("--check", action="store_true",
-                        help="only compare the page with what the CSVs give")
+    parser = argparse.ArgumentParser(
+        prog="python -m examples.analysis", description=main.__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--page", action="store_true", help="rewrite the generated blocks of docs/experiments.md"
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="only compare the page with what the CSVs give"
+    )
     parser.add_argument("--path", type=Path, default=PAGE, help="the page")
     args = parser.parse_args(argv)
     if not (args.page or args.check):
@@ -827,8 +1008,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     fresh = update_page(text, page_blocks())
     if args.check:
         if fresh != text:
-            print(f"{args.path}: generated blocks are out of date; run "
-                  "python -m examples.analysis --page", file=sys.stderr)
+            print(
+                f"{args.path}: generated blocks are out of date; run "
+                "python -m examples.analysis --page",
+                file=sys.stderr,
+            )
             return 1
         return 0
     args.path.write_text(fresh, encoding="utf-8")

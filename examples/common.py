@@ -32,12 +32,30 @@ import numpy as np
 
 from cvxlpgd import SolverError
 
-__all__ = ["Method", "RunLogger", "base_parser", "default_out", "default_seeds",
-           "make_methods", "read_csv", "run_grid", "write_csv"]
+__all__ = [
+    "Method",
+    "RunLogger",
+    "base_parser",
+    "default_out",
+    "default_seeds",
+    "make_methods",
+    "read_csv",
+    "run_grid",
+    "write_csv",
+]
 
 #: Columns every results row has, in this order; experiment metrics follow.
-BASE_COLUMNS = ("experiment", "method", "gradient", "tau", "seed", "iteration", "wall_time",
-                "train_loss", "heldout_loss")
+BASE_COLUMNS = (
+    "experiment",
+    "method",
+    "gradient",
+    "tau",
+    "seed",
+    "iteration",
+    "wall_time",
+    "train_loss",
+    "heldout_loss",
+)
 
 
 @dataclass(frozen=True)
@@ -78,8 +96,9 @@ def make_methods(taus: Iterable[float], exact: bool = True) -> list[Method]:
     return methods + [Method("lpgd", float(t)) for t in taus]
 
 
-def base_parser(experiment: str, description: str, *, taus: Sequence[float]
-                ) -> argparse.ArgumentParser:
+def base_parser(
+    experiment: str, description: str, *, taus: Sequence[float]
+) -> argparse.ArgumentParser:
     """Command-line options every experiment shares.
 
     Parameters
@@ -97,21 +116,42 @@ def base_parser(experiment: str, description: str, *, taus: Sequence[float]
         With ``--quick``, ``--out``, ``--seeds``, ``--taus``, ``--no-exact``,
         ``--target``, ``--no-progress``; experiments add their own options.
     """
-    parser = argparse.ArgumentParser(prog=f"python -m examples.{experiment}",
-                                     description=description)
-    parser.add_argument("--quick", action="store_true",
-                        help="small run (< 1 minute) for smoke tests")
-    parser.add_argument("--out", type=Path, default=None,
-                        help=f"output folder (default outputs/{experiment.split('.')[0]}/)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=None,
-                        help="seed values, e.g. --seeds 0 1 2 (default: 3 seeds, 2 in --quick)")
-    parser.add_argument("--taus", type=float, nargs="+", default=list(taus),
-                        help=f"LPGD temperatures τ (default {' '.join(map(str, taus))})")
-    parser.add_argument("--no-exact", action="store_true",
-                        help="skip the exact-gradient (GD) baseline")
-    parser.add_argument("--target", type=float, default=None,
-                        help="target training loss of the summary table (default: the "
-                             "experiment's rule, see its docs)")
+    parser = argparse.ArgumentParser(
+        prog=f"python -m examples.{experiment}", description=description
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="small run (< 1 minute) for smoke tests"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"output folder (default outputs/{experiment.split('.')[0]}/)",
+    )
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=None,
+        help="seed values, e.g. --seeds 0 1 2 (default: 3 seeds, 2 in --quick)",
+    )
+    parser.add_argument(
+        "--taus",
+        type=float,
+        nargs="+",
+        default=list(taus),
+        help=f"LPGD temperatures τ (default {' '.join(map(str, taus))})",
+    )
+    parser.add_argument(
+        "--no-exact", action="store_true", help="skip the exact-gradient (GD) baseline"
+    )
+    parser.add_argument(
+        "--target",
+        type=float,
+        default=None,
+        help="target training loss of the summary table (default: the "
+        "experiment's rule, see its docs)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the tqdm bar")
     return parser
 
@@ -162,26 +202,43 @@ class RunLogger:
         if self.progress is not None:
             self.progress.update(n)
             if postfix:
-                self.progress.set_postfix(method=self.method.name, seed=self.seed, **postfix,
-                                          refresh=False)
+                self.progress.set_postfix(
+                    method=self.method.name, seed=self.seed, **postfix, refresh=False
+                )
 
     def log(self, iteration: int, train_loss: float, heldout_loss: float, **metrics) -> dict:
         """Append one evaluation row (see :data:`BASE_COLUMNS`) and return it."""
-        row = {"experiment": self.experiment, "method": self.method.name,
-               "gradient": self.method.gradient,
-               "tau": "" if self.method.tau is None else self.method.tau,
-               "seed": self.seed, "iteration": int(iteration),
-               "wall_time": round(self.elapsed, 4), "train_loss": float(train_loss),
-               "heldout_loss": float(heldout_loss), "cpu_time": round(self.cpu, 4)}
-        row.update({k: (float(v) if isinstance(v, (float, np.floating)) else v)
-                    for k, v in metrics.items()})
+        row = {
+            "experiment": self.experiment,
+            "method": self.method.name,
+            "gradient": self.method.gradient,
+            "tau": "" if self.method.tau is None else self.method.tau,
+            "seed": self.seed,
+            "iteration": int(iteration),
+            "wall_time": round(self.elapsed, 4),
+            "train_loss": float(train_loss),
+            "heldout_loss": float(heldout_loss),
+            "cpu_time": round(self.cpu, 4),
+        }
+        row.update(
+            {
+                k: (float(v) if isinstance(v, (float, np.floating)) else v)
+                for k, v in metrics.items()
+            }
+        )
         self.rows.append(row)
         return row
 
 
-def run_grid(experiment: str, methods: Sequence[Method], seeds: Sequence[int],
-             run_one: Callable[[Method, int, RunLogger], None], *,
-             iterations_per_run: int, progress: bool = True) -> list[dict]:
+def run_grid(
+    experiment: str,
+    methods: Sequence[Method],
+    seeds: Sequence[int],
+    run_one: Callable[[Method, int, RunLogger], None],
+    *,
+    iterations_per_run: int,
+    progress: bool = True,
+) -> list[dict]:
     """Run ``run_one(method, seed, logger)`` for every seed and method.
 
     Seeds are the outer loop so that each seed's data and initial model can be built
@@ -207,8 +264,13 @@ def run_grid(experiment: str, methods: Sequence[Method], seeds: Sequence[int],
     """
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=iterations_per_run * len(methods) * len(seeds), desc=experiment,
-               disable=not progress, unit="it", mininterval=1.0)
+    bar = tqdm(
+        total=iterations_per_run * len(methods) * len(seeds),
+        desc=experiment,
+        disable=not progress,
+        unit="it",
+        mininterval=1.0,
+    )
     rows: list[dict] = []
     try:
         for seed in seeds:
@@ -219,8 +281,10 @@ def run_grid(experiment: str, methods: Sequence[Method], seeds: Sequence[int],
                 except SolverError as err:
                     # A failed solve ends this run only: its curve stops (NaN-padded in
                     # plots and tables) and the other runs still complete.
-                    bar.write(f"{experiment}: {method.name} seed {seed} stopped after "
-                              f"{len(logger.rows)} evaluations: {err}")
+                    bar.write(
+                        f"{experiment}: {method.name} seed {seed} stopped after "
+                        f"{len(logger.rows)} evaluations: {err}"
+                    )
                 rows.extend(logger.rows)
     finally:
         bar.close()

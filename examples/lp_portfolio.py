@@ -39,17 +39,27 @@ PLOT = {"loss_label": "regret", "heldout_label": "held-out regret"}
 def parse_args(argv=None):
     """Command-line options (shared ones from :func:`examples.common.base_parser`)."""
     parser = common.base_parser(
-        "lp_portfolio", "Learn returns through a long-only portfolio LP: exact GD vs LPGD.",
-        taus=TAUS)
+        "lp_portfolio",
+        "Learn returns through a long-only portfolio LP: exact GD vs LPGD.",
+        taus=TAUS,
+    )
     parser.add_argument("--assets", type=int, default=10)
     parser.add_argument("--features", type=int, default=5)
-    parser.add_argument("--scenarios", type=int, default=None,
-                        help="training scenarios (as many again are held out)")
+    parser.add_argument(
+        "--scenarios",
+        type=int,
+        default=None,
+        help="training scenarios (as many again are held out)",
+    )
     parser.add_argument("--iterations", type=int, default=None)
     parser.add_argument("--eval-every", type=int, default=None)
     parser.add_argument("--lr", type=float, default=10.0, help="SGD learning rate")
-    parser.add_argument("--noise", type=float, default=0.0,
-                        help="std of noise on the true returns (0: the model is realizable)")
+    parser.add_argument(
+        "--noise",
+        type=float,
+        default=0.0,
+        help="std of noise on the true returns (0: the model is realizable)",
+    )
     parser.add_argument("--solver", default="CLARABEL", choices=("SCS", "CLARABEL", "ECOS"))
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
@@ -91,13 +101,15 @@ class LPTask:
             rng = np.random.default_rng(seed)
             W_true = rng.standard_normal((a.assets, a.features))
             phi = rng.standard_normal((2 * a.scenarios, a.features))
-            returns = phi @ W_true.T + a.noise * rng.standard_normal((2 * a.scenarios,
-                                                                       a.assets))
+            returns = phi @ W_true.T + a.noise * rng.standard_normal((2 * a.scenarios, a.assets))
             theta0 = rng.standard_normal((a.assets, a.features))
             split = a.scenarios
             t = torch.tensor
-            self._data[seed] = ((t(phi[:split]), t(returns[:split])),
-                                (t(phi[split:]), t(returns[split:])), t(theta0))
+            self._data[seed] = (
+                (t(phi[:split]), t(returns[:split])),
+                (t(phi[split:]), t(returns[split:])),
+                t(theta0),
+            )
         return self._data[seed]
 
     def evaluate(self, theta: torch.Tensor, phi: torch.Tensor, returns: torch.Tensor) -> float:
@@ -148,19 +160,33 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     task = LPTask(args)
     methods = common.make_methods(args.taus, exact=not args.no_exact)
-    rows = common.run_grid(EXPERIMENT, methods, args.seeds, task.run,
-                           iterations_per_run=args.iterations, progress=not args.no_progress)
+    rows = common.run_grid(
+        EXPERIMENT,
+        methods,
+        args.seeds,
+        task.run,
+        iterations_per_run=args.iterations,
+        progress=not args.no_progress,
+    )
     # Fixed target: a tenth of the typical initial regret of a random model.
     initial = [r["train_loss"] for r in rows if r["iteration"] == 0]
     target = args.target if args.target is not None else 0.1 * float(np.mean(initial))
-    notes = (f"{args.assets} assets, {args.features} features, {args.scenarios} training / "
-             f"{args.scenarios} held-out scenarios, noise {args.noise}, {args.iterations} "
-             f"full-batch SGD steps, lr {args.lr}, solver {args.solver}. Loss: mean regret "
-             "(0 = best asset every time). Target: " +
-             ("given by --target." if args.target is not None else
-              "10% of the mean initial regret."))
-    return analysis.finish(rows, args.out, title=TITLE, target=target, loss_name="regret",
-                         notes=notes, plot_kwargs=PLOT)
+    notes = (
+        f"{args.assets} assets, {args.features} features, {args.scenarios} training / "
+        f"{args.scenarios} held-out scenarios, noise {args.noise}, {args.iterations} "
+        f"full-batch SGD steps, lr {args.lr}, solver {args.solver}. Loss: mean regret "
+        "(0 = best asset every time). Target: "
+        + ("given by --target." if args.target is not None else "10% of the mean initial regret.")
+    )
+    return analysis.finish(
+        rows,
+        args.out,
+        title=TITLE,
+        target=target,
+        loss_name="regret",
+        notes=notes,
+        plot_kwargs=PLOT,
+    )
 
 
 if __name__ == "__main__":

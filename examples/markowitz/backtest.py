@@ -22,8 +22,7 @@ import torch
 
 from examples.markowitz.policy import chain_returns_torch, estimate_params, mean_variance_loss
 
-__all__ = ["Policy", "Windows", "chain_returns", "chain_weights", "evaluate_chain",
-           "grid_baseline"]
+__all__ = ["Policy", "Windows", "chain_returns", "chain_weights", "evaluate_chain", "grid_baseline"]
 
 
 class Windows:
@@ -76,8 +75,9 @@ class Policy:
         return [self.a, self.delta, self.g, self.k]
 
 
-def chain_weights(layer, policy: Policy, data: Windows, starts: np.ndarray, length: int,
-                  **options) -> torch.Tensor:
+def chain_weights(
+    layer, policy: Policy, data: Windows, starts: np.ndarray, length: int, **options
+) -> torch.Tensor:
     """Holdings of ``len(starts)`` chains over ``length`` consecutive windows each.
 
     Parameters
@@ -112,8 +112,15 @@ def chain_weights(layer, policy: Policy, data: Windows, starts: np.ndarray, leng
     return torch.stack(held, dim=1)
 
 
-def chain_returns(layer, policy: Policy, data: Windows, starts: np.ndarray, length: int,
-                  cost_rate: float, **options) -> tuple[torch.Tensor, torch.Tensor]:
+def chain_returns(
+    layer,
+    policy: Policy,
+    data: Windows,
+    starts: np.ndarray,
+    length: int,
+    cost_rate: float,
+    **options,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Holdings ``(K, length, N)`` and net daily returns ``(K, length, H)`` of chains.
 
     The holdings are those of :func:`chain_weights`; the returns are net of trading
@@ -125,8 +132,16 @@ def chain_returns(layer, policy: Policy, data: Windows, starts: np.ndarray, leng
     return weights, chain_returns_torch(weights, future, cost_rate, w_init)
 
 
-def evaluate_chain(layer, policy: Policy, data: Windows, first: int, length: int, *,
-                   cost_rate: float, variance_penalty: float) -> dict:
+def evaluate_chain(
+    layer,
+    policy: Policy,
+    data: Windows,
+    first: int,
+    length: int,
+    *,
+    cost_rate: float,
+    variance_penalty: float,
+) -> dict:
     """One back-test over windows ``first .. first + length − 1`` (no gradient).
 
     Returns
@@ -141,13 +156,24 @@ def evaluate_chain(layer, policy: Policy, data: Windows, first: int, length: int
     w = weights[0]
     previous = torch.cat([torch.full_like(w[:1], 1.0 / w.shape[-1]), w[:-1]])
     daily = r.flatten()
-    return {"loss": float(mean_variance_loss(r, variance_penalty)),
-            "sharpe": float(daily.mean() / daily.std() * np.sqrt(252)),
-            "turnover": float((w - previous).abs().sum(dim=1).mean())}
+    return {
+        "loss": float(mean_variance_loss(r, variance_penalty)),
+        "sharpe": float(daily.mean() / daily.std() * np.sqrt(252)),
+        "turnover": float((w - previous).abs().sum(dim=1).mean()),
+    }
 
 
-def grid_baseline(layer, data: Windows, first: int, length: int, *, gammas, kappas,
-                  cost_rate: float, variance_penalty: float) -> dict:
+def grid_baseline(
+    layer,
+    data: Windows,
+    first: int,
+    length: int,
+    *,
+    gammas,
+    kappas,
+    cost_rate: float,
+    variance_penalty: float,
+) -> dict:
     """The best plug-in policy (``a = 1, δ = 0``) over a (γ, κ) grid, by back-test loss.
 
     Every grid point is one chain of the same batched back-test over windows
@@ -162,14 +188,21 @@ def grid_baseline(layer, data: Windows, first: int, length: int, *, gammas, kapp
     pairs = np.array([(g, k) for g in gammas for k in kappas], dtype=float)
     inverse = np.log(np.expm1(pairs))  # softplus⁻¹
     N = data.mean.shape[1]
-    policy = Policy(a=torch.ones(len(pairs), dtype=torch.float64),
-                    delta=torch.zeros(N, dtype=torch.float64),
-                    g=torch.tensor(inverse[:, 0]), k=torch.tensor(inverse[:, 1]))
+    policy = Policy(
+        a=torch.ones(len(pairs), dtype=torch.float64),
+        delta=torch.zeros(N, dtype=torch.float64),
+        g=torch.tensor(inverse[:, 0]),
+        k=torch.tensor(inverse[:, 1]),
+    )
     with torch.no_grad():
-        _, r = chain_returns(layer, policy, data, np.full(len(pairs), first), length,
-                             cost_rate)
-    losses = np.array([float(mean_variance_loss(r[i], variance_penalty))
-                       for i in range(len(pairs))])
+        _, r = chain_returns(layer, policy, data, np.full(len(pairs), first), length, cost_rate)
+    losses = np.array(
+        [float(mean_variance_loss(r[i], variance_penalty)) for i in range(len(pairs))]
+    )
     best = int(np.argmin(losses))
-    return {"loss": float(losses[best]), "gamma": float(pairs[best, 0]),
-            "kappa": float(pairs[best, 1]), "losses": losses}
+    return {
+        "loss": float(losses[best]),
+        "gamma": float(pairs[best, 0]),
+        "kappa": float(pairs[best, 1]),
+        "losses": losses,
+    }

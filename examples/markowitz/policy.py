@@ -274,8 +274,11 @@ def backtest_loss_torch(
     _check_shapes(tuple(weights_seq.shape), tuple(future_returns.shape))
     if future_returns.ndim == 2:
         future_returns = future_returns[:, None, :]
-    w0 = None if w_init is None else torch.as_tensor(
-        w_init, dtype=weights_seq.dtype, device=weights_seq.device)[None]
+    w0 = (
+        None
+        if w_init is None
+        else torch.as_tensor(w_init, dtype=weights_seq.dtype, device=weights_seq.device)[None]
+    )
     r = chain_returns_torch(weights_seq[None], future_returns[None], cost_rate, w0)[0]
     return mean_variance_loss(r, variance_penalty)
 

@@ -74,8 +74,11 @@ BLOCK_DRAW = 20240
 TITLE = "Markowitz policy tuning (S&P 500, skfolio, holdings carried, 10 bp costs)"
 # Seeds differ in training block and start, so the curves show each seed's distance to
 # its own target (the grid-searched plug-in policy): below 0 beats grid search.
-PLOT = {"loss_label": "back-test loss − seed's target", "train": "train_gap",
-        "heldout_label": "held-out back-test loss"}
+PLOT = {
+    "loss_label": "back-test loss − seed's target",
+    "train": "train_gap",
+    "heldout_label": "held-out back-test loss",
+}
 
 
 def block_offset(seed: int, positions: int) -> int:
@@ -102,34 +105,57 @@ def block_offset(seed: int, positions: int) -> int:
         For a seed outside ``0 .. positions − 1`` (it would share a block).
     """
     if not 0 <= seed < positions:
-        raise ValueError(f"seed {seed}: only seeds 0..{positions - 1} have blocks of their own "
-                         f"({positions} possible offsets)")
+        raise ValueError(
+            f"seed {seed}: only seeds 0..{positions - 1} have blocks of their own "
+            f"({positions} possible offsets)"
+        )
     return int(np.random.default_rng(BLOCK_DRAW).permutation(positions)[seed])
 
 
 def parse_args(argv=None):
     """Command-line options (shared ones from :func:`examples.common.base_parser`)."""
     parser = common.base_parser(
-        "markowitz.train", "Tune a Markowitz policy QP by back-testing: exact GD vs LPGD.",
-        taus=TAUS)
+        "markowitz.train",
+        "Tune a Markowitz policy QP by back-testing: exact GD vs LPGD.",
+        taus=TAUS,
+    )
     parser.add_argument("--iterations", type=int, default=None)
     parser.add_argument("--batch", type=int, default=None, help="chains per iteration")
     parser.add_argument("--chain", type=int, default=None, help="months per training chain")
-    parser.add_argument("--eval-every", type=int, default=None,
-                        help="iterations between evaluations (denser over the first ones)")
+    parser.add_argument(
+        "--eval-every",
+        type=int,
+        default=None,
+        help="iterations between evaluations (denser over the first ones)",
+    )
     parser.add_argument("--lr", type=float, default=0.05, help="Adam learning rate")
-    parser.add_argument("--variance-penalty", type=float, default=0.1,
-                        help="weight of the variance in the back-test loss (percent units)")
-    parser.add_argument("--cost-rate", type=float, default=0.1,
-                        help="trading cost per unit of turnover, in percent (0.1 = 10 bp)")
+    parser.add_argument(
+        "--variance-penalty",
+        type=float,
+        default=0.1,
+        help="weight of the variance in the back-test loss (percent units)",
+    )
+    parser.add_argument(
+        "--cost-rate",
+        type=float,
+        default=0.1,
+        help="trading cost per unit of turnover, in percent (0.1 = 10 bp)",
+    )
     parser.add_argument("--lookback", type=int, default=250, help="history days per window")
     parser.add_argument("--horizon", type=int, default=21, help="future days per window")
     parser.add_argument("--train-fraction", type=float, default=0.7)
-    parser.add_argument("--block", type=float, default=0.75,
-                        help="share of the training windows in a seed's training block")
-    parser.add_argument("--max-windows", type=int, default=None,
-                        help="keep only the last this many windows of each period "
-                             "(default: all; 40 with --quick)")
+    parser.add_argument(
+        "--block",
+        type=float,
+        default=0.75,
+        help="share of the training windows in a seed's training block",
+    )
+    parser.add_argument(
+        "--max-windows",
+        type=int,
+        default=None,
+        help="keep only the last this many windows of each period (default: all; 40 with --quick)",
+    )
     parser.add_argument("--solver", default="CLARABEL", choices=("SCS", "CLARABEL"))
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
@@ -156,7 +182,7 @@ class MarkowitzTask:
         for part in (train, heldout):
             windows = rolling_windows(part, args.lookback, args.horizon, args.horizon)
             if args.max_windows:
-                windows = windows[-args.max_windows:]
+                windows = windows[-args.max_windows :]
             parts.append(Windows(windows))
         self.train, self.heldout = parts
         self.n = returns.shape[1]
@@ -164,8 +190,11 @@ class MarkowitzTask:
         from cvxlpgd import CvxpyLayer
 
         self.layer = CvxpyLayer(
-            problem, [params[k] for k in ("mu", "L", "gamma", "kappa", "w_prev")], [w],
-            solver=args.solver)
+            problem,
+            [params[k] for k in ("mu", "L", "gamma", "kappa", "w_prev")],
+            [w],
+            solver=args.solver,
+        )
         self.block = max(args.chain, int(round(args.block * len(self.train))))
         self._seeds: dict[int, dict] = {}
 
@@ -182,17 +211,27 @@ class MarkowitzTask:
         first = block_offset(seed, positions)
         gamma0 = args.variance_penalty * np.exp(rng.uniform(-1, 1))
         kappa0 = 0.01 * np.exp(rng.uniform(-1, 1))
-        initial = {"a": float(np.exp(rng.normal(0, 0.3))),
-                   "delta": rng.normal(0, 0.02, self.n),
-                   "g": float(np.log(np.expm1(gamma0))), "k": float(np.log(np.expm1(kappa0)))}
+        initial = {
+            "a": float(np.exp(rng.normal(0, 0.3))),
+            "delta": rng.normal(0, 0.02, self.n),
+            "g": float(np.log(np.expm1(gamma0))),
+            "k": float(np.log(np.expm1(kappa0))),
+        }
         costs = {"cost_rate": args.cost_rate, "variance_penalty": args.variance_penalty}
-        grid = grid_baseline(self.layer, self.train, first, self.block, gammas=GAMMAS,
-                             kappas=KAPPAS, **costs)
-        grid_policy = self.policy({"a": 1.0, "delta": np.zeros(self.n),
-                                   "g": float(np.log(np.expm1(grid["gamma"]))),
-                                   "k": float(np.log(np.expm1(grid["kappa"])))})
-        grid["heldout"] = evaluate_chain(self.layer, grid_policy, self.heldout, 0,
-                                         len(self.heldout), **costs)
+        grid = grid_baseline(
+            self.layer, self.train, first, self.block, gammas=GAMMAS, kappas=KAPPAS, **costs
+        )
+        grid_policy = self.policy(
+            {
+                "a": 1.0,
+                "delta": np.zeros(self.n),
+                "g": float(np.log(np.expm1(grid["gamma"]))),
+                "k": float(np.log(np.expm1(grid["kappa"]))),
+            }
+        )
+        grid["heldout"] = evaluate_chain(
+            self.layer, grid_policy, self.heldout, 0, len(self.heldout), **costs
+        )
         setup = {"first": first, "initial": initial, "grid": grid}
         self._seeds[seed] = setup
         return setup
@@ -200,18 +239,24 @@ class MarkowitzTask:
     @staticmethod
     def policy(values: dict) -> Policy:
         """A trainable :class:`Policy` (fresh leaf tensors) from plain values."""
+
         def leaf(v):
             return torch.tensor(v, dtype=torch.float64).requires_grad_(True)
 
-        return Policy(a=leaf(values["a"]), delta=leaf(values["delta"]), g=leaf(values["g"]),
-                      k=leaf(values["k"]))
+        return Policy(
+            a=leaf(values["a"]),
+            delta=leaf(values["delta"]),
+            g=leaf(values["g"]),
+            k=leaf(values["k"]),
+        )
 
     def evaluate(self, policy: Policy, seed: int) -> tuple[dict, dict]:
         """Back-tests of ``policy`` on the seed's training block and on the held-out period."""
         args = self.args
         costs = {"cost_rate": args.cost_rate, "variance_penalty": args.variance_penalty}
-        train = evaluate_chain(self.layer, policy, self.train, self.seed_setup(seed)["first"],
-                               self.block, **costs)
+        train = evaluate_chain(
+            self.layer, policy, self.train, self.seed_setup(seed)["first"], self.block, **costs
+        )
         held = evaluate_chain(self.layer, policy, self.heldout, 0, len(self.heldout), **costs)
         return train, held
 
@@ -230,12 +275,23 @@ class MarkowitzTask:
         def record(iteration):
             train, held = self.evaluate(policy, seed)
             with torch.no_grad():
-                extras = {"gamma": policy.gamma().item(), "kappa": policy.kappa().item(),
-                          "a": policy.a.item()}
-            log.log(iteration, train["loss"], held["loss"], train_sharpe=train["sharpe"],
-                    heldout_sharpe=held["sharpe"], heldout_turnover=held["turnover"],
-                    target=setup["grid"]["loss"], train_gap=train["loss"] - setup["grid"]["loss"],
-                    grid_heldout=setup["grid"]["heldout"]["loss"], **extras)
+                extras = {
+                    "gamma": policy.gamma().item(),
+                    "kappa": policy.kappa().item(),
+                    "a": policy.a.item(),
+                }
+            log.log(
+                iteration,
+                train["loss"],
+                held["loss"],
+                train_sharpe=train["sharpe"],
+                heldout_sharpe=held["sharpe"],
+                heldout_turnover=held["turnover"],
+                target=setup["grid"]["loss"],
+                train_gap=train["loss"] - setup["grid"]["loss"],
+                grid_heldout=setup["grid"]["heldout"]["loss"],
+                **extras,
+            )
             return train["loss"]
 
         loss = record(0)
@@ -243,14 +299,14 @@ class MarkowitzTask:
             starts = rng.integers(setup["first"], last_start + 1, size=args.batch)
             with log.timed():
                 optimizer.zero_grad()
-                _, r = chain_returns(self.layer, policy, self.train, starts, args.chain,
-                                     args.cost_rate, **options)
+                _, r = chain_returns(
+                    self.layer, policy, self.train, starts, args.chain, args.cost_rate, **options
+                )
                 (periods * mean_variance_loss(r, args.variance_penalty)).backward()
                 optimizer.step()
             log.tick(loss=f"{loss:.4f}")
             # Denser evaluations early, where the methods differ most.
-            early = iteration <= args.eval_every and iteration % max(
-                1, args.eval_every // 4) == 0
+            early = iteration <= args.eval_every and iteration % max(1, args.eval_every // 4) == 0
             if early or iteration % args.eval_every == 0 or iteration == args.iterations:
                 loss = record(iteration)
 
@@ -277,29 +333,51 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     task = MarkowitzTask(args)
     methods = common.make_methods(args.taus, exact=not args.no_exact)
-    rows = common.run_grid(EXPERIMENT, methods, args.seeds, task.run,
-                           iterations_per_run=args.iterations, progress=not args.no_progress)
+    rows = common.run_grid(
+        EXPERIMENT,
+        methods,
+        args.seeds,
+        task.run,
+        iterations_per_run=args.iterations,
+        progress=not args.no_progress,
+    )
     grids = {seed: task.seed_setup(seed)["grid"] for seed in args.seeds}
-    target = ({seed: args.target for seed in args.seeds} if args.target is not None
-              else {seed: grid["loss"] for seed, grid in grids.items()})
-    initial = [r["train_loss"] for r in rows if r["iteration"] == 0 and r["method"] ==
-               methods[0].name]
+    target = (
+        {seed: args.target for seed in args.seeds}
+        if args.target is not None
+        else {seed: grid["loss"] for seed, grid in grids.items()}
+    )
+    initial = [
+        r["train_loss"] for r in rows if r["iteration"] == 0 and r["method"] == methods[0].name
+    ]
     grid_loss = np.array([g["loss"] for g in grids.values()])
     grid_held = np.array([g["heldout"]["loss"] for g in grids.values()])
-    notes = (f"Seeds {' '.join(map(str, args.seeds))}; training blocks of {task.block} of "
-             f"{len(task.train)} training windows, {len(task.heldout)} held-out windows "
-             f"({args.lookback} days of history, {args.horizon} of future); "
-             f"{args.iterations} iterations of {args.batch} chains × {args.chain} months, "
-             f"Adam lr {args.lr}, variance penalty {args.variance_penalty}, trading cost "
-             f"{args.cost_rate} % per unit turnover, solver {args.solver}. Initial training "
-             f"loss {np.mean(initial):.4g} ± {_std(initial):.2g}. Target: "
-             + ("given by --target." if args.target is not None else
-                f"per seed, the (γ, κ)-grid plug-in policy's training loss "
-                f"({grid_loss.mean():.4g} ± {_std(grid_loss):.2g}; its held-out loss "
-                f"{grid_held.mean():.4g} ± {_std(grid_held):.2g}). Stds: sample (ddof = 1)."))
-    return analysis.finish(rows, args.out, title=TITLE, target=target,
-                         extra=("heldout_sharpe", "heldout_turnover"),
-                         loss_name="back-test loss", notes=notes, plot_kwargs=PLOT)
+    notes = (
+        f"Seeds {' '.join(map(str, args.seeds))}; training blocks of {task.block} of "
+        f"{len(task.train)} training windows, {len(task.heldout)} held-out windows "
+        f"({args.lookback} days of history, {args.horizon} of future); "
+        f"{args.iterations} iterations of {args.batch} chains × {args.chain} months, "
+        f"Adam lr {args.lr}, variance penalty {args.variance_penalty}, trading cost "
+        f"{args.cost_rate} % per unit turnover, solver {args.solver}. Initial training "
+        f"loss {np.mean(initial):.4g} ± {_std(initial):.2g}. Target: "
+        + (
+            "given by --target."
+            if args.target is not None
+            else f"per seed, the (γ, κ)-grid plug-in policy's training loss "
+            f"({grid_loss.mean():.4g} ± {_std(grid_loss):.2g}; its held-out loss "
+            f"{grid_held.mean():.4g} ± {_std(grid_held):.2g}). Stds: sample (ddof = 1)."
+        )
+    )
+    return analysis.finish(
+        rows,
+        args.out,
+        title=TITLE,
+        target=target,
+        extra=("heldout_sharpe", "heldout_turnover"),
+        loss_name="back-test loss",
+        notes=notes,
+        plot_kwargs=PLOT,
+    )
 
 
 if __name__ == "__main__":

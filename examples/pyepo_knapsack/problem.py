@@ -52,13 +52,15 @@ def oracle(item_weights: np.ndarray):
     try:
         from pyepo.model.ort import knapsackModel
     except ImportError as err:  # pragma: no cover - depends on the environment
-        raise ImportError("the PyEPO benchmark needs pyepo and ortools: "
-                          "pip install pyepo ortools") from err
+        raise ImportError(
+            "the PyEPO benchmark needs pyepo and ortools: pip install pyepo ortools"
+        ) from err
     return knapsackModel(item_weights, [CAPACITY] * len(item_weights))
 
 
-def knapsack_lp(item_weights: np.ndarray,
-                capacity: float = CAPACITY) -> tuple[cp.Problem, cp.Parameter, cp.Variable]:
+def knapsack_lp(
+    item_weights: np.ndarray, capacity: float = CAPACITY
+) -> tuple[cp.Problem, cp.Parameter, cp.Variable]:
     """The knapsack's LP relaxation as a DPP CVXPY problem.
 
     Parameters
@@ -78,13 +80,23 @@ def knapsack_lp(item_weights: np.ndarray,
     item_weights = np.asarray(item_weights, dtype=float)
     cost = cp.Parameter(item_weights.shape[1], name="value")
     pick = cp.Variable(item_weights.shape[1], name="pick")
-    problem = cp.Problem(cp.Maximize(cost @ pick), [item_weights @ pick <= capacity,
-                                                    pick >= 0, pick <= 1])
+    problem = cp.Problem(
+        cp.Maximize(cost @ pick), [item_weights @ pick <= capacity, pick >= 0, pick <= 1]
+    )
     return problem, cost, pick
 
 
-def make_splits(optmodel, *, degree: int, seed: int, n_train: int, n_val: int,
-                n_test: int, features: int = 5, noise: float = 0.5) -> Splits:
+def make_splits(
+    optmodel,
+    *,
+    degree: int,
+    seed: int,
+    n_train: int,
+    n_val: int,
+    n_test: int,
+    features: int = 5,
+    noise: float = 0.5,
+) -> Splits:
     """Draw PyEPO knapsack data (one ``genData`` call) and split it.
 
     ``optDataset`` labels every instance with the integer optimum ``w*``, ``z*``.
@@ -93,8 +105,7 @@ def make_splits(optmodel, *, degree: int, seed: int, n_train: int, n_val: int,
     from pyepo.data.knapsack import genData
 
     total = n_train + n_val + n_test
-    _, x, c = genData(total, features, ITEMS, dim=DIM, deg=degree, noise_width=noise,
-                      seed=seed)
+    _, x, c = genData(total, features, ITEMS, dim=DIM, deg=degree, noise_width=noise, seed=seed)
     cuts = np.cumsum([0, n_train, n_val, n_test])
     parts = [optDataset(optmodel, x[a:b], c[a:b]) for a, b in zip(cuts[:-1], cuts[1:])]
     return Splits(*parts, features=features)

@@ -41,8 +41,9 @@ def _setup(seed: int, solver: str):
     return oracle(item_weights), CvxpyLayer(problem, [cost], [pick], solver=solver)
 
 
-KNAPSACK = shared.Task(EXPERIMENT, "PyEPO knapsack 2x32", -1, _setup, make_splits,
-                       full=FULL, quick=QUICK)
+KNAPSACK = shared.Task(
+    EXPERIMENT, "PyEPO knapsack 2x32", -1, _setup, make_splits, full=FULL, quick=QUICK
+)
 
 
 def main(argv=None) -> dict:

@@ -45,31 +45,71 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["FAMILIES", "METHODS", "RHO", "TrainingMethod", "batch_loss", "family_of",
-           "fit_two_stage", "make_method", "scan_methods"]
+__all__ = [
+    "FAMILIES",
+    "METHODS",
+    "RHO",
+    "TrainingMethod",
+    "batch_loss",
+    "family_of",
+    "fit_two_stage",
+    "make_method",
+    "scan_methods",
+]
 
 #: Methods in table order. A scanned method ("family") trains once per τ (σ for PG);
 #: its row is the τ chosen on the validation set.
-METHODS = ("lpgd", "lpgd-upper", "lpgd-lower", "lpgd-rho", "lpgd-sol", "exact", "spo+",
-           "dbb", "dpo", "pfyl", "pg", "nid", "2s")
+METHODS = (
+    "lpgd",
+    "lpgd-upper",
+    "lpgd-lower",
+    "lpgd-rho",
+    "lpgd-sol",
+    "exact",
+    "spo+",
+    "dbb",
+    "dpo",
+    "pfyl",
+    "pg",
+    "nid",
+    "2s",
+)
 #: The methods with a scan, and their scanned parameter's name.
-FAMILIES = {"lpgd": "tau", "lpgd-upper": "tau", "lpgd-lower": "tau", "lpgd-rho": "tau",
-            "lpgd-sol": "tau", "pg": "sigma"}
+FAMILIES = {
+    "lpgd": "tau",
+    "lpgd-upper": "tau",
+    "lpgd-lower": "tau",
+    "lpgd-rho": "tau",
+    "lpgd-sol": "tau",
+    "pg": "sigma",
+}
 #: The proximal weight of ``lpgd-rho``.
 RHO = 1.0
-LABELS = {"lpgd": "cvxlpgd LPGD (τ by validation)", "exact": "cvxlpgd exact",
-          "lpgd-upper": "LPGD upper (τ by validation)",
-          "lpgd-lower": "LPGD lower (τ by validation)",
-          "lpgd-rho": f"LPGD ρ = {RHO:g} (τ by validation)",
-          "lpgd-sol": "LPGD on ½‖w − w*‖² (τ by validation)",
-          "lpgd-deg": "LPGD (τ by validation, per degree)",
-          "spo+": "PyEPO SPO+", "dbb": "PyEPO DBB", "dpo": "PyEPO DPO",
-          "pfyl": "PyEPO PFYL", "pg": "PyEPO PG (σ by validation)",
-          "pg-at-lpgd": "PyEPO PG (σ = LPGD's τ)", "nid": "PyEPO NID",
-          "2s": "two-stage LS", "initial": "initial model"}
-_LAYER = {"lpgd": {}, "lpgd-upper": {"lpgd_mode": "upper"},
-          "lpgd-lower": {"lpgd_mode": "lower"}, "lpgd-rho": {"rho": RHO},
-          "lpgd-sol": {}}
+LABELS = {
+    "lpgd": "cvxlpgd LPGD (τ by validation)",
+    "exact": "cvxlpgd exact",
+    "lpgd-upper": "LPGD upper (τ by validation)",
+    "lpgd-lower": "LPGD lower (τ by validation)",
+    "lpgd-rho": f"LPGD ρ = {RHO:g} (τ by validation)",
+    "lpgd-sol": "LPGD on ½‖w − w*‖² (τ by validation)",
+    "lpgd-deg": "LPGD (τ by validation, per degree)",
+    "spo+": "PyEPO SPO+",
+    "dbb": "PyEPO DBB",
+    "dpo": "PyEPO DPO",
+    "pfyl": "PyEPO PFYL",
+    "pg": "PyEPO PG (σ by validation)",
+    "pg-at-lpgd": "PyEPO PG (σ = LPGD's τ)",
+    "nid": "PyEPO NID",
+    "2s": "two-stage LS",
+    "initial": "initial model",
+}
+_LAYER = {
+    "lpgd": {},
+    "lpgd-upper": {"lpgd_mode": "upper"},
+    "lpgd-lower": {"lpgd_mode": "lower"},
+    "lpgd-rho": {"rho": RHO},
+    "lpgd-sol": {},
+}
 
 
 def family_of(name: str) -> str:
@@ -162,9 +202,13 @@ def batch_loss(method: TrainingMethod, optmodel, layer, sense: int = 1) -> Calla
 
     family = method.family
     if family in _LAYER or family == "exact":
-        options = ({"gradient": "exact"} if family == "exact"
-                   else {"gradient": "lpgd", "tau": method.tau, **_LAYER[family]})
+        options = (
+            {"gradient": "exact"}
+            if family == "exact"
+            else {"gradient": "lpgd", "tau": method.tau, **_LAYER[family]}
+        )
         if family == "lpgd-sol":
+
             def layer_solution_loss(pred, c, w, z):
                 (sol,) = layer(pred.double(), **options)
                 return 0.5 * ((sol - w.double()) ** 2).sum()
@@ -183,8 +227,11 @@ def batch_loss(method: TrainingMethod, optmodel, layer, sense: int = 1) -> Calla
         spo = pyepo.func.SPOPlus(optmodel)
         return lambda pred, c, w, z: spo(pred, c, w, z)
     if family in ("dbb", "nid"):
-        solve = (pyepo.func.blackboxOpt(optmodel) if family == "dbb"
-                 else pyepo.func.negativeIdentity(optmodel))
+        solve = (
+            pyepo.func.blackboxOpt(optmodel)
+            if family == "dbb"
+            else pyepo.func.negativeIdentity(optmodel)
+        )
         l1 = torch.nn.L1Loss()
         return lambda pred, c, w, z: l1((solve(pred) * c).sum(dim=1, keepdim=True), z)
     if family == "dpo":

@@ -25,8 +25,18 @@ from examples import analysis
 from examples.common import read_csv, write_csv
 from examples.pyepo_shortest_path import report
 
-__all__ = ["ENGINE_FREE", "VARIANTS", "blocks", "glance", "knapsack_blocks",
-           "main", "merged_variant_rows", "rerun_check", "store", "variant_blocks"]
+__all__ = [
+    "ENGINE_FREE",
+    "VARIANTS",
+    "blocks",
+    "glance",
+    "knapsack_blocks",
+    "main",
+    "merged_variant_rows",
+    "rerun_check",
+    "store",
+    "variant_blocks",
+]
 
 #: Methods whose rows do not depend on cvxlpgd (PyEPO's, and the closed form).
 ENGINE_FREE = ("spo+", "dbb", "dpo", "pfyl", "2s")
@@ -34,14 +44,19 @@ ENGINE_FREE = ("spo+", "dbb", "dpo", "pfyl", "2s")
 VARIANTS = ("lpgd-deg", "lpgd-upper", "lpgd-lower", "lpgd-rho", "lpgd-sol")
 
 
-def glance(rows: Sequence[dict], name: str, method: str = "lpgd",
-           others: Sequence[str] | None = None) -> str:
+def glance(
+    rows: Sequence[dict], name: str, method: str = "lpgd", others: Sequence[str] | None = None
+) -> str:
     """One summary bullet: ``method`` against each other method over all runs."""
-    overall = [report._compare(rows, method, other, "test_regret")
-               for other in (others if others is not None else report._others(rows, method))]
+    overall = [
+        report._compare(rows, method, other, "test_regret")
+        for other in (others if others is not None else report._others(rows, method))
+    ]
     text = "; ".join(analysis._brief(f"vs {c.b}", c) for c in overall)
-    return (f"* **{name}**, {report._short(method)}'s test regret over the {overall[0].n} "
-            f"(degree, seed) runs: {text}.")
+    return (
+        f"* **{name}**, {report._short(method)}'s test regret over the {overall[0].n} "
+        f"(degree, seed) runs: {text}."
+    )
 
 
 def _stored(img: Path) -> list[dict]:
@@ -53,29 +68,45 @@ def merged_variant_rows(img: Path) -> list[dict]:
     run's engine-free rows on the same (degree, seed) draws."""
     new = read_csv(img / "pyepo_shortest_path_variants.csv")
     keys = {(int(r["degree"]), int(r["seed"])) for r in new}
-    old = [r for r in _stored(img) if r["method"] in ENGINE_FREE
-           and (int(r["degree"]), int(r["seed"])) in keys]
+    old = [
+        r
+        for r in _stored(img)
+        if r["method"] in ENGINE_FREE and (int(r["degree"]), int(r["seed"])) in keys
+    ]
     return report.with_derived(new) + old
 
 
 def rerun_check(img: Path) -> str:
     """Today's LPGD against the stored run's LPGD on the same draws: a sentence."""
-    new = {k: v for k, v in analysis.final_values(
-        read_csv(img / "pyepo_shortest_path_variants.csv"), "lpgd", "test_regret",
-        by=("degree", "seed")).items()}
+    new = {
+        k: v
+        for k, v in analysis.final_values(
+            read_csv(img / "pyepo_shortest_path_variants.csv"),
+            "lpgd",
+            "test_regret",
+            by=("degree", "seed"),
+        ).items()
+    }
     old = analysis.final_values(_stored(img), "lpgd", "test_regret", by=("degree", "seed"))
     shared = sorted(set(new) & set(old))
     diffs = np.array([new[k] - old[k] for k in shared])
-    same_tau = sum(1 for r in read_csv(img / "pyepo_shortest_path_variants.csv")
-                   if r["method"] == "lpgd" for o in _stored(img)
-                   if o["method"] == "lpgd" and (o["degree"], o["seed"]) == (r["degree"], r["seed"])
-                   and float(o["tau"]) == float(r["tau"]))
+    same_tau = sum(
+        1
+        for r in read_csv(img / "pyepo_shortest_path_variants.csv")
+        if r["method"] == "lpgd"
+        for o in _stored(img)
+        if o["method"] == "lpgd"
+        and (o["degree"], o["seed"]) == (r["degree"], r["seed"])
+        and float(o["tau"]) == float(r["tau"])
+    )
     c = analysis.paired(new, old, a="LPGD today", b="LPGD stored")
-    return (f"Today's LPGD against the stored run's on the same {len(shared)} (degree, seed) "
-            f"draws: the same τ chosen in {same_tau} of {len(shared)}; test regret differs by "
-            f"{analysis._num(float(np.mean(diffs)))} on average (largest |difference| "
-            f"{analysis._num(float(np.max(np.abs(diffs))))}); {c.verdict}, paired t p = "
-            f"{analysis._p(c.p_value)}.\n")
+    return (
+        f"Today's LPGD against the stored run's on the same {len(shared)} (degree, seed) "
+        f"draws: the same τ chosen in {same_tau} of {len(shared)}; test regret differs by "
+        f"{analysis._num(float(np.mean(diffs)))} on average (largest |difference| "
+        f"{analysis._num(float(np.max(np.abs(diffs))))}); {c.verdict}, paired t p = "
+        f"{analysis._p(c.p_value)}.\n"
+    )
 
 
 def variant_blocks(img: Path) -> dict[str, str]:
@@ -83,22 +114,25 @@ def variant_blocks(img: Path) -> dict[str, str]:
     rows = merged_variant_rows(img)
     present = {r["method"] for r in rows}
     variants = [m for m in VARIANTS if m in present]
-    rival = [m for m in ("pg", "pg-at-lpgd", "nid", "spo+", "pfyl", "dbb", "dpo", "2s")
-             if m in present]
+    rival = [
+        m for m in ("pg", "pg-at-lpgd", "nid", "spo+", "pfyl", "dbb", "dpo", "2s") if m in present
+    ]
     lines = report.paired_lines(rows, "lpgd", rival)
     vs_lpgd = "".join(report.paired_lines(rows, v, ["lpgd"]) for v in variants)
     vs_best = "".join(report.paired_lines(rows, v, ["spo+", "pfyl"]) for v in variants)
     families = [f for f in report.FAMILIES if f in present]
-    pg_table = report.paired_regret(rows, "pg-at-lpgd", ["lpgd"]) if "pg-at-lpgd" in \
-        present else ""
-    return {"sp-new-regret": report.regret_table(rows),
-            "sp-new-lines": lines + "\n" + rerun_check(img),
-            "sp-new-pg": pg_table,
-            "sp-new-variants": vs_lpgd + "\nAgainst the best PyEPO methods:\n\n" + vs_best,
-            "sp-new-time": report.time_comparisons(rows, ("lpgd",), ("pg", "pg_scan", "nid")),
-            "sp-new-scan": report.scan_table(rows, families),
-            "glance-sp-new": glance(rows, "PyEPO shortest path, today's engine", "lpgd",
-                                    rival) + "\n" + _variant_glance(rows, variants)}
+    pg_table = report.paired_regret(rows, "pg-at-lpgd", ["lpgd"]) if "pg-at-lpgd" in present else ""
+    return {
+        "sp-new-regret": report.regret_table(rows),
+        "sp-new-lines": lines + "\n" + rerun_check(img),
+        "sp-new-pg": pg_table,
+        "sp-new-variants": vs_lpgd + "\nAgainst the best PyEPO methods:\n\n" + vs_best,
+        "sp-new-time": report.time_comparisons(rows, ("lpgd",), ("pg", "pg_scan", "nid")),
+        "sp-new-scan": report.scan_table(rows, families),
+        "glance-sp-new": glance(rows, "PyEPO shortest path, today's engine", "lpgd", rival)
+        + "\n"
+        + _variant_glance(rows, variants),
+    }
 
 
 def _variant_glance(rows: Sequence[dict], variants: Sequence[str]) -> str:
@@ -106,11 +140,14 @@ def _variant_glance(rows: Sequence[dict], variants: Sequence[str]) -> str:
     parts = []
     for v in variants:
         cs = [report._compare(rows, v, other, "test_regret") for other in ("lpgd", "spo+", "pfyl")]
-        parts.append(f"{report._short(v)} " + ", ".join(
-            analysis._brief(f"vs {c.b}", c) for c in cs))
-    return ("* **PyEPO shortest path, LPGD's variants** (test regret; k/n: the variant "
-            "lower in k of its n runs; τ per degree is derived from LPGD's scan, the "
-            "trained variants ran at degrees 2 and 6 only): " + "; ".join(parts) + ".")
+        parts.append(
+            f"{report._short(v)} " + ", ".join(analysis._brief(f"vs {c.b}", c) for c in cs)
+        )
+    return (
+        "* **PyEPO shortest path, LPGD's variants** (test regret; k/n: the variant "
+        "lower in k of its n runs; τ per degree is derived from LPGD's scan, the "
+        "trained variants ran at degrees 2 and 6 only): " + "; ".join(parts) + "."
+    )
 
 
 def knapsack_blocks(img: Path) -> dict[str, str]:
@@ -118,28 +155,36 @@ def knapsack_blocks(img: Path) -> dict[str, str]:
     rows = report.with_derived(read_csv(img / "pyepo_knapsack.csv"))
     present = {r["method"] for r in rows}
     families = [f for f in report.FAMILIES if f in present]
-    others = [m for m in ("pg", "pg-at-lpgd", "nid", "spo+", "dbb", "dpo", "pfyl", "exact",
-                          "2s", "initial") if m in present]
-    return {"knapsack-regret": report.regret_table(rows),
-            "knapsack-lines": report.paired_lines(rows, "lpgd", others)
-            + report.paired_lines(rows, "lpgd-deg", ["lpgd"]),
-            "knapsack-paired": report.paired_regret(rows, "lpgd", others),
-            "knapsack-time": report.time_comparisons(
-                rows, ("lpgd",), ("spo+", "pfyl", "pg", "pg_scan", "nid", "exact")),
-            "knapsack-scan": report.scan_table(rows, families),
-            "glance-knapsack": glance(rows, "PyEPO knapsack (reduced)", "lpgd", others)}
+    others = [
+        m
+        for m in ("pg", "pg-at-lpgd", "nid", "spo+", "dbb", "dpo", "pfyl", "exact", "2s", "initial")
+        if m in present
+    ]
+    return {
+        "knapsack-regret": report.regret_table(rows),
+        "knapsack-lines": report.paired_lines(rows, "lpgd", others)
+        + report.paired_lines(rows, "lpgd-deg", ["lpgd"]),
+        "knapsack-paired": report.paired_regret(rows, "lpgd", others),
+        "knapsack-time": report.time_comparisons(
+            rows, ("lpgd",), ("spo+", "pfyl", "pg", "pg_scan", "nid", "exact")
+        ),
+        "knapsack-scan": report.scan_table(rows, families),
+        "glance-knapsack": glance(rows, "PyEPO knapsack (reduced)", "lpgd", others),
+    }
 
 
 def blocks(img: Path) -> dict[str, str]:
     """Every PyEPO block of the page, by name."""
     rows = _stored(img)
-    out = {"pyepo-regret": report.regret_table(rows),
-           "pyepo-paired-lines": report.paired_lines(rows),
-           "pyepo-exact": report.paired_lines(rows, "exact", ["initial"]),
-           "pyepo-paired": report.paired_regret(rows),
-           "pyepo-time": report.time_comparisons(rows),
-           "pyepo-scan": report.scan_table(rows),
-           "glance-pyepo": glance(rows, "PyEPO shortest path")}
+    out = {
+        "pyepo-regret": report.regret_table(rows),
+        "pyepo-paired-lines": report.paired_lines(rows),
+        "pyepo-exact": report.paired_lines(rows, "exact", ["initial"]),
+        "pyepo-paired": report.paired_regret(rows),
+        "pyepo-time": report.time_comparisons(rows),
+        "pyepo-scan": report.scan_table(rows),
+        "glance-pyepo": glance(rows, "PyEPO shortest path"),
+    }
     if (img / "pyepo_shortest_path_variants.csv").exists():
         out.update(variant_blocks(img))
     if (img / "pyepo_knapsack.csv").exists():
@@ -165,8 +210,9 @@ def store(runs: Sequence[Path], name: str, title: str, img: Path | None = None) 
             rows.append(row)
         sidecars.append(json.loads((run / "results.json").read_text()))
     csv_path = write_csv(rows, img / f"{name}.csv")
-    (img / f"{name}.json").write_text(json.dumps(
-        {"csv": f"{name}.csv", "runs": sidecars}, indent=1, ensure_ascii=False) + "\n")
+    (img / f"{name}.json").write_text(
+        json.dumps({"csv": f"{name}.csv", "runs": sidecars}, indent=1, ensure_ascii=False) + "\n"
+    )
     png = report.plot(report.with_derived(rows), img / f"{name}.png", title=title)
     return {"csv": csv_path, "png": png}
 
@@ -175,8 +221,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``python -m examples.pyepo_shortest_path.page NAME TITLE RUN_DIR...``: store runs."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m examples.pyepo_shortest_path.page",
-                                     description=main.__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m examples.pyepo_shortest_path.page", description=main.__doc__.splitlines()[0]
+    )
     parser.add_argument("name", help="e.g. pyepo_knapsack (docs/img/NAME.csv, .json, .png)")
     parser.add_argument("title", help="figure title")
     parser.add_argument("runs", nargs="+", type=Path, help="output folders of the runs")

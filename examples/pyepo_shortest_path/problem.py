@@ -55,8 +55,9 @@ def oracle(grid: tuple[int, int] = GRID):
     try:
         from pyepo.model.ort import shortestPathModel
     except ImportError as err:  # pragma: no cover - depends on the environment
-        raise ImportError("the PyEPO benchmark needs pyepo and ortools: "
-                          "pip install pyepo ortools") from err
+        raise ImportError(
+            "the PyEPO benchmark needs pyepo and ortools: pip install pyepo ortools"
+        ) from err
     return shortestPathModel(grid)
 
 
@@ -96,8 +97,9 @@ def shortest_path_lp(arcs, n_nodes: int) -> tuple[cp.Problem, cp.Parameter, cp.V
     supply[0], supply[-1] = -1.0, 1.0  # one unit leaves the source, one reaches the sink
     cost = cp.Parameter(len(arcs), name="cost")
     flow = cp.Variable(len(arcs), name="flow")
-    problem = cp.Problem(cp.Minimize(cost @ flow), [incidence @ flow == supply,
-                                                     flow >= 0, flow <= 1])
+    problem = cp.Problem(
+        cp.Minimize(cost @ flow), [incidence @ flow == supply, flow >= 0, flow <= 1]
+    )
     return problem, cost, flow
 
 
@@ -119,8 +121,17 @@ class Splits:
     features: int
 
 
-def make_splits(optmodel, *, degree: int, seed: int, n_train: int, n_val: int,
-                n_test: int, features: int = 5, noise: float = 0.5) -> Splits:
+def make_splits(
+    optmodel,
+    *,
+    degree: int,
+    seed: int,
+    n_train: int,
+    n_val: int,
+    n_test: int,
+    features: int = 5,
+    noise: float = 0.5,
+) -> Splits:
     """Draw PyEPO shortest-path data and split it.
 
     Parameters

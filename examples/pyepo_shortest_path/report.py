@@ -22,24 +22,65 @@ import numpy as np
 from examples import analysis, common
 from examples.pyepo_shortest_path.methods import FAMILIES, LABELS, family_of
 
-__all__ = ["all_trainings", "finish", "git_state", "paired_lines", "paired_regret", "plot",
-           "provenance", "regret_table", "scan_cost", "scan_table", "stats", "time_comparisons",
-           "with_derived"]
+__all__ = [
+    "all_trainings",
+    "finish",
+    "git_state",
+    "paired_lines",
+    "paired_regret",
+    "plot",
+    "provenance",
+    "regret_table",
+    "scan_cost",
+    "scan_table",
+    "stats",
+    "time_comparisons",
+    "with_derived",
+]
 
 ROOT = Path(__file__).resolve().parents[2]
 
 #: Short names for the verdicts.
-SHORT = {"lpgd": "LPGD", "exact": "exact", "spo+": "SPO+", "dbb": "DBB", "dpo": "DPO",
-         "pfyl": "PFYL", "2s": "two-stage LS", "initial": "the initial model",
-         "lpgd_scan": "LPGD's τ scan", "lpgd-upper": "LPGD upper", "lpgd-lower": "LPGD lower",
-         "lpgd-rho": "LPGD ρ>0", "lpgd-sol": "LPGD on ‖w − w*‖²",
-         "lpgd-deg": "LPGD (τ per degree)", "pg": "PG", "pg-at-lpgd": "PG (σ = LPGD's τ)",
-         "nid": "NID"}
+SHORT = {
+    "lpgd": "LPGD",
+    "exact": "exact",
+    "spo+": "SPO+",
+    "dbb": "DBB",
+    "dpo": "DPO",
+    "pfyl": "PFYL",
+    "2s": "two-stage LS",
+    "initial": "the initial model",
+    "lpgd_scan": "LPGD's τ scan",
+    "lpgd-upper": "LPGD upper",
+    "lpgd-lower": "LPGD lower",
+    "lpgd-rho": "LPGD ρ>0",
+    "lpgd-sol": "LPGD on ‖w − w*‖²",
+    "lpgd-deg": "LPGD (τ per degree)",
+    "pg": "PG",
+    "pg-at-lpgd": "PG (σ = LPGD's τ)",
+    "nid": "NID",
+}
 
 #: Table order; ``lpgd-deg`` and ``pg-at-lpgd`` are derived from the scans
 #: (:func:`with_derived`), no training of their own.
-ORDER = ("initial", "lpgd", "lpgd-deg", "lpgd-upper", "lpgd-lower", "lpgd-rho", "lpgd-sol",
-         "exact", "spo+", "dbb", "dpo", "pfyl", "pg", "pg-at-lpgd", "nid", "2s")
+ORDER = (
+    "initial",
+    "lpgd",
+    "lpgd-deg",
+    "lpgd-upper",
+    "lpgd-lower",
+    "lpgd-rho",
+    "lpgd-sol",
+    "exact",
+    "spo+",
+    "dbb",
+    "dpo",
+    "pfyl",
+    "pg",
+    "pg-at-lpgd",
+    "nid",
+    "2s",
+)
 DERIVED = ("lpgd-deg", "pg-at-lpgd")
 
 
@@ -63,11 +104,16 @@ def with_derived(rows: Sequence[dict]) -> list[dict]:
     for degree in sorted({int(r["degree"]) for r in scan}):
         here = [r for r in scan if int(r["degree"]) == degree]
         taus = sorted({float(r["tau"]) for r in here})
-        best = min(taus, key=lambda t: np.mean([float(r["val_regret"]) for r in here
-                                                if float(r["tau"]) == t]))
+        best = min(
+            taus,
+            key=lambda t: np.mean([float(r["val_regret"]) for r in here if float(r["tau"]) == t]),
+        )
         out += [{**r, "method": "lpgd-deg"} for r in here if float(r["tau"]) == best]
-    pg = {(int(r["degree"]), int(r["seed"]), float(r["tau"])): r for r in rows
-          if str(r["method"]).startswith("pg_sigma=")}
+    pg = {
+        (int(r["degree"]), int(r["seed"]), float(r["tau"])): r
+        for r in rows
+        if str(r["method"]).startswith("pg_sigma=")
+    }
     for r in rows:
         key = (int(r["degree"]), int(r["seed"]), float(r["tau"] or "nan"))
         if r["method"] == "lpgd" and key in pg:
@@ -85,9 +131,11 @@ def _mean_std(values) -> tuple[float, float]:
 
 def stats(rows: Sequence[dict], method: str, degree: int, column: str) -> tuple[float, float, int]:
     """Mean, sample std (ddof = 1) and count of ``column`` over the seeds of one cell."""
-    values = [float(r[column]) for r in rows
-              if r["method"] == method and int(r["degree"]) == degree
-              and r.get(column, "") != ""]
+    values = [
+        float(r[column])
+        for r in rows
+        if r["method"] == method and int(r["degree"]) == degree and r.get(column, "") != ""
+    ]
     values = [v for v in values if np.isfinite(v)]
     return (*_mean_std(values), len(values))
 
@@ -109,8 +157,9 @@ def _degrees(rows: Sequence[dict]) -> list[int]:
 
 def _all_runs(rows: Sequence[dict], method: str, column: str) -> tuple[float, float]:
     """Mean and sample std of ``column`` over every run (degree and seed) of a method."""
-    return _mean_std([float(r[column]) for r in rows if r["method"] == method
-                      and r.get(column, "") != ""])
+    return _mean_std(
+        [float(r[column]) for r in rows if r["method"] == method and r.get(column, "") != ""]
+    )
 
 
 def _per_run(rows: Sequence[dict], method: str, column: str) -> dict:
@@ -121,8 +170,9 @@ def _per_run(rows: Sequence[dict], method: str, column: str) -> dict:
     return analysis.final_values(rows, method, column, by=("degree", "seed"))
 
 
-def scan_cost(rows: Sequence[dict], column: str = "cpu_seconds_per_epoch",
-              family: str = "lpgd") -> dict:
+def scan_cost(
+    rows: Sequence[dict], column: str = "cpu_seconds_per_epoch", family: str = "lpgd"
+) -> dict:
     """``{(degree, seed): Σ over τ}`` of ``column``: what a scanned method's validation
     scan cost, per epoch, for one reported row (one training per τ; empty without a
     scan)."""
@@ -135,8 +185,7 @@ def scan_cost(rows: Sequence[dict], column: str = "cpu_seconds_per_epoch",
     return total
 
 
-def all_trainings(rows: Sequence[dict], method: str,
-                  column: str = "cpu_seconds_per_epoch") -> dict:
+def all_trainings(rows: Sequence[dict], method: str, column: str = "cpu_seconds_per_epoch") -> dict:
     """``{(degree, seed): value}``: ``column`` summed over every training that one
     reported row of ``method`` needs — a scanned method's whole scan, LPGD's scan for
     ``lpgd-deg``, PG's training plus LPGD's scan for ``pg-at-lpgd`` (its σ is LPGD's
@@ -157,8 +206,13 @@ def regret_table(rows: Sequence[dict]) -> str:
     lowest mean), then wall and CPU seconds per training epoch over all runs, and the CPU
     seconds per epoch of every training the row needs (LPGD: its τ scan)."""
     degrees = _degrees(rows)
-    head = ["method", *[f"deg {d}" for d in degrees], "wall s / epoch", "CPU s / epoch",
-            "CPU s / epoch, all trainings"]
+    head = [
+        "method",
+        *[f"deg {d}" for d in degrees],
+        "wall s / epoch",
+        "CPU s / epoch",
+        "CPU s / epoch, all trainings",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for method in _methods(rows):
         cells = [LABELS[method]]
@@ -171,8 +225,11 @@ def regret_table(rows: Sequence[dict]) -> str:
         else:
             cpu = _pm(*_all_runs(rows, method, "cpu_seconds_per_epoch"), 2)
             total = all_trainings(rows, method)
-            cells += [_pm(*_all_runs(rows, method, "seconds_per_epoch"), 2), cpu,
-                      _pm(*_mean_std(list(total.values())), 2) if total else cpu]
+            cells += [
+                _pm(*_all_runs(rows, method, "seconds_per_epoch"), 2),
+                cpu,
+                _pm(*_mean_std(list(total.values())), 2) if total else cpu,
+            ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -181,8 +238,7 @@ def scan_table(rows: Sequence[dict], families: Sequence[str] = ("lpgd",)) -> str
     """The τ scans of ``families``: validation and test regret per τ (σ for PG) and
     degree, and how often that τ was chosen."""
     degrees = _degrees(rows)
-    head = ["method", "τ / σ", *[f"deg {d}: val / test (chosen)" for d in degrees],
-            "CPU s / epoch"]
+    head = ["method", "τ / σ", *[f"deg {d}: val / test (chosen)" for d in degrees], "CPU s / epoch"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for family in families:
         prefix = f"{family}_{FAMILIES[family]}="
@@ -194,27 +250,33 @@ def scan_table(rows: Sequence[dict], families: Sequence[str] = ("lpgd",)) -> str
 def _scan_line(rows, family, name, tau, degrees) -> str:
     cells = [SHORT[family], f"{tau:g}"]
     for d in degrees:
-        chosen = sum(1 for r in rows if r["method"] == family and int(r["degree"]) == d
-                     and float(r["tau"]) == tau)
+        chosen = sum(
+            1
+            for r in rows
+            if r["method"] == family and int(r["degree"]) == d and float(r["tau"]) == tau
+        )
         seeds = sum(1 for r in rows if r["method"] == name and int(r["degree"]) == d)
-        cells.append(f"{_pm(*stats(rows, name, d, 'val_regret')[:2])} / "
-                     f"{_pm(*stats(rows, name, d, 'test_regret')[:2])} ({chosen}/{seeds})")
+        cells.append(
+            f"{_pm(*stats(rows, name, d, 'val_regret')[:2])} / "
+            f"{_pm(*stats(rows, name, d, 'test_regret')[:2])} ({chosen}/{seeds})"
+        )
     cells.append(_pm(*_all_runs(rows, name, "cpu_seconds_per_epoch"), 2))
     return "| " + " | ".join(cells) + " |"
 
 
 def _best(rows: Sequence[dict], degree: int) -> str | None:
     """The method with the lowest mean test regret at ``degree`` (None without rows)."""
-    cells = {m: stats(rows, m, degree, "test_regret")[0] for m in _methods(rows)
-             if m != "initial"}
+    cells = {m: stats(rows, m, degree, "test_regret")[0] for m in _methods(rows) if m != "initial"}
     cells = {m: mean for m, mean in cells.items() if np.isfinite(mean)}
     return min(cells, key=cells.get) if cells else None
 
 
-def _compare(rows: Sequence[dict], a: str, b: str, column: str,
-             degree: int | None = None) -> analysis.Paired:
+def _compare(
+    rows: Sequence[dict], a: str, b: str, column: str, degree: int | None = None
+) -> analysis.Paired:
     """``a`` against ``b`` on ``column``, paired over seeds at one degree or over every
     (degree, seed) run."""
+
     def values(method):
         per_run = _per_run(rows, method, column)
         return {k: v for k, v in per_run.items() if degree is None or k[0] == degree}
@@ -223,49 +285,60 @@ def _compare(rows: Sequence[dict], a: str, b: str, column: str,
 
 
 def _others(rows: Sequence[dict], method: str = "lpgd") -> list[str]:
-    return [m for m in (*_methods(rows)[1:], "initial") if m != method
-            and m in {r["method"] for r in rows}]
+    return [
+        m
+        for m in (*_methods(rows)[1:], "initial")
+        if m != method and m in {r["method"] for r in rows}
+    ]
 
 
-def paired_regret(rows: Sequence[dict], method: str = "lpgd",
-                  others: Sequence[str] | None = None) -> str:
+def paired_regret(
+    rows: Sequence[dict], method: str = "lpgd", others: Sequence[str] | None = None
+) -> str:
     """``method`` (LPGD) against every other method on test regret: per degree (pairs:
     the seeds) and over all (degree, seed) runs, as a Markdown table
     (:func:`analysis.paired_table`)."""
     comparisons = []
-    for other in (others if others is not None else _others(rows, method)):
+    for other in others if others is not None else _others(rows, method):
         for degree in (*_degrees(rows), None):
             where = "all degrees" if degree is None else f"degree {degree}"
             comparisons.append((where, _compare(rows, method, other, "test_regret", degree)))
     return analysis.paired_table(comparisons, what="test regret at")
 
 
-def paired_lines(rows: Sequence[dict], method: str = "lpgd",
-                 others: Sequence[str] | None = None) -> str:
+def paired_lines(
+    rows: Sequence[dict], method: str = "lpgd", others: Sequence[str] | None = None
+) -> str:
     """One line per method ``method`` is compared with on test regret: the verdict over
     all runs, then per degree (:func:`paired_regret` has LPGD's numbers)."""
     lines = []
-    for other in (others if others is not None else _others(rows, method)):
+    for other in others if others is not None else _others(rows, method):
         overall = _compare(rows, method, other, "test_regret")
         per_degree: dict[str, list[str]] = {}
         for d in _degrees(rows):
             c = _compare(rows, method, other, "test_regret", d)
             per_degree.setdefault(c.winner or "no significant difference", []).append(str(d))
-        parts = [f"{name if name == 'no significant difference' else name + ' better'} at "
-                 f"degree{'s' * (len(ds) > 1)} {', '.join(ds)}"
-                 for name, ds in per_degree.items()]
+        parts = [
+            f"{name if name == 'no significant difference' else name + ' better'} at "
+            f"degree{'s' * (len(ds) > 1)} {', '.join(ds)}"
+            for name, ds in per_degree.items()
+        ]
         verdict = f"**{overall.verdict}**" if overall.winner else overall.verdict
         seeds = len({r["seed"] for r in rows})
-        lines.append(f"* {_short(method)} vs {_short(other)}: over all {overall.n} runs, "
-                     f"{verdict}; {_short(method)} lower in {overall.wins_a} of {overall.n}, "
-                     "paired t p = "
-                     f"{analysis._p(overall.p_value)}. Per degree ({seeds} seeds each): "
-                     + "; ".join(parts) + ".")
+        lines.append(
+            f"* {_short(method)} vs {_short(other)}: over all {overall.n} runs, "
+            f"{verdict}; {_short(method)} lower in {overall.wins_a} of {overall.n}, "
+            "paired t p = "
+            f"{analysis._p(overall.p_value)}. Per degree ({seeds} seeds each): "
+            + "; ".join(parts)
+            + "."
+        )
     return "\n".join(lines) + "\n"
 
 
-def time_comparisons(rows: Sequence[dict], methods: Sequence[str] = ("lpgd",),
-                     others: Sequence[str] | None = None) -> str:
+def time_comparisons(
+    rows: Sequence[dict], methods: Sequence[str] = ("lpgd",), others: Sequence[str] | None = None
+) -> str:
     """Seconds per training epoch, each of ``methods`` (the chosen τ's training, and
     every training it needs: :func:`all_trainings`) against each trained PyEPO method
     and the exact gradient, paired over all (degree, seed) runs, in CPU and in wall
@@ -275,11 +348,14 @@ def time_comparisons(rows: Sequence[dict], methods: Sequence[str] = ("lpgd",),
         others = ("spo+", "dbb", "dpo", "pfyl", "pg", "nid", "exact")
     others = [m for m in others if m in present or m.removesuffix("_scan") in present]
     comparisons = []
-    for column, unit in (("cpu_seconds_per_epoch", "CPU s / epoch"),
-                         ("seconds_per_epoch", "wall s / epoch")):
+    for column, unit in (
+        ("cpu_seconds_per_epoch", "CPU s / epoch"),
+        ("seconds_per_epoch", "wall s / epoch"),
+    ):
         for a in [x for m in methods for x in (m, f"{m}_scan")]:
-            if a.endswith("_scan") and all_trainings(rows, a[:-5], column) == \
-                    analysis.final_values(rows, a[:-5], column, by=("degree", "seed")):
+            if a.endswith("_scan") and all_trainings(rows, a[:-5], column) == analysis.final_values(
+                rows, a[:-5], column, by=("degree", "seed")
+            ):
                 continue
             for other in others:
                 if other != a:
@@ -296,33 +372,53 @@ def plot(rows: Sequence[dict], path: Path, *, title: str) -> Path:
     import matplotlib.pyplot as plt
 
     degrees = _degrees(rows)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.4),
-                                      gridspec_kw={"width_ratios": [3, 2]})
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.4), gridspec_kw={"width_ratios": [3, 2]})
     methods = [m for m in _methods(rows) if m != "initial"]
     for k, method in enumerate(methods):
         cells = [stats(rows, method, d, "test_regret") for d in degrees]
         offset = (k - (len(methods) - 1) / 2) * 0.06  # keep the error bars apart
-        left.errorbar(np.array(degrees) + offset, [c[0] for c in cells],
-                      yerr=[c[1] for c in cells], marker="o", capsize=3, lw=1.4,
-                      label=LABELS[method], ls="--" if method in ("exact", "2s") else "-",
-                      color=plt.cm.tab20(k % 20))
-    left.set(xlabel="polynomial degree", ylabel="normalized test regret", xticks=degrees,
-             yscale="log")
+        left.errorbar(
+            np.array(degrees) + offset,
+            [c[0] for c in cells],
+            yerr=[c[1] for c in cells],
+            marker="o",
+            capsize=3,
+            lw=1.4,
+            label=LABELS[method],
+            ls="--" if method in ("exact", "2s") else "-",
+            color=plt.cm.tab20(k % 20),
+        )
+    left.set(
+        xlabel="polynomial degree", ylabel="normalized test regret", xticks=degrees, yscale="log"
+    )
     left.grid(alpha=0.3, which="both")
     left.legend(fontsize=8)
     timed = [m for m in methods if m != "2s"]
     rows_y = np.arange(len(timed))
     # Wall time is what a user waits; CPU time is steadier on a shared machine; a
     # scanned method's row needs every training of its scan.
-    for shift, column, color, name in ((-0.27, "seconds_per_epoch", "tab:gray", "wall"),
-                                       (0.0, "cpu_seconds_per_epoch", "tab:blue", "CPU"),
-                                       (0.27, "all", "tab:orange", "CPU, all trainings")):
-        means = [_all_runs(rows, m, column) if column != "all" else
-                 _mean_std(list(all_trainings(rows, m).values())) for m in timed]
-        right.barh(rows_y + shift, [m[0] for m in means], height=0.27,
-                   xerr=[m[1] for m in means], color=color, label=name)
-    right.set(xlabel="training seconds per epoch", yticks=rows_y,
-              yticklabels=[LABELS[m] for m in timed])
+    for shift, column, color, name in (
+        (-0.27, "seconds_per_epoch", "tab:gray", "wall"),
+        (0.0, "cpu_seconds_per_epoch", "tab:blue", "CPU"),
+        (0.27, "all", "tab:orange", "CPU, all trainings"),
+    ):
+        means = [
+            _all_runs(rows, m, column)
+            if column != "all"
+            else _mean_std(list(all_trainings(rows, m).values()))
+            for m in timed
+        ]
+        right.barh(
+            rows_y + shift,
+            [m[0] for m in means],
+            height=0.27,
+            xerr=[m[1] for m in means],
+            color=color,
+            label=name,
+        )
+    right.set(
+        xlabel="training seconds per epoch", yticks=rows_y, yticklabels=[LABELS[m] for m in timed]
+    )
     right.legend(fontsize=8)
     right.invert_yaxis()
     right.grid(alpha=0.3, axis="x")
@@ -343,14 +439,20 @@ def git_state() -> dict:
 
     def git(*cmd):
         try:
-            return subprocess.run(["git", *cmd], capture_output=True, text=True,
-                                  cwd=Path(__file__).parent, check=True).stdout.strip()
+            return subprocess.run(
+                ["git", *cmd], capture_output=True, text=True, cwd=Path(__file__).parent, check=True
+            ).stdout.strip()
         except (OSError, subprocess.CalledProcessError):
             return ""
 
-    return {"git_commit": git("rev-parse", "HEAD"),
-            "git_dirty_paths": [line[3:] for line in git("status", "--porcelain").splitlines()
-                                if line[3:].startswith(("cvxlpgd/", "examples/"))]}
+    return {
+        "git_commit": git("rev-parse", "HEAD"),
+        "git_dirty_paths": [
+            line[3:]
+            for line in git("status", "--porcelain").splitlines()
+            if line[3:].startswith(("cvxlpgd/", "examples/"))
+        ],
+    }
 
 
 def provenance(args, **extra) -> dict:
@@ -362,21 +464,34 @@ def provenance(args, **extra) -> dict:
 
     import torch
 
-    options = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
-               if k != "git_state"}
+    options = {
+        k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "git_state"
+    }
     script = Path(sys.argv[0]).resolve()
-    module = (".".join(script.relative_to(ROOT).with_suffix("").parts)
-              if script.is_relative_to(ROOT) else str(script))
-    return {"command": " ".join(["python -m", module, *sys.argv[1:]]),
-            **(getattr(args, "git_state", None) or git_state()),
-            "finished_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(
-                timespec="seconds"),
-            "python": platform.python_version(), "torch": torch.__version__,
-            "options": options, **extra}
+    module = (
+        ".".join(script.relative_to(ROOT).with_suffix("").parts)
+        if script.is_relative_to(ROOT)
+        else str(script)
+    )
+    return {
+        "command": " ".join(["python -m", module, *sys.argv[1:]]),
+        **(getattr(args, "git_state", None) or git_state()),
+        "finished_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "options": options,
+        **extra,
+    }
 
 
-def finish(rows: Sequence[dict], args, *, title: str = "PyEPO shortest path 5x5",
-           experiment: str = "pyepo_shortest_path", print_fn=print) -> dict:
+def finish(
+    rows: Sequence[dict],
+    args,
+    *,
+    title: str = "PyEPO shortest path 5x5",
+    experiment: str = "pyepo_shortest_path",
+    print_fn=print,
+) -> dict:
     """Write ``results.csv``, ``regret.png`` and ``summary.md``; print the summary.
 
     Parameters
@@ -398,23 +513,32 @@ def finish(rows: Sequence[dict], args, *, title: str = "PyEPO shortest path 5x5"
     sidecar = out / "results.json"
     sidecar.write_text(json.dumps(provenance(args, experiment=experiment), indent=1) + "\n")
     png = plot(with_derived(rows), out / "regret.png", title=title)
-    notes = (f"{args.n_train} training / {args.n_val} validation / {args.n_test} test instances, "
-             f"methods {' '.join(args.methods)}, 5 features, noise half-width {args.noise}; "
-             f"linear model; Adam lr {args.lr}, "
-             f"batch {args.batch}, {args.epochs} epochs; seeds {' '.join(map(str, args.seeds))}; "
-             f"layer solver {args.solver}. Normalized test regret by pyepo.metric.regret "
-             "(mean ± sample std over seeds; bold: lowest mean). Comparisons: paired "
-             f"t-test over the shared runs, α = {analysis.ALPHA:g}.")
+    notes = (
+        f"{args.n_train} training / {args.n_val} validation / {args.n_test} test instances, "
+        f"methods {' '.join(args.methods)}, 5 features, noise half-width {args.noise}; "
+        f"linear model; Adam lr {args.lr}, "
+        f"batch {args.batch}, {args.epochs} epochs; seeds {' '.join(map(str, args.seeds))}; "
+        f"layer solver {args.solver}. Normalized test regret by pyepo.metric.regret "
+        "(mean ± sample std over seeds; bold: lowest mean). Comparisons: paired "
+        f"t-test over the shared runs, α = {analysis.ALPHA:g}."
+    )
     rows = with_derived(rows)
     families = [f for f in FAMILIES if any(r["method"] == f for r in rows)]
-    text = (f"## {title}\n\n{notes}\n\n{regret_table(rows)}\n"
-            f"### LPGD against each method, seed by seed\n\n{paired_lines(rows)}\n"
-            f"{paired_regret(rows)}\n### Training time, run by run\n\n"
-            f"{time_comparisons(rows)}\n"
-            f"### The τ scans (validation regret chooses)\n\n{scan_table(rows, families)}")
+    text = (
+        f"## {title}\n\n{notes}\n\n{regret_table(rows)}\n"
+        f"### LPGD against each method, seed by seed\n\n{paired_lines(rows)}\n"
+        f"{paired_regret(rows)}\n### Training time, run by run\n\n"
+        f"{time_comparisons(rows)}\n"
+        f"### The τ scans (validation regret chooses)\n\n{scan_table(rows, families)}"
+    )
     summary_path = out / "summary.md"
     summary_path.write_text(text)
     print_fn(text)
     print_fn(f"wrote {csv_path}, {png}, {summary_path}")
-    return {"csv": csv_path, "png": png, "summary_path": summary_path, "summary": text,
-            "provenance": sidecar}
+    return {
+        "csv": csv_path,
+        "png": png,
+        "summary_path": summary_path,
+        "summary": text,
+        "provenance": sidecar,
+    }

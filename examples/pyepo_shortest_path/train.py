@@ -100,8 +100,13 @@ def _shortest_path_setup(seed: int, solver: str):
     return optmodel, CvxpyLayer(problem, [cost], [flow], solver=solver)
 
 
-SHORTEST_PATH = Task(EXPERIMENT, "PyEPO shortest path 5x5", 1,
-                     lambda seed, solver: _shortest_path_setup(0, solver), make_splits)
+SHORTEST_PATH = Task(
+    EXPERIMENT,
+    "PyEPO shortest path 5x5",
+    1,
+    lambda seed, solver: _shortest_path_setup(0, solver),
+    make_splits,
+)
 
 
 def parse_args(argv=None, task: Task = SHORTEST_PATH) -> argparse.Namespace:
@@ -109,22 +114,44 @@ def parse_args(argv=None, task: Task = SHORTEST_PATH) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog=f"python -m examples.{task.experiment}.train",
         description=f"{task.title}: cvxlpgd LPGD (and its variants) and exact vs PyEPO's "
-                    "SPO+, DBB, DPO, PFYL, PG, NID and two-stage least squares.")
-    parser.add_argument("--quick", action="store_true",
-                        help="small run (< 1 minute) for smoke tests")
-    parser.add_argument("--out", default=None,
-                        help=f"output folder (default outputs/{task.experiment})")
-    parser.add_argument("--seeds", type=int, nargs="+", default=None,
-                        help="seeds (data draw, initial model, minibatch order); default 0 1 2, "
-                             "0 1 with --quick")
-    parser.add_argument("--degrees", type=int, nargs="+", default=None,
-                        help="polynomial degrees (default "
-                             f"{' '.join(map(str, task.full['degrees']))}; "
-                             f"{' '.join(map(str, task.quick['degrees']))} with --quick)")
-    parser.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS), choices=METHODS,
-                        help=f"default {' '.join(DEFAULT_METHODS)}")
-    parser.add_argument("--taus", type=float, nargs="+", default=list(TAUS),
-                        help="the validation scan of LPGD's τ and PG's σ (default 0.1 1 10)")
+        "SPO+, DBB, DPO, PFYL, PG, NID and two-stage least squares.",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="small run (< 1 minute) for smoke tests"
+    )
+    parser.add_argument(
+        "--out", default=None, help=f"output folder (default outputs/{task.experiment})"
+    )
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=None,
+        help="seeds (data draw, initial model, minibatch order); default 0 1 2, 0 1 with --quick",
+    )
+    parser.add_argument(
+        "--degrees",
+        type=int,
+        nargs="+",
+        default=None,
+        help="polynomial degrees (default "
+        f"{' '.join(map(str, task.full['degrees']))}; "
+        f"{' '.join(map(str, task.quick['degrees']))} with --quick)",
+    )
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        default=list(DEFAULT_METHODS),
+        choices=METHODS,
+        help=f"default {' '.join(DEFAULT_METHODS)}",
+    )
+    parser.add_argument(
+        "--taus",
+        type=float,
+        nargs="+",
+        default=list(TAUS),
+        help="the validation scan of LPGD's τ and PG's σ (default 0.1 1 10)",
+    )
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=0.01, help="Adam learning rate")
@@ -174,31 +201,39 @@ class Benchmark:
             optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
             # The same minibatch order for every method of a (degree, seed).
             order = torch.Generator().manual_seed(seed)
-            loader = DataLoader(splits.train, batch_size=args.batch, shuffle=True,
-                                generator=order)
+            loader = DataLoader(splits.train, batch_size=args.batch, shuffle=True, generator=order)
             for _ in range(args.epochs):
                 start, start_cpu = time.perf_counter(), time.process_time()
                 for x, c, w, z in loader:
                     optimizer.zero_grad()
                     loss = loss_fn(model(x), c, w, z)
                     loss.backward()
-                    grad_norms.append(float(torch.sqrt(sum(
-                        (p.grad.double() ** 2).sum() for p in model.parameters()))))
+                    grad_norms.append(
+                        float(
+                            torch.sqrt(
+                                sum((p.grad.double() ** 2).sum() for p in model.parameters())
+                            )
+                        )
+                    )
                     losses.append(float(loss.detach()))
                     optimizer.step()
                 wall += time.perf_counter() - start
                 cpu += time.process_time() - start_cpu
             epochs = args.epochs
         per = max(epochs, 1)
-        return {"method": method.name, "tau": "" if method.tau is None else method.tau,
-                "epochs": epochs, "test_regret": self.regret(model, splits.test),
-                "val_regret": self.regret(model, splits.val),
-                "seconds_per_epoch": wall / per, "cpu_seconds_per_epoch": cpu / per,
-                "mean_grad_norm": float(np.mean(grad_norms)) if grad_norms else np.nan,
-                "median_grad_norm": float(np.median(grad_norms)) if grad_norms else np.nan,
-                "max_grad_norm": float(np.max(grad_norms)) if grad_norms else np.nan,
-                "last_epoch_loss": (float(np.mean(losses[-len(loader):]))
-                                    if losses else np.nan)}
+        return {
+            "method": method.name,
+            "tau": "" if method.tau is None else method.tau,
+            "epochs": epochs,
+            "test_regret": self.regret(model, splits.test),
+            "val_regret": self.regret(model, splits.val),
+            "seconds_per_epoch": wall / per,
+            "cpu_seconds_per_epoch": cpu / per,
+            "mean_grad_norm": float(np.mean(grad_norms)) if grad_norms else np.nan,
+            "median_grad_norm": float(np.median(grad_norms)) if grad_norms else np.nan,
+            "max_grad_norm": float(np.max(grad_norms)) if grad_norms else np.nan,
+            "last_epoch_loss": (float(np.mean(losses[-len(loader) :])) if losses else np.nan),
+        }
 
     def run_config(self, degree: int, seed: int, progress) -> list[dict]:
         """Every method on one (degree, seed) draw; a scanned method once per τ, then the
@@ -206,15 +241,28 @@ class Benchmark:
         args = self.args
         self.optmodel, self.layer = self.task.setup(seed, args.solver)
         with contextlib.redirect_stderr(io.StringIO()):  # optDataset's own progress bars
-            splits = self.task.make_splits(self.optmodel, degree=degree, seed=seed,
-                                           n_train=args.n_train, n_val=args.n_val,
-                                           n_test=args.n_test, noise=args.noise)
+            splits = self.task.make_splits(
+                self.optmodel,
+                degree=degree,
+                seed=seed,
+                n_train=args.n_train,
+                n_val=args.n_val,
+                n_test=args.n_test,
+                noise=args.noise,
+            )
         torch.manual_seed(seed)
         initial = torch.nn.Linear(splits.features, self.optmodel.num_cost)
         stamp = {"degree": degree, "seed": seed}
-        rows = [{**stamp, "method": "initial", "tau": "", "epochs": 0,
-                 "test_regret": self.regret(initial, splits.test),
-                 "val_regret": self.regret(initial, splits.val)}]
+        rows = [
+            {
+                **stamp,
+                "method": "initial",
+                "tau": "",
+                "epochs": 0,
+                "test_regret": self.regret(initial, splits.test),
+                "val_regret": self.regret(initial, splits.val),
+            }
+        ]
         for name in args.methods:
             scan = []
             for method in scan_methods(name, args.taus):
@@ -254,8 +302,12 @@ def main(argv=None, task: Task = SHORTEST_PATH) -> dict:
     runs_per_config = sum(len(args.taus) if m in FAMILIES else 1 for m in args.methods)
     rows = []
     start_cpu = time.process_time()
-    with tqdm(total=runs_per_config * len(args.degrees) * len(args.seeds),
-              desc=task.experiment, disable=args.no_progress, unit="run") as progress:
+    with tqdm(
+        total=runs_per_config * len(args.degrees) * len(args.seeds),
+        desc=task.experiment,
+        disable=args.no_progress,
+        unit="run",
+    ) as progress:
         for degree in args.degrees:
             for seed in args.seeds:
                 rows += bench.run_config(degree, seed, progress)

@@ -46,37 +46,60 @@ QUICK = {"train": 40, "heldout": 20, "batch": 10, "epochs": 3}
 FULL9 = {"train": 16, "heldout": 8, "batch": 4, "epochs": 2, "eps": 0.05, "solver": "SCS"}
 QUICK9 = {"train": 4, "heldout": 2, "batch": 4, "epochs": 1, "eps": 0.05, "solver": "SCS"}
 TAUS9 = [10.0]  # the best τ of the 4x4 scan; one τ to fit the budget
-PLOT = {"loss_label": "MSE", "heldout": "heldout_board_acc",
-        "heldout_label": "held-out board accuracy", "log_y": True}
+PLOT = {
+    "loss_label": "MSE",
+    "heldout": "heldout_board_acc",
+    "heldout_label": "held-out board accuracy",
+    "log_y": True,
+}
 
 
 def parse_args(argv=None):
     """Command-line options (shared ones from :func:`examples.common.base_parser`)."""
     parser = common.base_parser(
-        "sudoku.train", "Learn Sudoku rules A, b through a QP layer: exact GD vs LPGD.",
-        taus=TAUS)
+        "sudoku.train", "Learn Sudoku rules A, b through a QP layer: exact GD vs LPGD.", taus=TAUS
+    )
     parser.add_argument("--size", type=int, default=4, choices=(4, 9), help="board side")
     parser.add_argument("--train", type=int, default=None, help="training puzzles")
     parser.add_argument("--heldout", type=int, default=None, help="held-out puzzles")
     parser.add_argument("--batch", type=int, default=None, help="puzzles per iteration")
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--lr", type=float, default=0.03, help="Adam learning rate")
-    parser.add_argument("--eps", type=float, default=None,
-                        help="QP regularization ε (default 0.1 for 4x4, 0.05 for 9x9: with "
-                             "0.1 even the true rules decode few 9x9 boards)")
-    parser.add_argument("--constraints", type=int, default=None,
-                        help="rows of A (default: rank of the true rules, 40 for 4x4)")
-    parser.add_argument("--min-givens", type=int, default=None,
-                        help="givens per puzzle (default: minimal puzzles for 4x4, 30 for 9x9)")
-    parser.add_argument("--solver", default=None,
-                        choices=("SCS", "CLARABEL", "MOREAU", "auto"),
-                        help="conic solver (default Clarabel for 4x4: its iteration count does "
-                             "not grow with τ, unlike warm-started SCS; SCS for 9x9, see FULL9)")
-    parser.add_argument("--target-rule", choices=("gd80", "givens"), default=None,
-                        help="how the summary's target is set: 'gd80', 80%% of GD's "
-                             "improvement (4x4 default); 'givens', the training MSE of the "
-                             "rule-free guess (givens, 1/size on blanks), independent of every "
-                             "method's curve (9x9 default)")
+    parser.add_argument(
+        "--eps",
+        type=float,
+        default=None,
+        help="QP regularization ε (default 0.1 for 4x4, 0.05 for 9x9: with "
+        "0.1 even the true rules decode few 9x9 boards)",
+    )
+    parser.add_argument(
+        "--constraints",
+        type=int,
+        default=None,
+        help="rows of A (default: rank of the true rules, 40 for 4x4)",
+    )
+    parser.add_argument(
+        "--min-givens",
+        type=int,
+        default=None,
+        help="givens per puzzle (default: minimal puzzles for 4x4, 30 for 9x9)",
+    )
+    parser.add_argument(
+        "--solver",
+        default=None,
+        choices=("SCS", "CLARABEL", "MOREAU", "auto"),
+        help="conic solver (default Clarabel for 4x4: its iteration count does "
+        "not grow with τ, unlike warm-started SCS; SCS for 9x9, see FULL9)",
+    )
+    parser.add_argument(
+        "--target-rule",
+        choices=("gd80", "givens"),
+        default=None,
+        help="how the summary's target is set: 'gd80', 80%% of GD's "
+        "improvement (4x4 default); 'givens', the training MSE of the "
+        "rule-free guess (givens, 1/size on blanks), independent of every "
+        "method's curve (9x9 default)",
+    )
     parser.add_argument("--data-seed", type=int, default=0, help="seed of the puzzle set")
     args = parser.parse_args(argv)
     if args.size == 9:
@@ -106,8 +129,9 @@ class SudokuTask:
     def __init__(self, args):
         self.args = args
         total = args.train + args.heldout
-        puzzles, solutions = generate_puzzles(total, size=args.size, seed=args.data_seed,
-                                              min_givens=args.min_givens)
+        puzzles, solutions = generate_puzzles(
+            total, size=args.size, seed=args.data_seed, min_givens=args.min_givens
+        )
         self.p = torch.tensor(one_hot(puzzles))
         self.z_true = torch.tensor(one_hot(solutions))
         self.solutions = solutions
@@ -116,16 +140,16 @@ class SudokuTask:
         problem, params, z = build_sudoku_problem(args.size, args.constraints, eps=args.eps)
         from cvxlpgd import CvxpyLayer
 
-        self.layer = CvxpyLayer(problem, [params["p"], params["A"], params["b"]], [z],
-                                solver=args.solver)
+        self.layer = CvxpyLayer(
+            problem, [params["p"], params["A"], params["b"]], [z], solver=args.solver
+        )
 
     def warm_up(self, methods) -> None:
         """One untimed step per gradient kind: the exact path compiles its conic form
         on first use (tens of seconds for 9x9), a one-off cost that is not training."""
         A0, _ = random_rules(self.args.size, self.args.constraints, seed=0)
         A = torch.tensor(A0, requires_grad=True)
-        log_z0 = torch.full((self.args.size**3,), -np.log(self.args.size),
-                            dtype=torch.float64)
+        log_z0 = torch.full((self.args.size**3,), -np.log(self.args.size), dtype=torch.float64)
         for options in {m.gradient: m.layer_options() for m in methods}.values():
             (z,) = self.layer(self.p[:1], A, A @ log_z0.exp(), **options)
             z.sum().backward()
@@ -140,15 +164,17 @@ class SudokuTask:
         guess = self.p[self.train_idx].clone().reshape(len(self.train_idx), size * size, size)
         blank = guess.sum(dim=-1) == 0
         guess[blank] = 1.0 / size
-        return float(self.per_puzzle_loss(guess.reshape(len(self.train_idx), -1),
-                                          self.z_true[self.train_idx]).mean())
+        return float(
+            self.per_puzzle_loss(
+                guess.reshape(len(self.train_idx), -1), self.z_true[self.train_idx]
+            ).mean()
+        )
 
     def true_rules_reference(self) -> dict:
         """Loss and accuracies of the exact rules: the ceiling of what can be learned."""
         A, _ = true_rules(self.args.size)
         # b = A z0 with z0 = 1/size gives b = 1, the rules' right-hand side.
-        log_z0 = torch.full((self.args.size**3,), -np.log(self.args.size),
-                            dtype=torch.float64)
+        log_z0 = torch.full((self.args.size**3,), -np.log(self.args.size), dtype=torch.float64)
         return self.evaluate(torch.tensor(A), log_z0, self.heldout_idx)
 
     @staticmethod
@@ -164,8 +190,11 @@ class SudokuTask:
             loss = self.per_puzzle_loss(z, self.z_true[idx]).mean().item()
         boards = decode(z.numpy(), self.args.size)
         correct = boards == self.solutions[idx]
-        return {"loss": loss, "board_acc": float(correct.all(axis=(1, 2)).mean()),
-                "cell_acc": float(correct.mean())}
+        return {
+            "loss": loss,
+            "board_acc": float(correct.all(axis=(1, 2)).mean()),
+            "cell_acc": float(correct.mean()),
+        }
 
     def run(self, method: common.Method, seed: int, log: common.RunLogger) -> None:
         """Train from the seed's random rules with ``method``; log once per epoch."""
@@ -173,8 +202,9 @@ class SudokuTask:
         A0, _ = random_rules(args.size, args.constraints, seed=seed)
         A = torch.tensor(A0, requires_grad=True)
         # b = A z0 with z0 = exp(log_z0) = 1/size reproduces random_rules' b exactly.
-        log_z0 = torch.full((args.size**3,), -np.log(args.size), dtype=torch.float64,
-                            requires_grad=True)
+        log_z0 = torch.full(
+            (args.size**3,), -np.log(args.size), dtype=torch.float64, requires_grad=True
+        )
         optimizer = torch.optim.Adam([A, log_z0], lr=args.lr)
         # Same minibatch order for every method of a seed.
         order = np.random.default_rng(seed)
@@ -184,16 +214,22 @@ class SudokuTask:
         def record(epoch):
             train = self.evaluate(A, log_z0, self.train_idx)
             held = self.evaluate(A, log_z0, self.heldout_idx)
-            log.log(iteration, train["loss"], held["loss"], epoch=epoch,
-                    train_board_acc=train["board_acc"], heldout_board_acc=held["board_acc"],
-                    heldout_cell_acc=held["cell_acc"])
+            log.log(
+                iteration,
+                train["loss"],
+                held["loss"],
+                epoch=epoch,
+                train_board_acc=train["board_acc"],
+                heldout_board_acc=held["board_acc"],
+                heldout_cell_acc=held["cell_acc"],
+            )
             return train["loss"]
 
         loss = record(0)
         for epoch in range(1, args.epochs + 1):
             perm = order.permutation(self.train_idx)
             for start in range(0, len(perm), args.batch):
-                idx = perm[start:start + args.batch]
+                idx = perm[start : start + args.batch]
                 with log.timed():
                     optimizer.zero_grad()
                     b = A @ log_z0.exp()
@@ -219,30 +255,46 @@ def main(argv=None) -> dict:
     methods = common.make_methods(args.taus, exact=not args.no_exact)
     task.warm_up(methods)
     iterations = args.epochs * -(-args.train // args.batch)
-    rows = common.run_grid(EXPERIMENT, methods, args.seeds, task.run,
-                           iterations_per_run=iterations, progress=not args.no_progress)
+    rows = common.run_grid(
+        EXPERIMENT,
+        methods,
+        args.seeds,
+        task.run,
+        iterations_per_run=iterations,
+        progress=not args.no_progress,
+    )
     initial = float(np.mean([r["train_loss"] for r in rows if r["iteration"] == 0]))
     if args.target is not None:
         target, rule = args.target, "given by --target."
     elif args.target_rule == "givens":
         target = task.givens_baseline_loss()
-        rule = (f"the training MSE of the rule-free guess (the givens, 1/{args.size} on every "
-                f"blank), {target:.4g}; the initial rules score {initial:.4g}.")
+        rule = (
+            f"the training MSE of the rule-free guess (the givens, 1/{args.size} on every "
+            f"blank), {target:.4g}; the initial rules score {initial:.4g}."
+        )
     else:
         target = analysis.gd_improvement_target(rows)
         rule = "80% of GD's improvement (initial − 0.8·(initial − final), GD means)."
     reference = task.true_rules_reference()
-    notes = (f"{args.size}x{args.size} boards, {args.train} training / {args.heldout} held-out "
-             f"puzzles, batch {args.batch}, {args.epochs} epochs, Adam lr {args.lr}, "
-             f"ε = {args.eps}, A of {args.constraints} rows, solver {args.solver}. "
-             "Loss: per-puzzle MSE of z against the one-hot solution. The true rules score "
-             f"held-out MSE {reference['loss']:.4g}, board accuracy "
-             f"{reference['board_acc']:.3g} and cell accuracy {reference['cell_acc']:.3g} "
-             f"(the ceiling). Target: {rule}")
-    return analysis.finish(rows, args.out, title=f"Sudoku {args.size}x{args.size}: learning "
-                         "the rules", target=target, extra=("heldout_board_acc",
-                                                            "heldout_cell_acc"),
-                         loss_name="MSE", notes=notes, plot_kwargs=PLOT)
+    notes = (
+        f"{args.size}x{args.size} boards, {args.train} training / {args.heldout} held-out "
+        f"puzzles, batch {args.batch}, {args.epochs} epochs, Adam lr {args.lr}, "
+        f"ε = {args.eps}, A of {args.constraints} rows, solver {args.solver}. "
+        "Loss: per-puzzle MSE of z against the one-hot solution. The true rules score "
+        f"held-out MSE {reference['loss']:.4g}, board accuracy "
+        f"{reference['board_acc']:.3g} and cell accuracy {reference['cell_acc']:.3g} "
+        f"(the ceiling). Target: {rule}"
+    )
+    return analysis.finish(
+        rows,
+        args.out,
+        title=f"Sudoku {args.size}x{args.size}: learning the rules",
+        target=target,
+        extra=("heldout_board_acc", "heldout_cell_acc"),
+        loss_name="MSE",
+        notes=notes,
+        plot_kwargs=PLOT,
+    )
 
 
 if __name__ == "__main__":
