@@ -26,7 +26,7 @@ import cvxpy as cp
 import numpy as np
 import torch
 
-from examples import analysis, common
+from examples import analysis, common, stored
 
 EXPERIMENT = "lp_portfolio"
 TAUS = (0.3, 1.0, 3.0, 10.0)
@@ -61,6 +61,7 @@ def parse_args(argv=None):
         help="std of noise on the true returns (0: the model is realizable)",
     )
     parser.add_argument("--solver", default="CLARABEL", choices=("SCS", "CLARABEL", "ECOS"))
+    stored.add_store_option(parser, EXPERIMENT)
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
     for key, value in sizes.items():
@@ -157,6 +158,7 @@ def main(argv=None) -> dict:
         Command-line arguments (default: ``sys.argv[1:]``), e.g.
         ``["--quick", "--out", "/tmp/lp"]``.
     """
+    state = stored.start("examples.lp_portfolio", argv)
     args = parse_args(argv)
     task = LPTask(args)
     methods = common.make_methods(args.taus, exact=not args.no_exact)
@@ -178,7 +180,7 @@ def main(argv=None) -> dict:
         "(0 = best asset every time). Target: "
         + ("given by --target." if args.target is not None else "10% of the mean initial regret.")
     )
-    return analysis.finish(
+    paths = analysis.finish(
         rows,
         args.out,
         title=TITLE,
@@ -187,6 +189,7 @@ def main(argv=None) -> dict:
         notes=notes,
         plot_kwargs=PLOT,
     )
+    return {**paths, **stored.finish(state, args, args.out, experiment=EXPERIMENT, name=EXPERIMENT)}
 
 
 if __name__ == "__main__":

@@ -52,7 +52,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from examples import analysis, common
+from examples import analysis, common, stored
 from examples.markowitz.backtest import (
     Policy,
     Windows,
@@ -157,6 +157,7 @@ def parse_args(argv=None):
         help="keep only the last this many windows of each period (default: all; 40 with --quick)",
     )
     parser.add_argument("--solver", default="CLARABEL", choices=("SCS", "CLARABEL"))
+    stored.add_store_option(parser, EXPERIMENT)
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
     for key, value in sizes.items():
@@ -330,6 +331,7 @@ def main(argv=None) -> dict:
     dict
         ``csv``, ``png``, ``summary_path`` and ``summary`` (see :func:`examples.analysis.finish`).
     """
+    state = stored.start("examples.markowitz.train", argv)
     args = parse_args(argv)
     task = MarkowitzTask(args)
     methods = common.make_methods(args.taus, exact=not args.no_exact)
@@ -368,7 +370,7 @@ def main(argv=None) -> dict:
             f"{grid_held.mean():.4g} ± {_std(grid_held):.2g}). Stds: sample (ddof = 1)."
         )
     )
-    return analysis.finish(
+    paths = analysis.finish(
         rows,
         args.out,
         title=TITLE,
@@ -378,6 +380,7 @@ def main(argv=None) -> dict:
         notes=notes,
         plot_kwargs=PLOT,
     )
+    return {**paths, **stored.finish(state, args, args.out, experiment=EXPERIMENT, name=EXPERIMENT)}
 
 
 if __name__ == "__main__":

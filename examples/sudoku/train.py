@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from examples import analysis, common
+from examples import analysis, common, stored
 from examples.sudoku.model import build_sudoku_problem, random_rules, rule_rank, true_rules
 from examples.sudoku.puzzles import decode, generate_puzzles, one_hot
 
@@ -101,6 +101,7 @@ def parse_args(argv=None):
         "method's curve (9x9 default)",
     )
     parser.add_argument("--data-seed", type=int, default=0, help="seed of the puzzle set")
+    stored.add_store_option(parser, "sudoku", " (sudoku9.* with --size 9)")
     args = parser.parse_args(argv)
     if args.size == 9:
         sizes = QUICK9 if args.quick else FULL9
@@ -250,6 +251,7 @@ def main(argv=None) -> dict:
         Command-line arguments (default: ``sys.argv[1:]``), e.g.
         ``["--quick", "--out", "/tmp/sudoku"]``.
     """
+    state = stored.start("examples.sudoku.train", argv)
     args = parse_args(argv)
     task = SudokuTask(args)
     methods = common.make_methods(args.taus, exact=not args.no_exact)
@@ -285,7 +287,7 @@ def main(argv=None) -> dict:
         f"{reference['board_acc']:.3g} and cell accuracy {reference['cell_acc']:.3g} "
         f"(the ceiling). Target: {rule}"
     )
-    return analysis.finish(
+    paths = analysis.finish(
         rows,
         args.out,
         title=f"Sudoku {args.size}x{args.size}: learning the rules",
@@ -295,6 +297,8 @@ def main(argv=None) -> dict:
         notes=notes,
         plot_kwargs=PLOT,
     )
+    name = "sudoku" if args.size == 4 else "sudoku9"
+    return {**paths, **stored.finish(state, args, args.out, experiment=EXPERIMENT, name=name)}
 
 
 if __name__ == "__main__":
