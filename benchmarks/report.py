@@ -8,19 +8,14 @@ every block between
     ...
     <!-- end generated: NAME -->
 
-with :func:`page_sections`' block of that name (tests/test_benchmarks.py checks that
-the page and the stored JSON agree).
+with :func:`benchmarks.page.page_sections`' block of that name (:mod:`benchmarks.page`;
+tests/test_benchmarks.py checks that the page and the stored JSON agree).
 """
 
 from __future__ import annotations
 
-import json
-import re
 import statistics
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-PAGE = ROOT / "docs" / "benchmarks.md"
 #: A deviation from the reference above this marks a library's answers as wrong.
 WRONG = 1e-4
 #: The answers' target: every cvxlpgd row within this of CVXPY + Clarabel.
@@ -32,9 +27,6 @@ LASSO_BACKWARD_TARGET = 0.5
 #: cvxlpgd exact over cvxpylayers + Moreau (exact), every problem.
 EXACT_TARGET = 1.0
 REFERENCE = "cvxpylayers + Moreau"
-
-_BEGIN = "<!-- generated: {name} (python -m benchmarks.run --page) -->"
-_END = "<!-- end generated: {name} -->"
 
 
 # ---- numbers ----------------------------------------------------------------------------
@@ -340,83 +332,3 @@ def scaling_report(record: dict) -> str:
             scaling_table(record, "size"),
         ]
     )
-
-
-# ---- the page ----------------------------------------------------------------------------
-
-
-def load(path: Path) -> dict | None:
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
-
-
-def page_sections(
-    table: dict | None, scaling: dict | None, resolves: dict | None = None
-) -> dict[str, str]:
-    """The generated blocks of docs/benchmarks.md, by name."""
-    out = {}
-    if table is not None:
-        out["run"] = machine_section(table)
-        out["results"] = results_table(table)
-        out["ratios"] = ratio_table(table)
-        out["targets"] = targets_table(table)
-        out["lasso"] = lasso_solves_table(table)
-        out["overhead"] = overhead_table(table)
-        if table.get("auto_sweep"):
-            out["auto"] = auto_table(table)
-    if scaling is not None:
-        out["scaling-run"] = machine_section(scaling)
-        out["scaling-batch"] = scaling_table(scaling, "batch")
-        out["scaling-size"] = scaling_table(scaling, "size")
-    if resolves is not None:
-        from benchmarks import scs_resolves
-
-        out["scs-resolves-run"] = machine_section(resolves)
-        out["scs-resolves"] = scs_resolves.table(resolves)
-    return out
-
-
-def stored_sections() -> dict[str, str]:
-    """:func:`page_sections` of the stored results."""
-    from benchmarks.run import RESULTS, SCALING_JSON, TABLE_JSON
-
-    return page_sections(load(TABLE_JSON), load(SCALING_JSON), load(RESULTS / "scs_resolves.json"))
-
-
-def blocks(text: str) -> dict[str, str]:
-    """The generated blocks of a page, by name."""
-    pattern = re.compile(
-        r"<!-- generated: (\S+) \(python -m benchmarks\.run --page\) -->\n"
-        r"(.*?)\n?<!-- end generated: \1 -->",
-        re.S,
-    )
-    return {m.group(1): m.group(2).strip("\n") for m in pattern.finditer(text)}
-
-
-def replace_blocks(text: str, sections: dict[str, str]) -> str:
-    """``text`` with each generated block replaced by its section (blocks without one
-    are left as they are)."""
-    for name, body in sections.items():
-        begin, end = _BEGIN.format(name=name), _END.format(name=name)
-        pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
-        replacement = f"{begin}\n{body}\n{end}"
-        text = pattern.sub(lambda _, block=replacement: block, text)
-    return text
-
-
-def write_page(page: Path = PAGE) -> dict[str, str]:
-    """Rewrite the page's generated blocks (and the scaling figure) from the stored JSON.
-
-    Returns
-    -------
-    dict
-        The sections written.
-    """
-    from benchmarks import scaling
-    from benchmarks.run import SCALING_FIGURE, SCALING_JSON
-
-    sections = stored_sections()
-    page.write_text(replace_blocks(page.read_text(encoding="utf-8"), sections), encoding="utf-8")
-    stored = load(SCALING_JSON)
-    if stored is not None:
-        scaling.figure(stored, SCALING_FIGURE)
-    return sections

@@ -20,6 +20,9 @@ import sys
 from pathlib import Path
 
 from benchmarks import problems
+from benchmarks.libraries import Cvxlpgd, CvxpylayersMoreau, Library
+from benchmarks.measure import measure
+from benchmarks.report import WRONG, total
 
 BATCH_SIZES = (1, 4, 16, 64, 256, 1024, 4096)
 SIZES = (10, 30, 100, 300, 1000, 2000)
@@ -32,8 +35,6 @@ CHECKED = 4
 
 
 def _point(record_rows: list, key: str, value: int, case, repeats: int, baseline: bool) -> None:
-    from benchmarks.run import Cvxlpgd, CvxpylayersMoreau, Library, measure
-
     libraries: list[Library] = [Cvxlpgd(case), Cvxlpgd(case, gradient="exact")]
     if baseline:
         libraries.append(CvxpylayersMoreau(case))
@@ -81,8 +82,6 @@ def figure(record: dict, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from benchmarks.report import WRONG, total
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
     styles = {

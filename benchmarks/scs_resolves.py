@@ -223,7 +223,7 @@ def table(record: dict) -> str:
 def main(argv=None) -> int:
     import json
 
-    from benchmarks.run import RESULTS, provenance, write_json
+    from benchmarks.results_io import RESULTS, provenance, write_json
 
     argv = list(sys.argv[1:] if argv is None else argv)
     record = run(

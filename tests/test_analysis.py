@@ -1,6 +1,7 @@
-"""Paired comparisons of the experiments (examples/analysis.py) and the page they write.
+"""Paired comparisons of the experiments (examples/paired.py) and the page they write
+(examples/experiments_page.py, through examples/analysis.py).
 
-* :func:`examples.analysis.paired` on synthetic data whose answer is known: the
+* :func:`examples.paired.paired` on synthetic data whose answer is known: the
   direction of the differences, scores where higher is better, pairing by key, the
   degenerate cases, and agreement with SciPy's paired tests.
 * The verdicts of docs/experiments.md are what the stored CSVs give: one recomputed
@@ -17,7 +18,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from examples import analysis
+from examples import analysis, experiments_page, paired
 from examples.common import read_csv
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,11 +35,11 @@ def test_a_consistently_lower_method_wins_and_the_direction_is_a_minus_b():
     rng = np.random.default_rng(0)
     gd = {seed: 1.0 + rng.normal() for seed in range(6)}
     lpgd = {seed: gd[seed] - 0.1 + 0.01 * rng.normal() for seed in range(6)}
-    c = analysis.paired(lpgd, gd, a="LPGD", b="GD")
+    c = paired.paired(lpgd, gd, a="LPGD", b="GD")
     assert c.n == 6 and c.mean < 0 and c.mean == pytest.approx(-0.1, abs=0.02)
     assert c.wins_a == 6 and c.wins_b == 0
     assert c.winner == "LPGD" and c.verdict == "LPGD better"
-    swapped = analysis.paired(gd, lpgd, a="GD", b="LPGD")
+    swapped = paired.paired(gd, lpgd, a="GD", b="LPGD")
     assert swapped.mean == pytest.approx(-c.mean) and swapped.wins_a == 0
     assert swapped.verdict == "LPGD better"  # the same method wins, named as B now
 
@@ -47,9 +48,9 @@ def test_higher_is_better_scores_flip_the_sign_rule():
     # Accuracy: A is higher on every seed, so A is better although A − B > 0.
     a = {0: 0.90, 1: 0.80, 2: 0.85, 3: 0.70}
     b = {0: 0.80, 1: 0.71, 2: 0.74, 3: 0.61}
-    c = analysis.paired(a, b, a="A", b="B", lower_is_better=False)
+    c = paired.paired(a, b, a="A", b="B", lower_is_better=False)
     assert c.mean > 0 and c.wins_a == 4 and c.verdict == "A better"
-    as_loss = analysis.paired(a, b, a="A", b="B")  # the same numbers read as losses
+    as_loss = paired.paired(a, b, a="A", b="B")  # the same numbers read as losses
     assert as_loss.wins_a == 0 and as_loss.verdict == "B better"
 
 
@@ -61,7 +62,7 @@ def test_pairing_beats_overlapping_intervals():
     b = dict(enumerate(base))
     a_values, b_values = np.array(list(a.values())), np.array(list(b.values()))
     assert a_values.mean() - a_values.std(ddof=1) < b_values.mean() + b_values.std(ddof=1)
-    c = analysis.paired(a, b, a="A", b="B")
+    c = paired.paired(a, b, a="A", b="B")
     assert c.verdict == "B better" and c.wins_b == 5
     assert c.p_value == pytest.approx(stats.ttest_rel(a_values, b_values).pvalue)
 
@@ -70,31 +71,31 @@ def test_no_difference_and_the_p_values_agree_with_scipy():
     rng = np.random.default_rng(3)
     a = {k: rng.normal() for k in range(8)}
     b = {k: v + rng.normal(scale=0.5) * (-1) ** k for k, v in a.items()}
-    c = analysis.paired(a, b, a="A", b="B")
+    c = paired.paired(a, b, a="A", b="B")
     a_values = np.array([a[k] for k in range(8)])
     b_values = np.array([b[k] for k in range(8)])
     assert c.p_value == pytest.approx(stats.ttest_rel(a_values, b_values).pvalue)
     assert c.sign_p == pytest.approx(stats.binomtest(c.wins_a, 8, 0.5).pvalue)
     assert c.std == pytest.approx(np.std(a_values - b_values, ddof=1))
-    assert c.p_value >= analysis.ALPHA
+    assert c.p_value >= paired.ALPHA
     assert c.winner is None and c.verdict == "no significant difference (8 pairs)"
 
 
 def test_pairs_are_matched_by_key_not_by_order():
     a = {(6, 2): 3.0, (1, 0): 1.0, (1, 1): 2.0, (4, 0): np.nan}
     b = {(1, 1): 2.5, (1, 0): 1.5, (6, 2): 3.5, (9, 9): 0.0}
-    c = analysis.paired(a, b)
+    c = paired.paired(a, b)
     assert c.keys == ((1, 0), (1, 1), (6, 2))  # (4, 0) is NaN, (9, 9) unmatched
     np.testing.assert_array_equal(c.differences, [-0.5, -0.5, -0.5])
 
 
 def test_degenerate_cases():
-    same = analysis.paired({0: 1.0, 1: 2.0}, {0: 1.0, 1: 2.0})
+    same = paired.paired({0: 1.0, 1: 2.0}, {0: 1.0, 1: 2.0})
     assert same.p_value == 1.0 and same.wins_a == same.wins_b == 0
     assert same.verdict == "no significant difference (2 pairs)" and same.sign_p == 1.0
-    constant = analysis.paired({0: 1.0, 1: 2.0, 2: 3.0}, {0: 2.0, 1: 3.0, 2: 4.0})
+    constant = paired.paired({0: 1.0, 1: 2.0, 2: 3.0}, {0: 2.0, 1: 3.0, 2: 4.0})
     assert constant.p_value == 0.0 and constant.verdict == "A better"
-    one = analysis.paired({0: 1.0}, {0: 2.0})
+    one = paired.paired({0: 1.0}, {0: 2.0})
     assert np.isnan(one.p_value) and np.isnan(one.std) and one.winner is None
     assert one.verdict.startswith("too few pairs")
 
@@ -106,9 +107,9 @@ def test_final_values_take_each_runs_last_evaluation():
         for i in (5, 0, 10)
     ]
     rows.append({"method": "other", "seed": 0, "iteration": 20, "loss": -1})
-    assert analysis.final_values(rows, "m", "loss") == {0: 10.0, 1: 20.0}
+    assert paired.final_values(rows, "m", "loss") == {0: 10.0, 1: 20.0}
     flat = [{"method": "m", "degree": 2.0, "seed": 1, "x": 0.5}]
-    assert analysis.final_values(flat, "m", "x", by=("degree", "seed")) == {(2, 1): 0.5}
+    assert paired.final_values(flat, "m", "x", by=("degree", "seed")) == {(2, 1): 0.5}
 
 
 def test_the_summary_verdict_names_only_methods_not_significantly_worse():
@@ -202,7 +203,7 @@ def test_a_block_without_its_marker_is_an_error(tmp_path):
 
 def test_the_page_discloses_the_shared_markowitz_block():
     rows = read_csv(IMG / "markowitz.csv")
-    assert analysis._shared_blocks(rows) == [[0, 2]]
+    assert experiments_page._shared_blocks(rows) == [[0, 2]]
     targets = {int(r["seed"]): r["target"] for r in rows}
     assert targets[0] == targets[2] and len(set(targets.values())) == 4
     page = PAGE.read_text(encoding="utf-8")
@@ -226,6 +227,6 @@ def test_lpgd_time_includes_its_tau_scan():
             and r["seed"] == seed
         ]
         assert len(per_tau) == 3 and total == pytest.approx(sum(per_tau))
-    chosen = analysis.final_values(rows, "lpgd", "cpu_seconds_per_epoch", by=("degree", "seed"))
+    chosen = paired.final_values(rows, "lpgd", "cpu_seconds_per_epoch", by=("degree", "seed"))
     assert all(scan[k] > 2.5 * chosen[k] for k in scan)
     assert "| CPU s / epoch | LPGD | DBB | 12 |" in PAGE.read_text(encoding="utf-8")

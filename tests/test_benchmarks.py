@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import report, run, scaling
+from benchmarks import measure, page, report, results_io, run, scaling
 
 LIBRARIES = {
     "cvxlpgd",
@@ -59,7 +59,7 @@ def test_quick_run_prints_results_ratios_targets_and_overhead(quick_run):
 
 def test_a_run_stores_its_raw_output(quick_run):
     _, record, path = quick_run
-    assert record["schema"] == run.SCHEMA and record["kind"] == "table"
+    assert record["schema"] == results_io.SCHEMA and record["kind"] == "table"
     assert record["command"] == f"python -m benchmarks.run --quick --json {path}"
     assert len(record["commit"]) == 40 and isinstance(record["dirty"], bool)
     machine = record["machine"]
@@ -77,30 +77,30 @@ def test_a_run_stores_its_raw_output(quick_run):
 def test_the_page_shows_the_stored_runs():
     """docs/benchmarks.md's generated blocks are what `python -m benchmarks.run --page`
     renders from benchmarks/results/benchmarks.json and scaling.json."""
-    page = report.blocks(report.PAGE.read_text(encoding="utf-8"))
-    expected = report.stored_sections()
-    assert set(expected) <= set(page)
+    shown = page.blocks(page.PAGE.read_text(encoding="utf-8"))
+    expected = page.stored_sections()
+    assert set(expected) <= set(shown)
     for name, body in expected.items():
-        assert page[name] == body, name
-    stored = report.load(run.TABLE_JSON)
+        assert shown[name] == body, name
+    stored = results_io.load(results_io.TABLE_JSON)
     assert stored is not None and not stored["quick"]
-    assert run.SCALING_FIGURE.exists()
+    assert results_io.SCALING_FIGURE.exists()
 
 
 def test_replacing_blocks_keeps_the_rest_of_the_page():
     text = (
         "intro\n"
-        + report._BEGIN.format(name="a")
+        + page._BEGIN.format(name="a")
         + "\nold\n"
-        + report._END.format(name="a")
+        + page._END.format(name="a")
         + "\nmiddle\n"
-        + report._BEGIN.format(name="b")
+        + page._BEGIN.format(name="b")
         + "\nkept\n"
-        + report._END.format(name="b")
+        + page._END.format(name="b")
         + "\nend\n"
     )
-    new = report.replace_blocks(text, {"a": "| new |"})
-    assert report.blocks(new) == {"a": "| new |", "b": "kept"}
+    new = page.replace_blocks(text, {"a": "| new |"})
+    assert page.blocks(new) == {"a": "| new |", "b": "kept"}
     assert new.startswith("intro\n") and "\nmiddle\n" in new and new.endswith("\nend\n")
 
 
@@ -190,7 +190,7 @@ def test_scaling_tables_and_figure_render_from_a_record(tmp_path):
 
 def test_previous_engine_peak_measures_a_checkout():
     here = str(Path(__file__).resolve().parent.parent)
-    peak = run.previous_engine_peak(here, batch_size=8)
+    peak = measure.previous_engine_peak(here, batch_size=8)
     assert 10_000 < peak < 50 * 2**20
 
 

@@ -7,23 +7,28 @@ import json
 import numpy as np
 import pytest
 
-from benchmarks import differential, differential_families
+from benchmarks import (
+    differential,
+    differential_campaign,
+    differential_families,
+    differential_report,
+)
 
 SUBSET = ["box_lp", "qp", "optnet", "socp", "sdp", "entropy", "power"]
 
 
 def assert_targets(stats):
-    failures = differential.failures_text([stats])
+    failures = differential_report.failures_text([stats])
     assert stats["compared"] > 0, stats
     assert stats["solver_errors"] == 0, failures
-    assert max(stats["max_dev_x"], stats["max_dev_dual"]) <= differential.TARGET, failures
+    assert max(stats["max_dev_x"], stats["max_dev_dual"]) <= differential_campaign.TARGET, failures
     assert stats["silent"] == 0, failures
 
 
 @pytest.mark.parametrize("name", SUBSET)
 def test_family_meets_the_targets(name):
     # One LPGD and one exact batch of 16 elements.
-    stats = differential.run_family(name, batches=2, seed=0, batch_size=16, grad_samples=0)
+    stats = differential_campaign.run_family(name, batches=2, seed=0, batch_size=16, grad_samples=0)
     assert stats["elements"] == 32
     assert_targets(stats)
 
@@ -34,11 +39,11 @@ def test_regression_assignment_batch_forward_and_lpgd_backward():
     match CVXPY + Clarabel to 1e-5."""
     family = differential_families.assignment()
     values = differential_families.regression_assignment_batch()
-    layer = differential.make_layer(family)
-    result = differential.run_batch(layer, values, "lpgd", np.random.default_rng(0))
+    layer = differential_campaign.make_layer(family)
+    result = differential_campaign.run_batch(layer, values, "lpgd", np.random.default_rng(0))
     assert result["error"] is None, result["error"]
     for i in range(64):
-        reference = differential.reference_solve(family, [values[0][i]])
+        reference = differential_campaign.reference_solve(family, [values[0][i]])
         assert reference is not None
         dev_x, dual_gap = differential_families.deviations(
             family, [values[0][i]], result["outputs"][i], reference
@@ -57,7 +62,7 @@ def test_dual_optimality_check_holds_for_the_reference_duals():
     ):
         family = make()
         element = [v[0] for v in family.sample(rng, 1)]
-        reference = differential.reference_solve(family, element)
+        reference = differential_campaign.reference_solve(family, element)
         dev_x, gap = differential_families.deviations(family, element, reference[0], reference)
         assert dev_x == 0.0 and gap <= 1e-8, (family.name, gap)
 
@@ -69,4 +74,4 @@ def test_report_and_json(tmp_path):
     assert "| family | elements |" in report and "Verdict:" in report
     data = json.loads(out.with_suffix(".json").read_text())
     assert [f["family"] for f in data["families"]] == ["qp"]
-    assert data["families"][0]["elements"] == differential.BATCH
+    assert data["families"][0]["elements"] == differential_campaign.BATCH

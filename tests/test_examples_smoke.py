@@ -14,7 +14,7 @@ import math
 import numpy as np
 import pytest
 
-from examples import analysis, common
+from examples import analysis, common, result_rows
 
 SEEDS = ["--seeds", "0", "1"]
 
@@ -36,7 +36,7 @@ def _check_outputs(result, out, methods, seeds):
             assert all(
                 math.isfinite(r["train_loss"]) and math.isfinite(r["heldout_loss"]) for r in run
             )
-        assert analysis._label(method) in result["summary"]
+        assert result_rows.label(method) in result["summary"]
     return rows
 
 

@@ -1,6 +1,6 @@
 """The PyEPO blocks of docs/experiments.md, generated from the stored CSVs.
 
-:func:`blocks` returns every PyEPO block by name for :func:`examples.analysis.page_blocks`:
+:func:`blocks` returns every PyEPO block by name for :func:`examples.experiments_page.page_blocks`:
 
 * ``pyepo-*`` — the shortest-path run stored in ``pyepo_shortest_path.csv``;
 * ``sp-new-*`` — the shortest-path rerun on today's engine with PG, NID and LPGD's
@@ -10,7 +10,7 @@
   with the new rows; their time is not (another run, another machine load);
 * ``knapsack-*`` — the knapsack run (``pyepo_knapsack.csv``).
 
-Every verdict is :func:`examples.analysis.paired` (paired t-test, α = 0.05).
+Every verdict is :func:`examples.paired.paired` (paired t-test, α = 0.05).
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from examples import analysis
+from examples import experiments_page, paired
 from examples.common import read_csv, write_csv
-from examples.pyepo_shortest_path import report
+from examples.pyepo_shortest_path import figure, report
 
 __all__ = [
     "ENGINE_FREE",
@@ -52,7 +52,7 @@ def glance(
         report._compare(rows, method, other, "test_regret")
         for other in (others if others is not None else report._others(rows, method))
     ]
-    text = "; ".join(analysis._brief(f"vs {c.b}", c) for c in overall)
+    text = "; ".join(paired.brief(f"vs {c.b}", c) for c in overall)
     return (
         f"* **{name}**, {report._short(method)}'s test regret over the {overall[0].n} "
         f"(degree, seed) runs: {text}."
@@ -80,14 +80,14 @@ def rerun_check(img: Path) -> str:
     """Today's LPGD against the stored run's LPGD on the same draws: a sentence."""
     new = {
         k: v
-        for k, v in analysis.final_values(
+        for k, v in paired.final_values(
             read_csv(img / "pyepo_shortest_path_variants.csv"),
             "lpgd",
             "test_regret",
             by=("degree", "seed"),
         ).items()
     }
-    old = analysis.final_values(_stored(img), "lpgd", "test_regret", by=("degree", "seed"))
+    old = paired.final_values(_stored(img), "lpgd", "test_regret", by=("degree", "seed"))
     shared = sorted(set(new) & set(old))
     diffs = np.array([new[k] - old[k] for k in shared])
     same_tau = sum(
@@ -99,13 +99,13 @@ def rerun_check(img: Path) -> str:
         and (o["degree"], o["seed"]) == (r["degree"], r["seed"])
         and float(o["tau"]) == float(r["tau"])
     )
-    c = analysis.paired(new, old, a="LPGD today", b="LPGD stored")
+    c = paired.paired(new, old, a="LPGD today", b="LPGD stored")
     return (
         f"Today's LPGD against the stored run's on the same {len(shared)} (degree, seed) "
         f"draws: the same τ chosen in {same_tau} of {len(shared)}; test regret differs by "
-        f"{analysis._num(float(np.mean(diffs)))} on average (largest |difference| "
-        f"{analysis._num(float(np.max(np.abs(diffs))))}); {c.verdict}, paired t p = "
-        f"{analysis._p(c.p_value)}.\n"
+        f"{paired.number_text(float(np.mean(diffs)))} on average (largest |difference| "
+        f"{paired.number_text(float(np.max(np.abs(diffs))))}); {c.verdict}, paired t p = "
+        f"{paired.p_text(c.p_value)}.\n"
     )
 
 
@@ -140,9 +140,7 @@ def _variant_glance(rows: Sequence[dict], variants: Sequence[str]) -> str:
     parts = []
     for v in variants:
         cs = [report._compare(rows, v, other, "test_regret") for other in ("lpgd", "spo+", "pfyl")]
-        parts.append(
-            f"{report._short(v)} " + ", ".join(analysis._brief(f"vs {c.b}", c) for c in cs)
-        )
+        parts.append(f"{report._short(v)} " + ", ".join(paired.brief(f"vs {c.b}", c) for c in cs))
     return (
         "* **PyEPO shortest path, LPGD's variants** (test regret; k/n: the variant "
         "lower in k of its n runs; τ per degree is derived from LPGD's scan, the "
@@ -199,7 +197,7 @@ def store(runs: Sequence[Path], name: str, title: str, img: Path | None = None) 
 
     Runs must not overlap in (degree, seed, method).
     """
-    img = Path(img) if img is not None else analysis.ROOT / "docs" / "img"
+    img = Path(img) if img is not None else experiments_page.ROOT / "docs" / "img"
     rows, sidecars, seen = [], [], set()
     for run in map(Path, runs):
         for row in read_csv(run / "results.csv"):
@@ -213,7 +211,7 @@ def store(runs: Sequence[Path], name: str, title: str, img: Path | None = None) 
     (img / f"{name}.json").write_text(
         json.dumps({"csv": f"{name}.csv", "runs": sidecars}, indent=1, ensure_ascii=False) + "\n"
     )
-    png = report.plot(report.with_derived(rows), img / f"{name}.png", title=title)
+    png = figure.plot(report.with_derived(rows), img / f"{name}.png", title=title)
     return {"csv": csv_path, "png": png}
 
 

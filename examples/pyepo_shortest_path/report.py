@@ -2,7 +2,7 @@
 
 Descriptive cells are a mean ± sample standard deviation (ddof = 1) over seeds.
 Methods are compared pair by pair on the runs they share — the same degree and seed,
-hence the same data and initial model — with :func:`examples.analysis.paired` (paired
+hence the same data and initial model — with :func:`examples.paired.paired` (paired
 t-test, two-sided, α = 0.05; wins and the sign test shown beside it):
 :func:`paired_regret` for the test regret, :func:`time_comparisons` for the training
 time. Time is measured twice per epoch: wall-clock seconds, and the process's CPU
@@ -13,23 +13,18 @@ trainings" adds those trainings up.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from examples import analysis, common
+from examples import paired
 from examples.pyepo_shortest_path.methods import FAMILIES, LABELS, family_of
 
 __all__ = [
     "all_trainings",
-    "finish",
-    "git_state",
     "paired_lines",
     "paired_regret",
-    "plot",
-    "provenance",
     "regret_table",
     "scan_cost",
     "scan_table",
@@ -167,7 +162,7 @@ def _per_run(rows: Sequence[dict], method: str, column: str) -> dict:
     :func:`all_trainings`)."""
     if method.endswith("_scan"):
         return all_trainings(rows, method[:-5], column)
-    return analysis.final_values(rows, method, column, by=("degree", "seed"))
+    return paired.final_values(rows, method, column, by=("degree", "seed"))
 
 
 def scan_cost(
@@ -194,7 +189,7 @@ def all_trainings(rows: Sequence[dict], method: str, column: str = "cpu_seconds_
         return scan_cost(rows, column, method)
     if method == "lpgd-deg":
         return scan_cost(rows, column, "lpgd")
-    own = analysis.final_values(rows, method, column, by=("degree", "seed"))
+    own = paired.final_values(rows, method, column, by=("degree", "seed"))
     if method == "pg-at-lpgd":
         lpgd = scan_cost(rows, column, "lpgd")
         return {k: v + lpgd[k] for k, v in own.items() if k in lpgd}
@@ -273,7 +268,7 @@ def _best(rows: Sequence[dict], degree: int) -> str | None:
 
 def _compare(
     rows: Sequence[dict], a: str, b: str, column: str, degree: int | None = None
-) -> analysis.Paired:
+) -> paired.Paired:
     """``a`` against ``b`` on ``column``, paired over seeds at one degree or over every
     (degree, seed) run."""
 
@@ -281,7 +276,7 @@ def _compare(
         per_run = _per_run(rows, method, column)
         return {k: v for k, v in per_run.items() if degree is None or k[0] == degree}
 
-    return analysis.paired(values(a), values(b), a=_short(a), b=_short(b))
+    return paired.paired(values(a), values(b), a=_short(a), b=_short(b))
 
 
 def _others(rows: Sequence[dict], method: str = "lpgd") -> list[str]:
@@ -297,13 +292,13 @@ def paired_regret(
 ) -> str:
     """``method`` (LPGD) against every other method on test regret: per degree (pairs:
     the seeds) and over all (degree, seed) runs, as a Markdown table
-    (:func:`analysis.paired_table`)."""
+    (:func:`examples.paired.paired_table`)."""
     comparisons = []
     for other in others if others is not None else _others(rows, method):
         for degree in (*_degrees(rows), None):
             where = "all degrees" if degree is None else f"degree {degree}"
             comparisons.append((where, _compare(rows, method, other, "test_regret", degree)))
-    return analysis.paired_table(comparisons, what="test regret at")
+    return paired.paired_table(comparisons, what="test regret at")
 
 
 def paired_lines(
@@ -329,7 +324,7 @@ def paired_lines(
             f"* {_short(method)} vs {_short(other)}: over all {overall.n} runs, "
             f"{verdict}; {_short(method)} lower in {overall.wins_a} of {overall.n}, "
             "paired t p = "
-            f"{analysis._p(overall.p_value)}. Per degree ({seeds} seeds each): "
+            f"{paired.p_text(overall.p_value)}. Per degree ({seeds} seeds each): "
             + "; ".join(parts)
             + "."
         )
@@ -353,192 +348,11 @@ def time_comparisons(
         ("seconds_per_epoch", "wall s / epoch"),
     ):
         for a in [x for m in methods for x in (m, f"{m}_scan")]:
-            if a.endswith("_scan") and all_trainings(rows, a[:-5], column) == analysis.final_values(
+            if a.endswith("_scan") and all_trainings(rows, a[:-5], column) == paired.final_values(
                 rows, a[:-5], column, by=("degree", "seed")
             ):
                 continue
             for other in others:
                 if other != a:
                     comparisons.append((unit, _compare(rows, a, other, column)))
-    return analysis.paired_table(comparisons, what="measure (lower is better)")
-
-
-def plot(rows: Sequence[dict], path: Path, *, title: str) -> Path:
-    """Test regret vs degree (one line per method, mean ± std) and seconds per epoch
-    (wall and process CPU)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    degrees = _degrees(rows)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.4), gridspec_kw={"width_ratios": [3, 2]})
-    methods = [m for m in _methods(rows) if m != "initial"]
-    for k, method in enumerate(methods):
-        cells = [stats(rows, method, d, "test_regret") for d in degrees]
-        offset = (k - (len(methods) - 1) / 2) * 0.06  # keep the error bars apart
-        left.errorbar(
-            np.array(degrees) + offset,
-            [c[0] for c in cells],
-            yerr=[c[1] for c in cells],
-            marker="o",
-            capsize=3,
-            lw=1.4,
-            label=LABELS[method],
-            ls="--" if method in ("exact", "2s") else "-",
-            color=plt.cm.tab20(k % 20),
-        )
-    left.set(
-        xlabel="polynomial degree", ylabel="normalized test regret", xticks=degrees, yscale="log"
-    )
-    left.grid(alpha=0.3, which="both")
-    left.legend(fontsize=8)
-    timed = [m for m in methods if m != "2s"]
-    rows_y = np.arange(len(timed))
-    # Wall time is what a user waits; CPU time is steadier on a shared machine; a
-    # scanned method's row needs every training of its scan.
-    for shift, column, color, name in (
-        (-0.27, "seconds_per_epoch", "tab:gray", "wall"),
-        (0.0, "cpu_seconds_per_epoch", "tab:blue", "CPU"),
-        (0.27, "all", "tab:orange", "CPU, all trainings"),
-    ):
-        means = [
-            _all_runs(rows, m, column)
-            if column != "all"
-            else _mean_std(list(all_trainings(rows, m).values()))
-            for m in timed
-        ]
-        right.barh(
-            rows_y + shift,
-            [m[0] for m in means],
-            height=0.27,
-            xerr=[m[1] for m in means],
-            color=color,
-            label=name,
-        )
-    right.set(
-        xlabel="training seconds per epoch", yticks=rows_y, yticklabels=[LABELS[m] for m in timed]
-    )
-    right.legend(fontsize=8)
-    right.invert_yaxis()
-    right.grid(alpha=0.3, axis="x")
-    seeds = len({r["seed"] for r in rows})
-    fig.suptitle(f"{title} (mean ± sample std over {seeds} seed{'s' * (seeds != 1)})")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
-
-
-def git_state() -> dict:
-    """The checkout's commit and the paths under cvxlpgd/ and examples/ that differ from
-    it; taken when a run starts (the code a run imports is the code of that moment)."""
-    import subprocess
-
-    def git(*cmd):
-        try:
-            return subprocess.run(
-                ["git", *cmd], capture_output=True, text=True, cwd=Path(__file__).parent, check=True
-            ).stdout.strip()
-        except (OSError, subprocess.CalledProcessError):
-            return ""
-
-    return {
-        "git_commit": git("rev-parse", "HEAD"),
-        "git_dirty_paths": [
-            line[3:]
-            for line in git("status", "--porcelain").splitlines()
-            if line[3:].startswith(("cvxlpgd/", "examples/"))
-        ],
-    }
-
-
-def provenance(args, **extra) -> dict:
-    """The command, git commit at the start (and the paths the tree had changed), end
-    time and versions of a run, for the JSON sidecar next to its CSV."""
-    import datetime
-    import platform
-    import sys
-
-    import torch
-
-    options = {
-        k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "git_state"
-    }
-    script = Path(sys.argv[0]).resolve()
-    module = (
-        ".".join(script.relative_to(ROOT).with_suffix("").parts)
-        if script.is_relative_to(ROOT)
-        else str(script)
-    )
-    return {
-        "command": " ".join(["python -m", module, *sys.argv[1:]]),
-        **(getattr(args, "git_state", None) or git_state()),
-        "finished_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "options": options,
-        **extra,
-    }
-
-
-def finish(
-    rows: Sequence[dict],
-    args,
-    *,
-    title: str = "PyEPO shortest path 5x5",
-    experiment: str = "pyepo_shortest_path",
-    print_fn=print,
-) -> dict:
-    """Write ``results.csv``, ``regret.png`` and ``summary.md``; print the summary.
-
-    Parameters
-    ----------
-    rows : sequence of dict
-        Result rows of :meth:`examples.pyepo_shortest_path.train.Benchmark.run_config`.
-    args : argparse.Namespace
-        The run's options (for the notes).
-    print_fn : callable, default print
-
-    Returns
-    -------
-    dict
-        ``csv``, ``png``, ``summary_path`` and ``summary`` (the Markdown text).
-    """
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    csv_path = common.write_csv(rows, out / "results.csv")
-    sidecar = out / "results.json"
-    sidecar.write_text(json.dumps(provenance(args, experiment=experiment), indent=1) + "\n")
-    png = plot(with_derived(rows), out / "regret.png", title=title)
-    notes = (
-        f"{args.n_train} training / {args.n_val} validation / {args.n_test} test instances, "
-        f"methods {' '.join(args.methods)}, 5 features, noise half-width {args.noise}; "
-        f"linear model; Adam lr {args.lr}, "
-        f"batch {args.batch}, {args.epochs} epochs; seeds {' '.join(map(str, args.seeds))}; "
-        f"layer solver {args.solver}. Normalized test regret by pyepo.metric.regret "
-        "(mean ± sample std over seeds; bold: lowest mean). Comparisons: paired "
-        f"t-test over the shared runs, α = {analysis.ALPHA:g}."
-    )
-    rows = with_derived(rows)
-    families = [f for f in FAMILIES if any(r["method"] == f for r in rows)]
-    text = (
-        f"## {title}\n\n{notes}\n\n{regret_table(rows)}\n"
-        f"### LPGD against each method, seed by seed\n\n{paired_lines(rows)}\n"
-        f"{paired_regret(rows)}\n### Training time, run by run\n\n"
-        f"{time_comparisons(rows)}\n"
-        f"### The τ scans (validation regret chooses)\n\n{scan_table(rows, families)}"
-    )
-    summary_path = out / "summary.md"
-    summary_path.write_text(text)
-    print_fn(text)
-    print_fn(f"wrote {csv_path}, {png}, {summary_path}")
-    return {
-        "csv": csv_path,
-        "png": png,
-        "summary_path": summary_path,
-        "summary": text,
-        "provenance": sidecar,
-    }
+    return paired.paired_table(comparisons, what="measure (lower is better)")

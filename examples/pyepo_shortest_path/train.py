@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 from examples import common
-from examples.pyepo_shortest_path import report
+from examples.pyepo_shortest_path import outputs
 from examples.pyepo_shortest_path.methods import (
     FAMILIES,
     METHODS,
@@ -297,7 +297,7 @@ def main(argv=None, task: Task = SHORTEST_PATH) -> dict:
     from tqdm.auto import tqdm
 
     args = parse_args(argv, task)
-    args.git_state = report.git_state()  # the code this run imports is today's checkout
+    args.git_state = outputs.git_state()  # the code this run imports is today's checkout
     bench = Benchmark(args, task)
     runs_per_config = sum(len(args.taus) if m in FAMILIES else 1 for m in args.methods)
     rows = []
@@ -314,7 +314,7 @@ def main(argv=None, task: Task = SHORTEST_PATH) -> dict:
                 # What is done so far survives an interrupted run.
                 common.write_csv(rows, Path(args.out) / "results.partial.csv")
     args.process_cpu_seconds = time.process_time() - start_cpu
-    return report.finish(rows, args, title=task.title, experiment=task.experiment)
+    return outputs.finish(rows, args, title=task.title, experiment=task.experiment)
 
 
 if __name__ == "__main__":
