@@ -182,7 +182,9 @@ def page_blocks(img: Path | None = None) -> dict[str, str]:
     img : Path, optional
         Where the CSVs are (default ``docs/img``): ``pyepo_shortest_path.csv`` (and,
         when present, ``pyepo_shortest_path_variants.csv`` and ``pyepo_knapsack.csv``;
-        :mod:`examples.pyepo_shortest_path.page`), ``markowitz.csv``, ``sudoku9.csv``.
+        :mod:`examples.pyepo_shortest_path.page`), ``markowitz.csv``, ``sudoku9.csv``,
+        and, when present, ``sudoku.csv`` and ``lp_portfolio.csv`` with the runs'
+        sidecars (:mod:`examples.stored`).
 
     Returns
     -------
@@ -196,6 +198,9 @@ def page_blocks(img: Path | None = None) -> dict[str, str]:
     blocks.update(page.blocks(img))
     blocks.update(_markowitz(read_csv(img / "markowitz.csv")))
     blocks.update(_sudoku9(read_csv(img / "sudoku9.csv")))
+    from examples import stored
+
+    blocks.update(stored.blocks(img))
     return blocks
 
 

@@ -131,11 +131,12 @@ def finish(state: dict, args, out: Path, *, experiment: str, name: str) -> dict:
 # ------------------------------------------------------------------ the page
 
 
-def provenance_line(img: Path, name: str) -> str:
-    """Which command and engine commit produced ``img/<name>.csv`` (from its sidecar)."""
+def provenance_line(img: Path, name: str, missing: str = "") -> str:
+    """Which command and engine commit produced ``img/<name>.csv`` (from its sidecar);
+    ``missing`` is added when there is no sidecar."""
     sidecar = Path(img) / f"{name}.json"
     if not sidecar.exists():
-        return f"`img/{name}.csv` has no sidecar: the engine version of this run is not recorded."
+        return f"Raw rows: [`img/{name}.csv`](img/{name}.csv), without a sidecar. {missing}".strip()
     record = json.loads(sidecar.read_text())
     dirty = record.get("git_dirty_paths") or []
     state = (
@@ -150,7 +151,7 @@ def provenance_line(img: Path, name: str) -> str:
     return (
         f"Raw rows: [`img/{name}.csv`](img/{name}.csv), produced by `{record['command']}` "
         f"on the engine at commit `{record['git_commit'][:10]}` ({state}), finished "
-        f"{record['finished_utc'].replace('+00:00', ' UTC').replace('T', ' ')}, "
+        f"{record['finished_utc'].replace('T', ' ').replace('+00:00', ' UTC')}, "
         f"{record['wall_seconds'] / 60:.1f} min wall, {record['cpu_seconds'] / 60:.1f} min "
         f"CPU (sidecar [`img/{name}.json`](img/{name}.json))."
     )
@@ -257,5 +258,11 @@ def blocks(img: Path | None = None) -> dict[str, str]:
     if (img / "lp_portfolio.csv").exists():
         out.update(lp_blocks(img))
     if (img / "markowitz.csv").exists():
-        out["markowitz-provenance"] = provenance_line(img, "markowitz")
+        out["markowitz-provenance"] = provenance_line(
+            img,
+            "markowitz",
+            "The run predates the sidecars; it ran on the engine at commit 82ff9e6, before "
+            "the τ-scaled tolerances, the τ fallbacks and the Moreau re-solve changes, and "
+            "before the seeds drew distinct training blocks.",
+        )
     return out

@@ -1,0 +1,100 @@
+"""The stored 4×4 Sudoku and LP portfolio runs (docs/img) and the page they generate.
+
+A verdict of docs/experiments.md recomputed from its CSV with SciPy alone (not the
+module's code), the sidecars' provenance, and the sidecar a quick run writes.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from examples import stored
+
+ROOT = Path(__file__).resolve().parent.parent
+IMG = ROOT / "docs" / "img"
+PAGE = ROOT / "docs" / "experiments.md"
+
+
+def _final(rows: list[dict], method: str, column: str) -> dict[int, float]:
+    """Per seed, ``column`` at the run's last evaluation."""
+    last: dict[int, dict] = {}
+    for r in rows:
+        seed = int(r["seed"])
+        if r["method"] == method and (
+            seed not in last or int(r["iteration"]) >= int(last[seed]["iteration"])
+        ):
+            last[seed] = r
+    return {seed: float(r[column]) for seed, r in last.items()}
+
+
+@pytest.mark.parametrize(
+    ("name", "method", "column", "criterion", "higher_is_better"),
+    [
+        ("lp_portfolio", "lpgd_tau=1", "train_loss", "final training regret", False),
+    ],
+)
+def test_a_verdict_recomputed_from_its_csv_is_the_one_on_the_page(
+    name, method, column, criterion, higher_is_better
+):
+    with (IMG / f"{name}.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    lpgd, gd = _final(rows, method, column), _final(rows, "exact", column)
+    seeds = sorted(lpgd)
+    assert seeds == sorted(gd) and len(seeds) >= 3
+    a, b = np.array([lpgd[s] for s in seeds]), np.array([gd[s] for s in seeds])
+    d = a - b
+    better = int(np.sum(d > 0 if higher_is_better else d < 0))
+    if np.ptp(d) <= 1e-12 * max(1.0, float(np.abs(d).max())):  # no spread: see Paired
+        p = 1.0 if np.all(d == 0) else 0.0
+    else:
+        p = stats.ttest_rel(a, b).pvalue
+    tau = method.split("=")[1]
+    if p < 0.05:
+        lpgd_wins = d.mean() > 0 if higher_is_better else d.mean() < 0
+        expected = f"**{'LPGD τ=' + tau if lpgd_wins else 'GD (exact)'} better**"
+    else:
+        expected = f"no significant difference ({len(seeds)} pairs)"
+    row = next(
+        line
+        for line in PAGE.read_text(encoding="utf-8").splitlines()
+        if line.startswith(f"| {criterion} | LPGD τ={tau} | GD (exact) | {len(seeds)} |")
+    )
+    p_text = "< 0.001" if p < 0.001 else f"{p:.3f}"
+    assert f"| {better}/{len(seeds)} | {p_text} |" in row
+    assert row.endswith(f"| {expected} |")
+
+
+@pytest.mark.parametrize("name", ["lp_portfolio"])
+def test_the_stored_runs_record_their_command_and_commit(name):
+    record = json.loads((IMG / f"{name}.json").read_text())
+    assert record["command"].startswith("python -m examples.")
+    assert len(record["git_commit"]) == 40 and isinstance(record["git_dirty"], bool)
+    assert f"commit `{record['git_commit'][:10]}`" in PAGE.read_text(encoding="utf-8")
+    assert (IMG / f"{name}.png").exists()
+
+
+def test_a_run_writes_its_sidecar_and_stores_it(tmp_path):
+    from examples import lp_portfolio
+
+    out = tmp_path / "lp"
+    argv = ["--quick", "--seeds", "0", "--taus", "3", "--out", str(out), "--no-progress"]
+    argv += ["--iterations", "5", "--scenarios", "10"]
+    paths = lp_portfolio.main(argv)
+    record = json.loads(paths["sidecar"].read_text())
+    assert record["command"] == "python -m examples.lp_portfolio " + " ".join(argv)
+    assert record["git_commit"] and record["cpu_seconds"] >= 0
+    kept = stored.store(out, "lp_portfolio", img=tmp_path / "img")
+    assert sorted(p.name for p in kept.values()) == [
+        "lp_portfolio.csv",
+        "lp_portfolio.json",
+        "lp_portfolio.png",
+    ]
+    blocks = stored.lp_blocks(tmp_path / "img")
+    assert "| final training regret | LPGD τ=3 | GD (exact) | 1 |" in blocks["lp-paired"]
+    assert record["git_commit"][:10] in blocks["lp-provenance"]
