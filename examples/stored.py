@@ -28,6 +28,7 @@ from pathlib import Path
 
 from examples import analysis
 from examples.common import read_csv
+from examples.result_rows import label
 
 ROOT = Path(__file__).resolve().parent.parent
 IMG = ROOT / "docs" / "img"
@@ -188,7 +189,22 @@ def _experiment_blocks(
     table = analysis.markdown_table(
         analysis.summarize(rows, target, extra=extra), target, extra=extra, loss_name=loss
     )
-    comparisons = analysis.paired_against(rows, "exact", columns)
+    summary = {s["method"]: s for s in analysis.summarize(rows, target)}
+    comparisons = []
+    if summary["exact"]["reached"] >= 2:  # iterations to the target, where GD gets there
+        for method in list(summary)[1:]:
+            comparisons.append(
+                (
+                    "iterations to the target (seeds where both reach it)",
+                    analysis.paired(
+                        summary[method]["per_seed"]["iters_to_target"],
+                        summary["exact"]["per_seed"]["iters_to_target"],
+                        a=label(method),
+                        b="GD (exact)",
+                    ),
+                )
+            )
+    comparisons += analysis.paired_against(rows, "exact", columns)
     return {
         f"{key}-table": table,
         f"{key}-paired": analysis.paired_table(comparisons),

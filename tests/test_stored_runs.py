@@ -37,6 +37,8 @@ def _final(rows: list[dict], method: str, column: str) -> dict[int, float]:
     ("name", "method", "column", "criterion", "higher_is_better"),
     [
         ("lp_portfolio", "lpgd_tau=1", "train_loss", "final training regret", False),
+        ("sudoku", "lpgd_tau=10", "heldout_board_acc", "final held-out board accuracy", True),
+        ("sudoku", "lpgd_tau=1", "train_loss", "final training MSE", False),
     ],
 )
 def test_a_verdict_recomputed_from_its_csv_is_the_one_on_the_page(
@@ -70,7 +72,7 @@ def test_a_verdict_recomputed_from_its_csv_is_the_one_on_the_page(
     assert row.endswith(f"| {expected} |")
 
 
-@pytest.mark.parametrize("name", ["lp_portfolio"])
+@pytest.mark.parametrize("name", ["lp_portfolio", "sudoku"])
 def test_the_stored_runs_record_their_command_and_commit(name):
     record = json.loads((IMG / f"{name}.json").read_text())
     assert record["command"].startswith("python -m examples.")
