@@ -86,8 +86,8 @@ def block_offset(seed: int, positions: int) -> int:
 
     One fixed permutation of the ``positions`` possible offsets (its own generator,
     :data:`BLOCK_DRAW`) gives seed ``k`` its entry ``k``: seeds ``0 .. positions − 1``
-    get distinct blocks. (The stored results drew each seed's offset independently,
-    and seeds 0 and 2 drew the same one.)
+    get distinct blocks. (Runs before this change drew each seed's offset
+    independently, and seeds 0 and 2 drew the same one.)
 
     Parameters
     ----------
@@ -206,8 +206,8 @@ class MarkowitzTask:
         args = self.args
         rng = np.random.default_rng([seed, 0])
         positions = len(self.train) - self.block + 1
-        # The stored runs drew the offset here, independently per seed; the draw stays
-        # so that every seed keeps the initial policy it had, and is not used.
+        # Earlier runs drew the offset here, independently per seed; the draw stays so
+        # that every seed keeps the initial policy it had, and is not used.
         rng.integers(0, positions)
         first = block_offset(seed, positions)
         gamma0 = args.variance_penalty * np.exp(rng.uniform(-1, 1))
