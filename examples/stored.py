@@ -11,7 +11,8 @@ versions and options. With ``--store`` the run also copies ``results.csv``,
 (:func:`store`), where ``python -m examples.analysis --page`` reads them:
 :func:`blocks` turns the Sudoku 4×4 and LP rows into the page's tables and paired
 verdicts (the rule of :mod:`examples.analysis`), and says which engine commit
-produced each table.
+produced each table (and, for the Markowitz and 9×9 Sudoku tables, which
+:mod:`examples.experiments_page` generates, the provenance line alone).
 """
 
 from __future__ import annotations
@@ -266,7 +267,8 @@ def lp_blocks(img: Path) -> dict[str, str]:
 
 def blocks(img: Path | None = None) -> dict[str, str]:
     """The page blocks of the runs stored in ``img`` (default ``docs/img``): Sudoku 4×4
-    and the LP portfolio when their CSVs exist, and the Markowitz provenance line."""
+    and the LP portfolio when their CSVs exist, and the Markowitz and Sudoku 9×9
+    provenance lines."""
     img = Path(img) if img is not None else IMG
     out = {}
     if (img / "sudoku.csv").exists():
@@ -280,5 +282,12 @@ def blocks(img: Path | None = None) -> dict[str, str]:
             "The run predates the sidecars; it ran on the engine at commit 82ff9e6, before "
             "the τ-scaled tolerances, the τ fallbacks and the Moreau re-solve changes, and "
             "before the seeds drew distinct training blocks.",
+        )
+    if (img / "sudoku9.csv").exists():
+        out["sudoku9-provenance"] = provenance_line(
+            img,
+            "sudoku9",
+            "The run predates the sidecars; it ran on the engine at commit 82ff9e6, before "
+            "the τ-scaled tolerances, the τ fallbacks and the Moreau re-solve changes.",
         )
     return out

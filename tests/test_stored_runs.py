@@ -72,7 +72,7 @@ def test_a_verdict_recomputed_from_its_csv_is_the_one_on_the_page(
     assert row.endswith(f"| {expected} |")
 
 
-@pytest.mark.parametrize("name", ["lp_portfolio", "sudoku", "markowitz"])
+@pytest.mark.parametrize("name", ["lp_portfolio", "sudoku", "sudoku9", "markowitz"])
 def test_the_stored_runs_record_their_command_and_commit(name):
     record = json.loads((IMG / f"{name}.json").read_text())
     assert record["command"].startswith("python -m examples.")
