@@ -163,3 +163,58 @@ def test_stored_results_name_their_command_and_commit(name):
     for run in sidecar["runs"]:
         assert run["command"].startswith("python -m examples.pyepo_")
         assert len(run["git_commit"]) == 40 and run["options"]["process_cpu_seconds"] > 0
+
+
+def test_extend_adds_rows_only_on_the_stored_draws(tmp_path, monkeypatch):
+    from examples.pyepo_shortest_path import figure, page
+
+    monkeypatch.setattr(figure, "plot", lambda rows, path, title: path)
+    stored = [
+        {
+            "method": "initial",
+            "tau": "",
+            "seed": 0,
+            "degree": 2,
+            "test_regret": 0.3,
+            "val_regret": 0.2,
+        },
+        {
+            "method": "lpgd",
+            "tau": 1.0,
+            "seed": 0,
+            "degree": 2,
+            "test_regret": 0.1,
+            "val_regret": 0.1,
+        },
+    ]
+    common.write_csv(stored, tmp_path / "v.csv")
+    (tmp_path / "v.json").write_text(json.dumps({"csv": "v.csv", "runs": [{"command": "a"}]}))
+
+    def run(name, initial_regret):
+        folder = tmp_path / name
+        rows = [
+            {**stored[0], "test_regret": initial_regret},
+            {
+                "method": "exact",
+                "tau": "",
+                "seed": 0,
+                "degree": 2,
+                "test_regret": 0.4,
+                "val_regret": 0.3,
+            },
+        ]
+        common.write_csv(rows, folder / "results.csv")
+        (folder / "results.json").write_text(json.dumps({"command": name}))
+        return folder
+
+    with pytest.raises(ValueError, match="not on the stored draw"):
+        page.extend([run("other", 0.31)], "v", "t", img=tmp_path)
+    page.extend([run("same", 0.3)], "v", "t", img=tmp_path)
+    rows = common.read_csv(tmp_path / "v.csv")
+    assert [r["method"] for r in rows] == ["initial", "lpgd", "exact"]
+    assert [r["command"] for r in json.loads((tmp_path / "v.json").read_text())["runs"]] == [
+        "a",
+        "same",
+    ]
+    with pytest.raises(ValueError, match="already stored"):
+        page.extend([run("again", 0.3)], "v", "t", img=tmp_path)

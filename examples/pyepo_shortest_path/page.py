@@ -3,11 +3,12 @@
 :func:`blocks` returns every PyEPO block by name for :func:`examples.experiments_page.page_blocks`:
 
 * ``pyepo-*`` — the shortest-path run stored in ``pyepo_shortest_path.csv``;
-* ``sp-new-*`` — the shortest-path rerun on today's engine with PG, NID and LPGD's
-  variants (``pyepo_shortest_path_variants.csv``). PyEPO's own methods (SPO+, DBB,
-  DPO, PFYL) and two-stage do not depend on cvxlpgd, so their rows from the stored
-  run (same data, initial model and minibatch order per degree and seed) are paired
-  with the new rows; their time is not (another run, another machine load);
+* ``sp-new-*`` — the shortest-path rerun on today's engine with PG, NID, LPGD's
+  variants and the exact gradient (``pyepo_shortest_path_variants.csv``). PyEPO's own
+  methods (SPO+, DBB, DPO, PFYL) and two-stage do not depend on cvxlpgd, so their rows
+  from the stored run (same data, initial model and minibatch order per degree and
+  seed) are paired with the new rows; their time is not (another run, another machine
+  load). The exact rows come from a later run on the same draws (:func:`extend`);
 * ``knapsack-*`` — the knapsack run (``pyepo_knapsack.csv``).
 
 Every verdict is :func:`examples.paired.paired` (paired t-test, α = 0.05).
@@ -29,6 +30,7 @@ __all__ = [
     "ENGINE_FREE",
     "VARIANTS",
     "blocks",
+    "extend",
     "glance",
     "knapsack_blocks",
     "main",
@@ -115,7 +117,9 @@ def variant_blocks(img: Path) -> dict[str, str]:
     present = {r["method"] for r in rows}
     variants = [m for m in VARIANTS if m in present]
     rival = [
-        m for m in ("pg", "pg-at-lpgd", "nid", "spo+", "pfyl", "dbb", "dpo", "2s") if m in present
+        m
+        for m in ("pg", "pg-at-lpgd", "nid", "spo+", "pfyl", "dbb", "dpo", "exact", "2s")
+        if m in present
     ]
     lines = report.paired_lines(rows, "lpgd", rival)
     vs_lpgd = "".join(report.paired_lines(rows, v, ["lpgd"]) for v in variants)
@@ -126,6 +130,9 @@ def variant_blocks(img: Path) -> dict[str, str]:
         "sp-new-regret": report.regret_table(rows),
         "sp-new-lines": lines + "\n" + rerun_check(img),
         "sp-new-pg": pg_table,
+        "sp-new-exact": report.paired_lines(rows, "exact", ["initial"])
+        if "exact" in present
+        else "",
         "sp-new-variants": vs_lpgd + "\nAgainst the best PyEPO methods:\n\n" + vs_best,
         "sp-new-time": report.time_comparisons(rows, ("lpgd",), ("pg", "pg_scan", "nid")),
         "sp-new-scan": report.scan_table(rows, families),
@@ -215,6 +222,43 @@ def store(runs: Sequence[Path], name: str, title: str, img: Path | None = None) 
     return {"csv": csv_path, "png": png}
 
 
+def extend(runs: Sequence[Path], name: str, title: str, img: Path | None = None) -> dict:
+    """Add the rows of more runs to a stored ``docs/img/<name>.csv`` (their sidecars to
+    ``<name>.json``) and redraw ``<name>.png``; the stored rows and sidecars are kept as
+    they are.
+
+    A new run must be on the same draws as the stored rows: its ``initial`` rows (the
+    initial model's regrets, which depend only on the data and the seed) must equal the
+    stored ones for every (degree, seed) it covers, and are then dropped. Other rows
+    must not overlap the stored ones in (degree, seed, method).
+    """
+    img = Path(img) if img is not None else experiments_page.ROOT / "docs" / "img"
+    rows = read_csv(img / f"{name}.csv")
+    sidecar = json.loads((img / f"{name}.json").read_text())
+    initial = {(r["degree"], r["seed"]): r for r in rows if r["method"] == "initial"}
+    seen = {(r["degree"], r["seed"], r["method"]) for r in rows}
+    for run in map(Path, runs):
+        for row in read_csv(run / "results.csv"):
+            key = (row["degree"], row["seed"])
+            if row["method"] == "initial":
+                stored = initial.get(key)
+                if stored is None or any(
+                    not np.isclose(row[c], stored[c], rtol=1e-9, atol=0.0)
+                    for c in ("test_regret", "val_regret")
+                ):
+                    raise ValueError(f"{run}: {key} is not on the stored draw")
+                continue
+            if (*key, row["method"]) in seen:
+                raise ValueError(f"{run}: {(*key, row['method'])} is already stored")
+            seen.add((*key, row["method"]))
+            rows.append(row)
+        sidecar["runs"].append(json.loads((run / "results.json").read_text()))
+    csv_path = write_csv(rows, img / f"{name}.csv")
+    (img / f"{name}.json").write_text(json.dumps(sidecar, indent=1, ensure_ascii=False) + "\n")
+    png = figure.plot(report.with_derived(rows), img / f"{name}.png", title=title)
+    return {"csv": csv_path, "png": png}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m examples.pyepo_shortest_path.page NAME TITLE RUN_DIR...``: store runs."""
     import argparse
@@ -225,8 +269,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("name", help="e.g. pyepo_knapsack (docs/img/NAME.csv, .json, .png)")
     parser.add_argument("title", help="figure title")
     parser.add_argument("runs", nargs="+", type=Path, help="output folders of the runs")
+    parser.add_argument(
+        "--extend",
+        action="store_true",
+        help="add the runs to the stored NAME.csv/.json (same draws: their initial rows "
+        "must equal the stored ones) instead of replacing them",
+    )
     args = parser.parse_args(argv)
-    print(store(args.runs, args.name, args.title))
+    print((extend if args.extend else store)(args.runs, args.name, args.title))
     return 0
 
 
