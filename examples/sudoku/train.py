@@ -197,8 +197,13 @@ class SudokuTask:
             "cell_acc": float(correct.mean()),
         }
 
-    def run(self, method: common.Method, seed: int, log: common.RunLogger) -> None:
-        """Train from the seed's random rules with ``method``; log once per epoch."""
+    def run(self, method: common.Method, seed: int, log: common.RunLogger, on_step=None) -> None:
+        """Train from the seed's random rules with ``method``; log once per epoch.
+
+        ``on_step(step, idx, A, log_z0)``, when given, is called before each training
+        step (``idx`` the step's minibatch), outside the timed work: the side checks of
+        :mod:`examples.sudoku.checks` look at the trajectory through it.
+        """
         args = self.args
         A0, _ = random_rules(args.size, args.constraints, seed=seed)
         A = torch.tensor(A0, requires_grad=True)
@@ -231,6 +236,8 @@ class SudokuTask:
             perm = order.permutation(self.train_idx)
             for start in range(0, len(perm), args.batch):
                 idx = perm[start : start + args.batch]
+                if on_step is not None:
+                    on_step(iteration, idx, A, log_z0)
                 with log.timed():
                     optimizer.zero_grad()
                     b = A @ log_z0.exp()
