@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from benchmarks import scaling, scs_resolves
+from benchmarks import exact_accuracy, scaling, scs_resolves
 from benchmarks.report import (
     auto_table,
     lasso_solves_table,
@@ -28,7 +28,10 @@ _END = "<!-- end generated: {name} -->"
 
 
 def page_sections(
-    table: dict | None, scaling: dict | None, resolves: dict | None = None
+    table: dict | None,
+    scaling: dict | None,
+    resolves: dict | None = None,
+    accuracy: dict | None = None,
 ) -> dict[str, str]:
     """The generated blocks of docs/benchmarks.md, by name."""
     out = {}
@@ -48,12 +51,20 @@ def page_sections(
     if resolves is not None:
         out["scs-resolves-run"] = machine_section(resolves)
         out["scs-resolves"] = scs_resolves.table(resolves)
+    if accuracy is not None:
+        out["exact-accuracy-run"] = machine_section(accuracy)
+        out["exact-accuracy"] = exact_accuracy.table(accuracy["rows"])
     return out
 
 
 def stored_sections() -> dict[str, str]:
     """:func:`page_sections` of the stored results."""
-    return page_sections(load(TABLE_JSON), load(SCALING_JSON), load(RESULTS / "scs_resolves.json"))
+    return page_sections(
+        load(TABLE_JSON),
+        load(SCALING_JSON),
+        load(RESULTS / "scs_resolves.json"),
+        load(exact_accuracy.JSON),
+    )
 
 
 def blocks(text: str) -> dict[str, str]:

@@ -396,7 +396,7 @@ def test_check_rejects_a_damaged_point(damage):
     active = active_set_module.active_rows(state.y, state.s, structure.cones.zero)
     x, y, trusted = predict([side], structure, active)
     x, y = x[0], y[0]
-    s = np.where(active, 0.0, side.b - prediction._products(side, structure, x)[0])
+    s = np.where(active, 0.0, side.b - prediction.products(side, structure, x)[0])
     point = BatchSolution(x, y, s, [OPTIMAL] * B, np.zeros(B, int), np.zeros(B), ACTIVE_SET)
     base = check(point, side, structure, active, 1e-10)
     ok = base & trusted

@@ -201,3 +201,18 @@ def test_cuda_check_says_what_it_could_not_check(capsys):
     out = capsys.readouterr().out
     # This machine has no GPU; on one that has, the script prints its comparison table.
     assert "nothing to check" in out or "| problem |" in out
+
+
+def test_stored_exact_accuracy_supports_the_page():
+    """docs/benchmarks.md#exact-accuracy: on every QP family the active set's derivative
+    is closer to the finite differences than Moreau's, at the median and the maximum."""
+    from benchmarks import exact_accuracy
+
+    record = results_io.load(exact_accuracy.JSON)
+    assert record is not None
+    by = {(r["family"], r["backend"]): r for r in record["rows"]}
+    qp_families = {family for family, backend in by if backend == "moreau"}
+    assert len(qp_families) == 3
+    for family in qp_families:
+        ours, theirs = by[(family, "active-set")], by[(family, "moreau")]
+        assert ours["median"] < theirs["median"] and ours["max"] < theirs["max"], family

@@ -106,7 +106,7 @@ def test_moreau_derivative_of_an_element_another_solver_answered(monkeypatch):
     weights = torch.tensor(rng.standard_normal((4, 3)))
 
     def gradient():
-        layer = cvxlpgd.CvxpyLayer(problem, [z, h], [x], gradient="exact")
+        layer = cvxlpgd.CvxpyLayer(problem, [z, h], [x], gradient="exact", exact_backend="moreau")
         (out,) = layer(*values)
         grads = torch.autograd.grad((weights * out).sum(), values)
         return layer, out.detach(), grads
@@ -194,11 +194,11 @@ def test_a_setting_no_solver_knows_is_named():
 @pytest.mark.parametrize(
     "solver, quadratic, expected",
     [
-        ("auto", False, "diffcp"),
-        ("auto", True, "moreau"),
-        ("MOREAU", True, "moreau"),
+        ("auto", False, "active-set"),
+        ("auto", True, "active-set"),
+        ("MOREAU", True, "active-set"),
         ("SCS", True, "diffcp"),
-        ("CLARABEL", False, "diffcp"),
+        ("CLARABEL", False, "active-set"),
     ],
 )
 def test_exact_backend_auto(solver, quadratic, expected):
@@ -252,7 +252,7 @@ def test_exact_gradient_with_scs_settings_differentiates_what_scs_solved():
     np.testing.assert_allclose(out.detach().numpy(), [0.55, 0.45, 0.0], atol=1e-7)
     np.testing.assert_allclose(z.grad.numpy(), [1.5, -1.5, 0.0], atol=1e-5)
     layer = small_qp_layer(gradient="exact")
-    assert layer.exact_backend_for("auto") == "moreau"
+    assert layer.exact_backend_for("auto") == "active-set"
 
 
 def test_cvxpylayers_solver_names():

@@ -264,16 +264,22 @@ def test_a_value_that_is_not_psd_is_refused():
         layer(torch.tensor(-np.eye(N)), torch.ones(N, dtype=torch.float64))
 
 
+@pytest.mark.parametrize("active_set", [True, False], ids=["active-set", "moreau"])
 @pytest.mark.parametrize("form", list(forms()))
-def test_exact_gradient_with_every_default(form):
-    """gradient="exact" and nothing else: exact_backend="auto" takes the derivative that
-    covers a parametrized P (Moreau's), without the user naming it."""
+def test_exact_gradient_with_every_default(form, active_set):
+    """gradient="exact" and nothing else: exact_backend="auto" takes a derivative that
+    covers a parametrized P, without the user naming it: the active set's (a QP), or
+    Moreau's when the layer keeps off the active set."""
     problem, x, params, values, w, x_star, expected = closed_form(form, 1)
-    layer = cvxlpgd.CvxpyLayer(problem, params, [x], gradient="exact")
-    assert "exact_backend='auto' (moreau)" in repr(layer)
+    layer = cvxlpgd.CvxpyLayer(problem, params, [x], gradient="exact", active_set=active_set)
+    backend = "active-set" if active_set else "moreau"
+    assert f"exact_backend='auto' ({backend})" in repr(layer)
     tensors = [torch.tensor(values[p.name()], requires_grad=True) for p in params]
     (x_out,) = layer(*tensors)
     (torch.tensor(w) * x_out).sum().backward()
+    stats = layer.solver_stats
+    assert stats.exact_backend == backend
+    assert stats.active_set_predicted == (1 if active_set else 0)
     assert np.allclose(x_out.detach().numpy(), x_star, atol=1e-6)
     for p, tensor in zip(params, tensors):
         assert relative_error(tensor.grad.numpy(), expected[p.name()]) < 1e-5, p.name()

@@ -21,6 +21,12 @@ from typing import cast
 import numpy as np
 
 from cvxlpgd.engine.exact import check_diffcp_cones, diffcp_gradient
+from cvxlpgd.engine.exact_active_set import (
+    ACTIVE_SET_BACKEND,
+    active_set_backward,
+    check_polyhedral,
+    rescue_backend,
+)
 from cvxlpgd.engine.fallback import (
     ChainResult,
     chain_failure,
@@ -38,6 +44,7 @@ from cvxlpgd.lpgd.zero_gradient import warn_if_zero_gradient
 from cvxlpgd.problem.program import ProgramBatch
 from cvxlpgd.solvers import SOLVERS
 from cvxlpgd.solvers.base import BatchSolution, DifferentiableBatchSolver
+from cvxlpgd.solvers.moreau_backend import moreau_available
 from cvxlpgd.solvers.parallel import WarmStartMemory
 
 __all__ = ["BatchEngine"]
@@ -130,7 +137,7 @@ class BatchEngine(LPGDPass):
             Its data.
         settings : dict, optional
             The call's solver settings (default: the engine's).
-        exact_backend : {None, "diffcp", "moreau"}
+        exact_backend : {None, "diffcp", "moreau", "active-set"}
             Prepare this exact derivative; None for LPGD or no gradient.
         exact_mode : str, default "lsqr"
             diffcp's mode.
@@ -158,6 +165,8 @@ class BatchEngine(LPGDPass):
         )
         if exact_backend == "diffcp":
             check_diffcp_cones(structure.cones)
+        if exact_backend == ACTIVE_SET_BACKEND:
+            check_polyhedral(structure)
         if exact_backend == "moreau" and name != "MOREAU":
             raise ValueError(
                 f"exact_backend='moreau' needs solver='MOREAU' (this call solves "
@@ -275,13 +284,21 @@ class BatchEngine(LPGDPass):
         return result.gradient
 
     def backward_exact(self, state: ForwardState, dx: np.ndarray, dy: np.ndarray) -> DataGradient:
-        """The exact data gradients of every element (diffcp's adjoint or Moreau's)."""
+        """The exact data gradients of every element (from the active set, diffcp's adjoint
+        or Moreau's)."""
+        if state.exact_backend == ACTIVE_SET_BACKEND:
+            return active_set_backward(
+                state, dx, dy, lambda rows: self._exact_of_rows(state, rows, dx, dy)
+            )
         if state.exact_backend == "moreau":
             return self._moreau_backward(state, dx, dy)
+        return self._diffcp_backward(state, state.batch, state.solution.point, dx, dy)
+
+    def _diffcp_backward(self, state: ForwardState, batch, point, dx, dy) -> DataGradient:
         return diffcp_gradient(
             state.template.structure,
-            state.batch,
-            state.solution.point,
+            batch,
+            point,
             dx,
             dy,
             state.exact_mode,
@@ -289,6 +306,24 @@ class BatchEngine(LPGDPass):
             workers=self.workers,
             partitions=self.partitions,
         )
+
+    def _exact_of_rows(self, state: ForwardState, rows: np.ndarray, dx, dy) -> DataGradient:
+        """The exact derivative the active set left to another backend, of ``rows``."""
+        point = tuple(a[rows] for a in state.solution.point)
+        if rescue_backend(state.template.structure) == "diffcp":
+            return self._diffcp_backward(state, state.batch.rows(rows), point, dx[rows], dy[rows])
+        if not moreau_available():
+            raise ValueError(
+                f"the derivative of batch elements {rows.tolist()[:10]} is not determined "
+                "by their active sets (degenerate or not strictly complementary), and a "
+                "QP's other exact derivative needs Moreau, which is not installed; use "
+                "gradient='lpgd', or install moreau"
+            )
+        settings = self.call_settings(
+            "MOREAU", state.call_args or {}, None, "moreau", state.template.structure.cones
+        )
+        part = self._moreau_twin(state, rows, point, settings, dx[rows], dy[rows])
+        return DataGradient(part["dc"], part["db"], part["dA_data"], part["dP_data"])
 
     def _moreau_backward(self, state: ForwardState, dx, dy) -> DataGradient:
         """Moreau's derivative of its own solutions.
@@ -311,36 +346,29 @@ class BatchEngine(LPGDPass):
         gradient = DataGradient(raw["dc"], raw["db"], raw["dA_data"], raw["dP_data"])
         if others:
             rows = np.array(sorted(others))
-            twin = self.batch_solver(
-                state.template,
-                "exact-rescue",
-                structure,
-                "MOREAU",
-                state.settings,
-                enable_grad=True,
-            )
-            sub = batch.rows(rows)
-            again = verify(
-                twin.solve(sub, tuple(a[rows] for a in state.solution.point)),
-                sub,
-                structure,
-                state.tolerance,
-            )
-            failure = chain_failure(
-                ChainResult(again),
-                rows,
-                "Moreau's derivative needs Moreau's own solution; use "
-                "exact_backend='diffcp' or gradient='lpgd'",
-            )
-            if failure is not None:
-                raise failure
-            part = twin.backward(rows.size, dx[rows], dy[rows])
-            for name, key in (
-                ("dc", "dc"),
-                ("db", "db"),
-                ("dA_data", "dA_data"),
-                ("dP_data", "dP_data"),
-            ):
+            point = tuple(a[rows] for a in state.solution.point)
+            part = self._moreau_twin(state, rows, point, state.settings, dx[rows], dy[rows])
+            for name in ("dc", "db", "dA_data", "dP_data"):
                 if getattr(gradient, name) is not None:
-                    getattr(gradient, name)[rows] = part[key]
+                    getattr(gradient, name)[rows] = part[name]
         return gradient
+
+    def _moreau_twin(self, state: ForwardState, rows, point, settings, dx, dy) -> dict:
+        """Moreau's derivative of elements ``rows``, solved again by Moreau from ``point``
+        as a batch of their own (the raw arrays of its backward)."""
+        structure = state.template.structure
+        twin = self.batch_solver(
+            state.template, "exact-rescue", structure, "MOREAU", settings, enable_grad=True
+        )
+        sub = state.batch.rows(rows)
+        tolerance = self.tolerance(state.template, "MOREAU", settings)
+        again = verify(twin.solve(sub, point), sub, structure, tolerance)
+        failure = chain_failure(
+            ChainResult(again),
+            rows,
+            "Moreau's derivative needs Moreau's own solution; use "
+            "exact_backend='diffcp' or gradient='lpgd'",
+        )
+        if failure is not None:
+            raise failure
+        return twin.backward(rows.size, dx, dy)

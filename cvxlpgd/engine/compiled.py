@@ -111,16 +111,17 @@ class CompiledProblem:
     def exact_backend_for(self, backend: str, solver_args: dict | None = None) -> str:
         """The exact derivative ``backend`` stands for on this layer.
 
-        ``"auto"`` picks Moreau's derivative where diffcp cannot differentiate the
-        problem (a parametrized P, power cones) or a QP would be solved less accurately
-        in its conic-only form, when Moreau is installed and the layer's solver is
-        ``"auto"`` or Moreau; diffcp's otherwise
+        ``"auto"`` picks the derivative from the active set on LPs and QPs (unless the
+        layer's ``active_set`` is off); else Moreau's where diffcp cannot differentiate
+        the problem (a parametrized P, power cones) or a QP would be solved less
+        accurately in its conic-only form, when Moreau is installed and the layer's
+        solver is ``"auto"`` or Moreau; diffcp's otherwise
         (:func:`cvxlpgd.engine.exact.choose_exact_backend`).
 
         Parameters
         ----------
         backend : str
-            ``"auto"``, ``"diffcp"`` or ``"moreau"``.
+            ``"auto"``, ``"active-set"``, ``"diffcp"`` or ``"moreau"``.
         solver_args : dict, optional
             The call's settings (default: the layer's): flat settings of another solver
             (e.g. SCS's ``eps``) keep a QP with a constant P on diffcp's derivative.
@@ -128,18 +129,17 @@ class CompiledProblem:
         Returns
         -------
         str
-            ``"diffcp"`` or ``"moreau"``.
+            ``"active-set"``, ``"diffcp"`` or ``"moreau"``.
         """
         if backend != "auto":
             return backend
         usable = self.solver in ("AUTO", "MOREAU") and moreau_available()
-        if not usable:
-            return "diffcp"
         args = self.options.solver_args if solver_args is None else solver_args
         return choose_exact_backend(
             self._template(quadratic=True),
             usable,
-            self.solver == "AUTO" and routes_elsewhere(args, "MOREAU"),
+            usable and self.solver == "AUTO" and routes_elsewhere(args, "MOREAU"),
+            active_set=getattr(self, "active_set", True),
         )
 
     def _template(self, quadratic: bool) -> ConeTemplate:

@@ -37,7 +37,7 @@ from cvxlpgd.problem.program import ProgramBatch, ProgramStructure
 from cvxlpgd.solvers.parallel import default_workers, run_tasks, split, thread_pool
 
 EXACT_MODES = ("lsqr", "dense", "lsmr")
-EXACT_BACKENDS = ("auto", "diffcp", "moreau")
+EXACT_BACKENDS = ("auto", "active-set", "diffcp", "moreau")
 
 #: ``adjoint(dx, dy, ds) → (dA_data, db, dc)`` of one element.
 Adjoint = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple]
@@ -64,17 +64,24 @@ def validate_exact_options(mode: str, backend: str) -> None:
         raise ValueError(f"exact_backend must be one of {EXACT_BACKENDS}, got {backend!r}")
 
 
-def choose_exact_backend(template, moreau_usable: bool, settings_elsewhere: bool = False) -> str:
+def choose_exact_backend(
+    template, moreau_usable: bool, settings_elsewhere: bool = False, active_set: bool = True
+) -> str:
     """The exact derivative ``exact_backend="auto"`` computes.
 
-    Moreau's, when Moreau can solve the call and diffcp cannot differentiate the
-    problem: a parametrized P (the conic-only form cannot hold it) or power cones
-    (diffcp has no derivative for them). Moreau's too for a quadratic objective with a
-    constant P — diffcp would differentiate its rewrite with second-order cones, which
-    interior-point methods solve less accurately (measured: 3e-5 against 1e-7 on a
-    projection whose solution sits at the cone's apex) — unless the call's flat
-    settings belong to another solver (cvxpylayers' ``{"eps": 1e-10}`` for SCS). diffcp's
-    otherwise (LPs, SOCPs, SDPs, exponential cones), at the solution of any solver.
+    From the active set (:mod:`cvxlpgd.engine.exact_active_set`) on LPs and QPs the
+    layer solves in their polyhedral form, unless ``active_set`` is off: the forward
+    is the LPGD path's solve, and the derivative one linear system per element, exact
+    where the solution is strictly complementary (the elements where it is not go to
+    the backend chosen below). Otherwise Moreau's, when Moreau can solve the call and
+    diffcp cannot differentiate the problem: a parametrized P (the conic-only form
+    cannot hold it) or power cones (diffcp has no derivative for them). Moreau's too for
+    a quadratic objective with a constant P — diffcp would differentiate its rewrite
+    with second-order cones, which interior-point methods solve less accurately
+    (measured: 3e-5 against 1e-7 on a projection whose solution sits at the cone's
+    apex) — unless the call's flat settings belong to another solver (cvxpylayers'
+    ``{"eps": 1e-10}`` for SCS). diffcp's otherwise (SOCPs, SDPs, exponential cones),
+    at the solution of any solver.
 
     Parameters
     ----------
@@ -84,18 +91,26 @@ def choose_exact_backend(template, moreau_usable: bool, settings_elsewhere: bool
         Whether Moreau is installed and the layer's solver is ``"auto"`` or Moreau.
     settings_elsewhere : bool, default False
         Whether the call's settings route it to another solver than Moreau.
+    active_set : bool, default True
+        Whether the derivative may come from the active set.
 
     Returns
     -------
     str
-        ``"moreau"`` or ``"diffcp"``.
+        ``"active-set"``, ``"moreau"`` or ``"diffcp"``.
     """
     structure = template.structure
     quadratic = structure.P_pattern is not None and structure.P_pattern.nnz > 0
     needed = structure.cones.power or (quadratic and template.parametrized_matrices()[1])
+    backend = "diffcp"
     if moreau_usable and (needed or (quadratic and not settings_elsewhere)):
-        return "moreau"
-    return "diffcp"
+        backend = "moreau"
+    cones = structure.cones
+    polyhedral = cones.size == cones.zero + cones.nonneg
+    # A QP on diffcp's path is solved in its conic form, with second-order cones.
+    if active_set and polyhedral and (backend == "moreau" or not quadratic):
+        return "active-set"
+    return backend
 
 
 def check_diffcp_cones(cones: ConeDims) -> None:

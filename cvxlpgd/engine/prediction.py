@@ -97,7 +97,7 @@ def _stack(batches: list[ProgramBatch]) -> ProgramBatch:
     )
 
 
-def _products(batch: ProgramBatch, structure: ProgramStructure, x: np.ndarray):
+def products(batch: ProgramBatch, structure: ProgramStructure, x: np.ndarray):
     """(Ax, |A||x|) for every element (rows of NaN stay NaN)."""
     with np.errstate(invalid="ignore"):
         if batch.shared_matrices:
@@ -146,7 +146,7 @@ def check(
     limit = max(INACCURATE_FACTOR * tolerance, INACCURATE_FLOOR)
     rows = slice(structure.cones.zero, structure.cones.zero + structure.cones.nonneg)
     if size is None:
-        size = _products(problems, structure, solution.x)[1]
+        size = products(problems, structure, solution.x)[1]
     y, act = solution.y[:, rows], active[:, rows]
     with np.errstate(invalid="ignore"):
         slack = act | (
@@ -206,7 +206,7 @@ def solve_sides_with_prediction(
         stacked = _stack([problems.rows(picked) for problems in sides])
         xs, ys = x[:, picked].reshape(S * k, -1), y[:, picked].reshape(S * k, -1)
         act = np.tile(active[picked], (S, 1))
-        Ax, size = _products(stacked, structure, xs)
+        Ax, size = products(stacked, structure, xs)
         ss = np.where(act, 0.0, stacked.b - Ax)
         candidate = BatchSolution(
             xs, ys, ss, [OPTIMAL] * (S * k), np.zeros(S * k, np.int64), np.zeros(S * k), ACTIVE_SET

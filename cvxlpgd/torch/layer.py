@@ -56,10 +56,14 @@ class CvxpyLayer(RebuildsRuntime, CompiledProblem, torch.nn.Module):
         Finite difference used by LPGD.
     exact_mode : {"lsqr", "dense", "lsmr"}, default "lsqr"
         diffcp's mode for ``gradient="exact"``.
-    exact_backend : {"auto", "diffcp", "moreau"}, default "auto"
-        Which exact derivative ``gradient="exact"`` computes: diffcp's (the reference;
-        any solver, no power cones) or Moreau's own implicit derivative
-        (``solver="MOREAU"``; quadratic objectives and every cone Moreau solves).
+    exact_backend : {"auto", "active-set", "diffcp", "moreau"}, default "auto"
+        Which exact derivative ``gradient="exact"`` computes: from the forward
+        solution's active set (LPs and QPs: one linear solve per element, any solver;
+        elements where the active set does not determine the derivative go to
+        Moreau's for QPs and diffcp's for LPs), diffcp's (the reference; any solver, no
+        power cones) or Moreau's own implicit derivative (``solver="MOREAU"``; quadratic
+        objectives and every cone Moreau solves). ``"auto"``: the active set's on LPs
+        and QPs, else as :func:`cvxlpgd.engine.exact.choose_exact_backend` says.
     solver : {"auto", "MOREAU", "SCS", "CLARABEL", "ECOS"}, default "auto"
         Conic solver. ``"auto"`` picks Moreau for batches of small and medium problems
         and SCS for one large problem (or when Moreau is not installed); the choice
@@ -105,7 +109,7 @@ class CvxpyLayer(RebuildsRuntime, CompiledProblem, torch.nn.Module):
         active set (one linear solve per element, checked like a solver's answer; the
         others are re-solved), counted in ``solver_stats.active_set_predicted``; not on
         small problems that Moreau re-solves as fast (n + m < 100). False re-solves
-        every perturbed problem.
+        every perturbed problem, and keeps ``exact_backend="auto"`` off the active set.
 
     Raises
     ------

@@ -1,0 +1,258 @@
+"""The exact derivative of LPs and QPs from the forward's active set
+(cvxlpgd.engine.exact_active_set), the default of ``gradient="exact"`` there.
+
+References: central finite differences of the solution map in random directions of
+all the data (c, b, A, P), each side re-solved by CVXPY + Clarabel at 1e-10, on random
+elements of six families and several seeds; and, where the active set does not
+determine the derivative (degenerate vertices, ties), the other exact backends, which
+those elements are handed to.
+"""
+
+import warnings
+
+import cvxpy as cp
+import numpy as np
+import pytest
+import torch
+
+import cvxlpgd
+from cvxlpgd.engine import batch as batch_module
+from cvxlpgd.engine import exact_active_set
+from cvxlpgd.engine.batch import BatchEngine
+from cvxlpgd.engine.exact_active_set import ACTIVE_SET_BACKEND, exact_from_active_set
+from cvxlpgd.solvers.moreau_backend import moreau_available
+from tests.test_active_set import FAMILIES, B, cvxpy_solution, setup
+
+#: Families whose elements are (almost all) strictly complementary.
+DETERMINED = ["box LP", "simplex LP", "QP", "dense QP", "OptNet QP"]
+
+
+def loss(structure, A, b, c, P, dx, dy):
+    """⟨dx, x*⟩ + ⟨dy, y*⟩ of one element, solved by CVXPY + Clarabel (None: failed)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        solution = cvxpy_solution(A, b, c, P, structure.cones)
+    return None if solution is None else dx @ solution[0] + dy @ solution[1]
+
+
+def directional_errors(template, state, gradient, dx, dy, rows, rng, eps=1e-4):
+    """(predicted, finite difference) of the loss along random (Δc, Δb, ΔA, ΔP) for
+    elements ``rows`` (an element CVXPY fails on is left out)."""
+    structure, batch = template.structure, state.batch
+    pairs = []
+    for i in rows:
+        A, P = batch.element_matrices(structure, i)
+        dc, db = rng.standard_normal(structure.n), rng.standard_normal(structure.m)
+        dA = A.copy()
+        dA.data = rng.standard_normal(A.nnz)
+        predicted = gradient.dc[i] @ dc + gradient.db[i] @ db
+        predicted += (
+            gradient.dA_data[i] @ dA.toarray()[structure.A_pattern.rows, structure.A_pattern.cols]
+        )
+        dP = None
+        if P is not None and P.nnz:
+            half = rng.standard_normal((structure.n, structure.n))
+            dense = np.where(P.toarray() != 0, half + half.T, 0.0)
+            dP = type(P)(dense)
+            pattern = structure.P_pattern
+            predicted += gradient.dP_data[i] @ dense[pattern.rows, pattern.cols]
+        plus, minus = (
+            loss(
+                structure,
+                A + sign * eps * dA,
+                batch.b[i] + sign * eps * db,
+                batch.c[i] + sign * eps * dc,
+                None if dP is None else P + sign * eps * dP,
+                dx[i],
+                dy[i],
+            )
+            for sign in (+1, -1)
+        )
+        if plus is not None and minus is not None:
+            pairs.append((float(predicted), (plus - minus) / (2 * eps)))
+    return pairs
+
+
+def directional_check(template, state, gradient, dx, dy, rows, rng):
+    """Assert the directional derivatives match within 1e-4 (relative to 1 + |FD|);
+    returns how many were compared."""
+    pairs = directional_errors(template, state, gradient, dx, dy, rows, rng)
+    for predicted, difference in pairs:
+        assert abs(predicted - difference) <= 1e-4 * (1 + abs(difference)), pairs
+    return len(pairs)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("family", DETERMINED)
+def test_derivative_matches_finite_differences_of_the_solution_map(family, seed):
+    engine, template, state, dx, dy = setup(family, seed)
+    gradient, ok = exact_from_active_set(
+        state.batch, template.structure, state.solution, dx, dy, state.tolerance
+    )
+    assert ok.mean() > 0.9  # these families are strictly complementary but for rare ties
+    rng = np.random.default_rng(seed)
+    rows = rng.choice(np.flatnonzero(ok), size=4, replace=False)
+    assert directional_check(template, state, gradient, dx, dy, rows, rng) >= 3
+    assert np.all(gradient.dc[~ok] == 0)  # left to the other backend
+
+
+@pytest.mark.parametrize("family", ["box LP", "QP"])
+def test_engine_path_equals_the_other_backends_where_both_are_exact(family):
+    """Through the engine (forward with exact_backend="active-set", then backward) the
+    gradient equals diffcp's adjoint (LP) and Moreau's derivative (QP) on this family,
+    up to their accuracy; every element was answered by the active set."""
+    engine, template, lpgd_state, dx, dy = setup(family, 5)
+    batch = lpgd_state.batch
+    state = engine.forward(template, batch, exact_backend=ACTIVE_SET_BACKEND)
+    ours = engine.backward_exact(state, dx, dy)
+    assert state.stats.active_set_predicted == B and state.stats.active_set_resolved == 0
+    other = exact_active_set.rescue_backend(template.structure)
+    if other == "moreau" and not moreau_available():
+        pytest.skip("needs Moreau")
+    reference_engine = BatchEngine("MOREAU" if other == "moreau" else "CLARABEL")
+    reference = reference_engine.forward(template, batch, exact_backend=other)
+    theirs = reference_engine.backward_exact(reference, dx, dy)
+    for a, b in zip(ours.parts(), theirs.parts()):
+        if a is not None and b is not None:
+            assert np.abs(a - b).max() <= 5e-3 * max(1.0, np.abs(b).max())
+
+
+def test_degenerate_vertices_go_to_diffcp():
+    """The assignment LP's vertices are degenerate: every element goes to diffcp's
+    adjoint, and the gradient is diffcp's."""
+    engine, template, state, dx, dy = setup("assignment LP", 0)
+    forward = engine.forward(template, state.batch, exact_backend=ACTIVE_SET_BACKEND)
+    ours = engine.backward_exact(forward, dx, dy)
+    assert forward.stats.active_set_predicted == 0
+    assert forward.stats.active_set_resolved == B
+    diffcp_state = engine.forward(template, state.batch, exact_backend="diffcp")
+    theirs = engine.backward_exact(diffcp_state, dx, dy)
+    for a, b in zip(ours.parts(), theirs.parts()):
+        if a is not None:
+            assert np.allclose(a, b, atol=1e-9)
+
+
+def weakly_active_qp():
+    """min ½‖x − t‖² s.t. x₁ ≤ 1: at t₁ = 1 the row is active with a zero dual (a tie)."""
+    x, t = cp.Variable(2, name="x"), cp.Parameter(2, name="t")
+    problem = cp.Problem(cp.Minimize(0.5 * cp.sum_squares(x - t)), [x[0] <= 1])
+    return problem, t, x, np.array([[1.0, 0.3], [2.0, 0.3], [0.2, -1.0]])
+
+
+@pytest.mark.skipif(not moreau_available(), reason="needs Moreau")
+def test_a_tie_goes_to_moreau_and_the_others_stay():
+    """Element 0 sits on the kink of the solution map: its derivative is Moreau's; the
+    others' are the closed form (x = min(t₁, 1), t₂)."""
+    problem, t, x, values = weakly_active_qp()
+    layer = cvxlpgd.CvxpyLayer(problem, [t], [x], gradient="exact")
+    tensor = torch.tensor(values, requires_grad=True)
+    (out,) = layer(tensor)
+    weights = torch.tensor([[1.0, 2.0], [1.0, 2.0], [1.0, 2.0]], dtype=torch.float64)
+    (weights * out).sum().backward()
+    stats = layer.solver_stats
+    assert stats.exact_backend == ACTIVE_SET_BACKEND
+    assert (stats.active_set_predicted, stats.active_set_resolved) == (2, 1)
+    assert np.allclose(tensor.grad[1:].numpy(), [[0.0, 2.0], [1.0, 2.0]], atol=1e-7)
+    reference = cvxlpgd.CvxpyLayer(problem, [t], [x], gradient="exact", exact_backend="moreau")
+    tensor_ref = torch.tensor(values[:1], requires_grad=True)
+    (out_ref,) = reference(tensor_ref)
+    (weights[:1] * out_ref).sum().backward()
+    assert np.allclose(tensor.grad[0].numpy(), tensor_ref.grad[0].numpy(), atol=1e-6)
+
+
+def test_a_tie_without_moreau_names_the_elements(monkeypatch):
+    problem, t, x, values = weakly_active_qp()
+    layer = cvxlpgd.CvxpyLayer(
+        problem, [t], [x], gradient="exact", exact_backend="active-set", solver="CLARABEL"
+    )
+    monkeypatch.setattr(batch_module, "moreau_available", lambda: False)
+    (out,) = layer(torch.tensor(values, requires_grad=True))
+    with pytest.raises(ValueError, match=r"batch elements \[0\].*not determined"):
+        out.sum().backward()
+
+
+def test_a_wrong_active_set_is_rejected(monkeypatch):
+    """An active set with one row dropped gives a point the checks reject: those
+    elements go to the other backend instead of getting a wrong derivative."""
+    engine, template, state, dx, dy = setup("QP", 3)
+    real = exact_active_set.active_rows
+
+    def dropped(y, s, zero):
+        active = real(y, s, zero)
+        for row in active:
+            row[np.flatnonzero(row[zero:])[:1] + zero] = False
+        return active
+
+    monkeypatch.setattr(exact_active_set, "active_rows", dropped)
+    touched = real(state.solution.y, state.solution.s, template.structure.cones.zero)
+    touched = touched[:, template.structure.cones.zero :].any(axis=1)
+    _, ok = exact_from_active_set(
+        state.batch, template.structure, state.solution, dx, dy, state.tolerance
+    )
+    assert touched.sum() > 10 and not np.any(ok & touched)
+
+
+@pytest.mark.parametrize("damage", ["dc", "db", "dA", "dP"])
+def test_each_term_of_the_formula_is_needed(damage, monkeypatch):
+    """Flipping the sign of one term of the adjoint formula breaks the finite-difference
+    check (so that check can fail)."""
+    original = exact_active_set.adjoint_gradient
+
+    def broken(x, y, wx, wy, structure):
+        gradient = original(x, y, wx, wy, structure)
+        name = {"dc": "dc", "db": "db", "dA": "dA_data", "dP": "dP_data"}[damage]
+        setattr(gradient, name, -getattr(gradient, name))
+        return gradient
+
+    monkeypatch.setattr(exact_active_set, "adjoint_gradient", broken)
+    engine, template, state, dx, dy = setup("dense QP" if damage == "dP" else "QP", 1)
+    gradient, ok = exact_from_active_set(
+        state.batch, template.structure, state.solution, dx, dy, state.tolerance
+    )
+    rng = np.random.default_rng(0)
+    rows = np.flatnonzero(ok)[:2]
+    with pytest.raises(AssertionError):
+        directional_check(template, state, gradient, dx, dy, rows, rng)
+
+
+def test_curved_cones_are_refused_by_name():
+    x, z = cp.Variable(3, name="x"), cp.Parameter(3, name="z")
+    problem = cp.Problem(cp.Minimize(cp.norm(x - z, 2)), [x >= 0])
+    layer = cvxlpgd.CvxpyLayer(problem, [z], [x], gradient="exact", exact_backend="active-set")
+    with pytest.raises(ValueError, match="LPs and QPs only"):
+        layer(torch.ones(3, dtype=torch.float64, requires_grad=True))
+    auto = cvxlpgd.CvxpyLayer(problem, [z], [x], gradient="exact")
+    assert "(active-set)" not in repr(auto)
+
+
+def test_layer_default_on_a_qp_is_the_active_set_and_matches_moreau():
+    """gradient="exact" with every default on the tests' QP family (duals as outputs)."""
+    if not moreau_available():
+        pytest.skip("needs Moreau")
+    problem, params, outputs, make = FAMILIES["QP"]()
+    values = make(4)
+    layers = {
+        name: cvxlpgd.CvxpyLayer(problem, params, outputs, gradient="exact", exact_backend=name)
+        for name in ("auto", "moreau")
+    }
+    grads = {}
+    for name, layer in layers.items():
+        tensors = [torch.tensor(v, requires_grad=True) for v in values]
+        outs = layer(*tensors)
+        rng = np.random.default_rng(0)
+        sum((torch.tensor(rng.standard_normal(o.shape)) * o).sum() for o in outs).backward()
+        grads[name] = [t.grad.numpy() for t in tensors]
+    assert layers["auto"].solver_stats.exact_backend == ACTIVE_SET_BACKEND
+    assert layers["auto"].solver_stats.active_set_predicted == B
+    for ours, theirs in zip(grads["auto"], grads["moreau"]):
+        assert np.abs(ours - theirs).max() <= 1e-4 * max(1.0, np.abs(theirs).max())
+
+
+def test_active_set_off_keeps_the_previous_backends():
+    problem, params, outputs, make = FAMILIES["box LP"]()
+    layer = cvxlpgd.CvxpyLayer(problem, params, outputs, gradient="exact", active_set=False)
+    assert "exact_backend='auto' (diffcp)" in repr(layer)
+    (out,) = layer(*[torch.tensor(v, requires_grad=True) for v in make(0)])
+    out.sum().backward()
+    stats = layer.solver_stats
+    assert stats.exact_backend == "diffcp" and stats.active_set_predicted == 0
