@@ -231,10 +231,10 @@ def run_demo(steps: int = 25, print_fn=print) -> list[TrainingRun]:
     )
     print_fn(
         "Solves count batch elements (projection: 8 per call). LPGD's backward solves "
-        "are answered from the forward solution's active set where that is verified "
-        "optimal (no iterations; 'it/solve' counts the others, warm-started "
-        "re-solves); the exact path differentiates the forward solution from its "
-        "active set (one linear solve per element) without re-solving."
+        "are its perturbed problems, warm-started re-solves (on larger LPs and QPs most "
+        "are answered from the forward solution's active set instead); the exact path "
+        "differentiates the forward solution from its active set (one linear solve per "
+        "element) without re-solving."
     )
     return runs
 
