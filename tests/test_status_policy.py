@@ -193,3 +193,44 @@ def test_cvxpylayers_readme_example_trains_with_all_defaults():
         solution.sum().backward()
         assert torch.isfinite(A_tch.grad).all() and torch.isfinite(b_tch.grad).all()
         optimizer.step()
+
+
+@pytest.mark.parametrize("shared", [True, False], ids=["shared", "own matrices"])
+def test_residuals_are_the_same_on_every_product_path(shared, monkeypatch):
+    """verify's residuals from dense shared matrices, one sparse matrix, and per-entry
+    products agree (the path depends only on sizes), on a point that is not optimal."""
+    from cvxlpgd.engine import status
+    from cvxlpgd.problem import program
+    from cvxlpgd.problem.compile import compile_problem
+    from cvxlpgd.solvers.base import OPTIMAL, BatchSolution
+
+    rng = np.random.default_rng(0)
+    n, m, B = 6, 9, 5
+    x, q, h = cp.Variable(n), cp.Parameter(n), cp.Parameter(m)
+    G = cp.Parameter((m, n)) if not shared else rng.standard_normal((m, n))
+    problem = cp.Problem(cp.Minimize(cp.sum_squares(x) + q @ x), [G @ x <= h])
+    params = [q, h] + ([] if shared else [G])
+    template = compile_problem(problem, params, [x])
+    values = [rng.standard_normal((B, n)), rng.standard_normal((B, m))]
+    if not shared:
+        values.append(rng.standard_normal((B, m, n)))
+    results = []
+    for dense_limit, product_limit in ((1 << 18, 1 << 20), (0, 0), (0, 1 << 20)):
+        monkeypatch.setattr(program, "SHARED_DENSE_ENTRIES", dense_limit)
+        monkeypatch.setattr(status, "SHARED_PRODUCT_ENTRIES", product_limit)
+        batch = template.program_data(template.stack_parameters(values, B), [True] * len(values))
+        size = template.structure
+        point = BatchSolution(
+            rng.standard_normal((B, size.n)) if not results else results[0][3][0],
+            rng.standard_normal((B, size.m)) if not results else results[0][3][1],
+            rng.standard_normal((B, size.m)) if not results else results[0][3][2],
+            [OPTIMAL] * B,
+            np.zeros(B, np.int64),
+            np.zeros(B),
+            "test",
+        )
+        results.append((*status.residuals(point, batch, size), point.point))
+    for other in results[1:]:
+        for a, b in zip(results[0][:3], other[:3]):
+            np.testing.assert_allclose(a, b, rtol=1e-12)
+    assert results[0][0].min() > 1e-3  # a random point: the residuals are not all zero

@@ -29,6 +29,7 @@ from cvxlpgd.engine.status import INACCURATE_FACTOR, INACCURATE_FLOOR, verify
 from cvxlpgd.lpgd.active_set import ACTIVE_SET, active_rows, predict
 from cvxlpgd.problem.program import ProgramBatch, ProgramStructure
 from cvxlpgd.solvers.base import OPTIMAL, BatchSolution
+from cvxlpgd.solvers.parallel import one_blas_thread
 
 #: At most the tolerance predictions are checked at: :func:`~cvxlpgd.engine.status.verify`'s
 #: tightest limit (1e-8). A solver's own looser one (Moreau's active-set method: 2e-6)
@@ -100,6 +101,10 @@ def _stack(batches: list[ProgramBatch]) -> ProgramBatch:
 def products(batch: ProgramBatch, structure: ProgramStructure, x: np.ndarray):
     """(Ax, |A||x|) for every element (rows of NaN stay NaN)."""
     with np.errstate(invalid="ignore"):
+        dense = batch.shared_dense(structure)
+        if dense is not None:
+            with one_blas_thread():
+                return x @ dense[0].T, np.abs(x) @ dense[1].T
         if batch.shared_matrices:
             A = batch.element_matrices(structure, 0)[0]
             return (A @ x.T).T, (abs(A) @ np.abs(x).T).T

@@ -47,6 +47,7 @@ from cvxlpgd.solvers.base import (
     OPTIMAL_INACCURATE,
     BatchSolution,
 )
+from cvxlpgd.solvers.parallel import one_blas_thread
 
 #: ``inaccurate=`` choices: warn (default) or raise.
 INACCURATE_POLICIES = ("warn", "raise")
@@ -120,7 +121,16 @@ def residuals(
     x, y, s = solution.point
     with np.errstate(invalid="ignore", over="ignore"):
         entries = batch.batch_size * (A.nnz + (0 if P is None else P.nnz))
-        if entries > SHARED_PRODUCT_ENTRIES and batch.shared_matrices:
+        dense = batch.shared_dense(structure) if batch.batch_size > 1 else None
+        if dense is not None:
+            A_dense, A_abs, P_dense, P_abs = dense
+            with one_blas_thread():
+                Ax, Aty = x @ A_dense.T, y @ A_dense
+                Ax_size, Aty_size = np.abs(x) @ A_abs.T, np.abs(y) @ A_abs
+                Px = Px_size = np.zeros_like(x)
+                if P_dense is not None:
+                    Px, Px_size = x @ P_dense.T, np.abs(x) @ P_abs.T
+        elif entries > SHARED_PRODUCT_ENTRIES and batch.shared_matrices:
             # One sparse matrix for all: no B × nnz temporaries.
             A_matrix, P_matrix = batch.element_matrices(structure, 0)
             A_abs = abs(A_matrix)

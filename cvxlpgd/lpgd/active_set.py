@@ -27,7 +27,6 @@ Stacked dense LU (one BLAS thread) up to :data:`DENSE_LIMIT` rows, SuperLU above
 
 from __future__ import annotations
 
-import functools
 import warnings
 
 import numpy as np
@@ -36,6 +35,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from cvxlpgd.problem.program import ProgramBatch, ProgramStructure
+from cvxlpgd.solvers.parallel import one_blas_thread
 
 #: ``SolveRecord.solver`` of a perturbed problem the active set answered.
 ACTIVE_SET = "active-set"
@@ -82,14 +82,6 @@ def active_rows(y: np.ndarray, s: np.ndarray, zero: int) -> np.ndarray:
     active = y > s
     active[:, :zero] = True
     return active
-
-
-@functools.cache
-def _blas_controller():
-    """threadpoolctl's controller (a dependency of diffcp's), built once."""
-    from threadpoolctl import ThreadpoolController
-
-    return ThreadpoolController()
 
 
 def _solve(K: np.ndarray, rhs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -268,7 +260,7 @@ def predict(
         (B,) whether the element's system was nonsingular and well conditioned (the
         other rows of ``x`` and ``y`` are meaningless).
     """
-    with _blas_controller().limit(limits=1, user_api="blas"):
+    with one_blas_thread():
         return _predict(sides, structure, active)
 
 

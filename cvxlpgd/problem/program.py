@@ -22,6 +22,10 @@ import scipy.sparse as sp
 
 from cvxlpgd.problem.cones import ConeDims
 
+#: Shared matrices with at most this many entries (m · n) are also kept dense: products
+#: with a whole batch are then one BLAS call instead of per-entry gathers.
+SHARED_DENSE_ENTRIES = 1 << 18
+
 
 @dataclass(frozen=True)
 class SparsePattern:
@@ -265,3 +269,22 @@ class ProgramBatch:
         if index == 0 and self.shared_matrices:
             self._matrix_facts["matrices"] = (A, P)
         return A, P
+
+    def shared_dense(self, structure: ProgramStructure):
+        """(A, |A|, P, |P|) as dense arrays (P, |P| None without P) when the batch shares
+        its matrices and A has at most :data:`SHARED_DENSE_ENTRIES` entries, else None
+        (built once per batch and kept with its other matrix facts)."""
+        m, n = structure.A_pattern.shape
+        if m * n > SHARED_DENSE_ENTRIES or not self.shared_matrices:
+            return None
+        if "dense" not in self._matrix_facts:
+            A, P = self.element_matrices(structure, 0)
+            A_dense = A.toarray()
+            P_dense = None if P is None else P.toarray()
+            self._matrix_facts["dense"] = (
+                A_dense,
+                np.abs(A_dense),
+                P_dense,
+                None if P_dense is None else np.abs(P_dense),
+            )
+        return self._matrix_facts["dense"]
