@@ -13,7 +13,8 @@ Per problem, these layers run interleaved in one process:
 
 * **cvxlpgd** with its defaults (``solver="auto"``, ``gradient="lpgd"``);
 * **cvxlpgd exact**: ``gradient="exact"`` with its default exact backend
-  (``exact_backend="auto"``: Moreau's derivative for LPs and QPs, diffcp's otherwise);
+  (``exact_backend="auto"``: from the active set on LPs and QPs, the elements it does
+  not determine by Moreau's derivative (QPs) or diffcp's (LPs));
 * **cvxlpgd SCS**: ``solver="SCS"`` with LPGD (the QP at B = 512 and the lasso);
 * **cvxpylayers + Moreau**: ``cvxpylayers.torch.CvxpyLayer(..., solver="MOREAU")``,
   exact gradients — the reference every ratio divides by;

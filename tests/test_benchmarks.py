@@ -4,6 +4,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from benchmarks import measure, page, report, results_io, run, scaling
@@ -216,3 +217,20 @@ def test_stored_exact_accuracy_supports_the_page():
     for family in qp_families:
         ours, theirs = by[(family, "active-set")], by[(family, "moreau")]
         assert ours["median"] < theirs["median"] and ours["max"] < theirs["max"], family
+
+
+def test_free_backward_column_is_the_forward_over_the_reference_total():
+    """The targets table's "with a free backward" column: the layer's forward median over
+    the reference's forward + backward medians, recomputed from a stored case."""
+    record = results_io.load(results_io.TABLE_JSON)
+    assert record is not None
+    floors = report.forward_floors(record)
+    case = record["cases"][0]
+    rows = {r["library"]: r for r in case["rows"]}
+    reference = rows[report.REFERENCE]
+    expected = np.median(rows["cvxlpgd"]["forward_s"]) / (
+        np.median(reference["forward_s"]) + np.median(reference["backward_s"])
+    )
+    name = f"{case['name']}: cvxlpgd (LPGD) / cvxpylayers + Moreau"
+    assert abs(floors[name] - expected) < 1e-12
+    assert floors[name] < dict((n, v) for n, v, _ in report.target_rows(record))[name]
