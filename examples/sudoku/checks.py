@@ -56,6 +56,16 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--h", type=float, nargs="+", default=list(FD_STEPS), help="gradient: difference steps"
     )
+    parser.add_argument(
+        "--exact-backend",
+        default="diffcp",
+        help="gradient: GD's exact backend (default diffcp, the one of the stored 4×4 run)",
+    )
+    parser.add_argument(
+        "--compare-backend",
+        default="active-set",
+        help="gradient: another exact backend whose gradient is compared with GD's ('' for none)",
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes, for the tests")
     parser.add_argument("--no-progress", action="store_true")
     stored.add_store_option(parser, f"{LR_SCAN} or {GRADCHECK}")
@@ -94,11 +104,13 @@ def gradient_check(args) -> list[dict]:
     """One row per checked step of GD's trajectory (see the module docstring)."""
     task_args = _task_args(args, 1, 0.03)
     task_args.epochs = -(-(args.steps + 1) // -(-task_args.train // task_args.batch))
+    task_args.exact_backend = args.exact_backend
     task = train.SudokuTask(task_args)
+    other = task.make_layer(args.compare_backend) if args.compare_backend else None
     rows = []
 
-    def batch_loss(idx, A, log_z0, **options) -> torch.Tensor:
-        (z,) = task.layer(task.p[idx], A, A @ log_z0.exp(), **options)
+    def batch_loss(idx, A, log_z0, layer=None, **options) -> torch.Tensor:
+        (z,) = (layer or task.layer)(task.p[idx], A, A @ log_z0.exp(), **options)
         return task.per_puzzle_loss(z, task.z_true[idx]).sum()
 
     def gradient(idx, A, log_z0, **options) -> np.ndarray:
@@ -126,6 +138,10 @@ def gradient_check(args) -> list[dict]:
             slope = (along(h) - along(-h)) / (2 * h)
             row[f"fd_slope_h={h:g}"] = slope
             row[f"fd_rel_error_h={h:g}"] = slope / norm - 1.0
+        if other is not None:
+            g2 = gradient(idx, A, log_z0, layer=other, gradient="exact")
+            row[f"norm_ratio_{args.compare_backend}"] = float(np.linalg.norm(g2)) / norm
+            row[f"cosine_{args.compare_backend}"] = float(g2 @ g / (np.linalg.norm(g2) * norm))
         for tau in args.taus:
             lpgd = gradient(idx, A, log_z0, gradient="lpgd", tau=tau)
             row[f"lpgd_norm_tau={tau:g}"] = float(np.linalg.norm(lpgd))
@@ -213,14 +229,26 @@ def gradcheck_block(rows: Sequence[dict], img: Path) -> str:
         f"{np.median([float(r[f'cosine_tau={t}']) for r in rows]):.4g})"
         for t in taus
     )
+    options = record["options"]
+    backend = ""
+    if options.get("compare_backend"):
+        other = options["compare_backend"]
+        cosine = [float(r[f"cosine_{other}"]) for r in rows]
+        ratio = [float(r[f"norm_ratio_{other}"]) for r in rows]
+        backend = (
+            f" The exact gradient from the `{other}` backend against GD's "
+            f"(`{options['exact_backend']}`) at the same steps: 1 − cosine at most "
+            f"{max(1 - c for c in cosine):.2g}, norm ratio {_span(ratio, '.4g')}."
+        )
     return (
+        f"GD's exact gradient from the `{options['exact_backend']}` backend. "
         f"At {len(steps)} steps of GD's trajectory (one every "
         f"{record['options']['every']} steps, steps {min(steps)}–{max(steps)}; seed "
         f"{record['options']['seed']}, lr 0.03, each "
         "step's minibatch of 20 puzzles), the central difference of the summed MSE along "
         "the exact gradient's direction against the exact gradient's norm (|difference "
         "/ norm − 1|): " + "; ".join(parts) + ". Cosine between LPGD's gradient and the "
-        f"exact gradient, lowest–highest over the steps: {cosines}.\n\n"
+        f"exact gradient, lowest–highest over the steps: {cosines}.{backend}\n\n"
         + stored.provenance_line(img, GRADCHECK)
     )
 

@@ -138,11 +138,20 @@ class SudokuTask:
         self.solutions = solutions
         self.train_idx = np.arange(args.train)
         self.heldout_idx = np.arange(args.train, total)
-        problem, params, z = build_sudoku_problem(args.size, args.constraints, eps=args.eps)
+        self.layer = self.make_layer(getattr(args, "exact_backend", "auto"))
+
+    def make_layer(self, exact_backend: str = "auto"):
+        """The Sudoku QP layer of these options, with the given ``exact_backend``."""
         from cvxlpgd import CvxpyLayer
 
-        self.layer = CvxpyLayer(
-            problem, [params["p"], params["A"], params["b"]], [z], solver=args.solver
+        args = self.args
+        problem, params, z = build_sudoku_problem(args.size, args.constraints, eps=args.eps)
+        return CvxpyLayer(
+            problem,
+            [params["p"], params["A"], params["b"]],
+            [z],
+            solver=args.solver,
+            exact_backend=exact_backend,
         )
 
     def warm_up(self, methods) -> None:
