@@ -100,3 +100,28 @@ def test_a_run_writes_its_sidecar_and_stores_it(tmp_path):
     blocks = stored.lp_blocks(tmp_path / "img")
     assert "| final training regret | LPGD τ=3 | GD (exact) | 1 |" in blocks["lp-paired"]
     assert record["git_commit"][:10] in blocks["lp-provenance"]
+
+
+def _rows(name: str) -> list[dict]:
+    with (IMG / f"{name}.csv").open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_the_variants_at_degrees_1_and_4_pair_with_lpgd_from_a_run_that_reproduces():
+    """The variants at degrees 1 and 4 ran at a later commit than the LPGD rows they are
+    paired with; LPGD rerun at that commit gives the stored rows, τ scan included."""
+    stored_rows = {
+        (r["method"], float(r["degree"]), float(r["seed"])): r
+        for r in _rows("pyepo_shortest_path_variants")
+        if r["method"].startswith("lpgd") and not r["method"].startswith("lpgd-")
+    }
+    recheck = [r for r in _rows("pyepo_shortest_path_lpgd_recheck") if r["method"] != "initial"]
+    assert len(recheck) == 4 * 6  # lpgd and its three τ, at 2 degrees × 3 seeds
+    for r in recheck:
+        old = stored_rows[r["method"], float(r["degree"]), float(r["seed"])]
+        assert float(old["tau"]) == float(r["tau"])
+        assert float(old["test_regret"]) == float(r["test_regret"])
+    record = json.loads((IMG / "pyepo_shortest_path_lpgd_recheck.json").read_text())
+    variants = json.loads((IMG / "pyepo_shortest_path_variants.json").read_text())
+    later = [run for run in variants["runs"] if "lpgd-upper" in run["command"]][-1]
+    assert record["git_commit"] == later["git_commit"]

@@ -150,9 +150,20 @@ def _variant_glance(rows: Sequence[dict], variants: Sequence[str]) -> str:
         parts.append(f"{report._short(v)} " + ", ".join(paired.brief(f"vs {c.b}", c) for c in cs))
     return (
         "* **PyEPO shortest path, LPGD's variants** (test regret; k/n: the variant "
-        "lower in k of its n runs; τ per degree is derived from LPGD's scan, the "
-        "trained variants ran at degrees 2 and 6 only): " + "; ".join(parts) + "."
+        "lower in k of its n runs; τ per degree is derived from LPGD's scan, "
+        f"{_trained_degrees(rows, variants)}): " + "; ".join(parts) + "."
     )
+
+
+def _trained_degrees(rows: Sequence[dict], variants: Sequence[str]) -> str:
+    """Where the trained variants ran: at LPGD's degrees, or at which of them."""
+    trained = [v for v in variants if v not in report.DERIVED]
+    degrees = sorted({int(r["degree"]) for r in rows if r["method"] in trained})
+    every = sorted({int(r["degree"]) for r in rows if r["method"] == "lpgd"})
+    named = ", ".join(map(str, degrees[:-1])) + f" and {degrees[-1]}" if degrees else "none"
+    if degrees == every:
+        return f"the trained variants ran at every degree ({named})"
+    return f"the trained variants ran at degrees {named} only"
 
 
 def knapsack_blocks(img: Path) -> dict[str, str]:
