@@ -184,7 +184,8 @@ def page_blocks(img: Path | None = None) -> dict[str, str]:
         when present, ``pyepo_shortest_path_variants.csv`` and ``pyepo_knapsack.csv``;
         :mod:`examples.pyepo_shortest_path.page`), ``markowitz.csv``, ``sudoku9.csv``,
         and, when present, ``sudoku.csv`` and ``lp_portfolio.csv`` with the runs'
-        sidecars (:mod:`examples.stored`).
+        sidecars (:mod:`examples.stored`) and the 4×4 Sudoku side checks
+        ``sudoku_lr_scan.csv`` and ``sudoku_gradcheck.csv`` (:mod:`examples.sudoku.checks`).
 
     Returns
     -------
@@ -201,6 +202,9 @@ def page_blocks(img: Path | None = None) -> dict[str, str]:
     from examples import stored
 
     blocks.update(stored.blocks(img))
+    from examples.sudoku import checks
+
+    blocks.update(checks.blocks(img))
     return blocks
 
 

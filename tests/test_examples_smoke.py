@@ -93,6 +93,30 @@ def test_sudoku_quick(tmp_path):
     assert by["lpgd_tau=1", 0, it] == pytest.approx(by["exact", 0, it], rel=0.05)
 
 
+def test_sudoku_side_checks_quick(tmp_path):
+    """The learning-rate scan and the gradient check run and render their page blocks."""
+    import shutil
+
+    from examples.sudoku import checks
+
+    img = tmp_path / "img"
+    img.mkdir()
+    argv = ["--quick", "--no-progress", "--out"]
+    lr = checks.main(["lr-scan", *argv, str(tmp_path / "lr"), "--iterations", "4"])
+    grad = checks.main(["gradient", *argv, str(tmp_path / "g"), "--steps", "2", "--every", "2"])
+    for name, paths in ((checks.LR_SCAN, lr), (checks.GRADCHECK, grad)):
+        shutil.copyfile(paths["csv"], img / f"{name}.csv")
+        shutil.copyfile(paths["sidecar"], img / f"{name}.json")
+    rows = common.read_csv(img / f"{checks.GRADCHECK}.csv")
+    assert [r["step"] for r in rows] == [0, 2]
+    for r in rows:  # small steps of a smooth map: the difference quotient is the norm
+        assert abs(r["fd_rel_error_h=1e-06"]) < 0.01 and r["cosine_tau=0.001"] > 0.999
+        assert r["cosine_active-set"] > 0.999
+    blocks = checks.blocks(img)
+    assert "| 0.03 |" in blocks["sudoku-lr"] and "| 0.1 |" in blocks["sudoku-lr"]
+    assert "steps 0–2" in blocks["sudoku-gradcheck"]
+
+
 def test_sudoku_9x9_quick(tmp_path):
     from examples.sudoku import train
 

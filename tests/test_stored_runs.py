@@ -1,7 +1,9 @@
 """The stored 4×4 Sudoku and LP portfolio runs (docs/img) and the page they generate.
 
 A verdict of docs/experiments.md recomputed from its CSV with SciPy alone (not the
-module's code), the sidecars' provenance, and the sidecar a quick run writes.
+module's code), the sidecars' provenance, and the sidecar a quick run writes; the 4×4
+Sudoku side checks (learning-rate scan, gradient check) recomputed from their CSVs; and
+the LPGD recheck that the PyEPO variants at degrees 1 and 4 are paired on.
 """
 
 from __future__ import annotations
@@ -105,6 +107,34 @@ def test_a_run_writes_its_sidecar_and_stores_it(tmp_path):
 def _rows(name: str) -> list[dict]:
     with (IMG / f"{name}.csv").open(newline="") as handle:
         return list(csv.DictReader(handle))
+
+
+def test_the_sudoku_learning_rate_scan_on_the_page_is_its_csv():
+    last: dict[tuple[float, str], dict] = {}
+    for r in _rows("sudoku_lr_scan"):
+        key = (float(r["lr"]), r["method"])
+        if key not in last or int(r["iteration"]) > int(last[key]["iteration"]):
+            last[key] = r
+    assert {lr for lr, _ in last} == {0.01, 0.03, 0.1}
+    assert {int(r["iteration"]) for r in last.values()} == {150}
+    gd, lpgd = (float(last[0.03, m]["train_loss"]) for m in ("exact", "lpgd_tau=10"))
+    assert f"| 0.03 | {gd:.3g} | {lpgd:.3g} |" in PAGE.read_text(encoding="utf-8")
+
+
+def test_the_sudoku_gradient_check_on_the_page_is_its_csv():
+    rows = _rows("sudoku_gradcheck")
+    steps = [int(r["step"]) for r in rows]
+    assert steps[0] == 0 and steps == sorted(steps) and len(steps) >= 10
+    # The central difference along g against ‖g‖, recomputed from the stored columns.
+    errors = [abs(float(r["fd_slope_h=1e-06"]) / float(r["exact_norm"]) - 1) for r in rows]
+    worst = int(np.argmax(errors))
+    cosines = [float(r["cosine_tau=10"]) for r in rows]
+    page = PAGE.read_text(encoding="utf-8")
+    assert f"h = 1e-06: median {100 * np.median(errors):.2g}%" in page
+    assert f"largest {100 * errors[worst]:.2g}% (step {steps[worst]})" in page
+    assert f"τ = 10: {min(cosines):.4g}–{max(cosines):.4g}" in page
+    record = json.loads((IMG / "sudoku_gradcheck.json").read_text())
+    assert record["command"].startswith("python -m examples.sudoku.checks gradient")
 
 
 def test_the_variants_at_degrees_1_and_4_pair_with_lpgd_from_a_run_that_reproduces():
