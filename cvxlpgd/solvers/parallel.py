@@ -207,5 +207,10 @@ def one_blas_thread():
     slower, and on a loaded machine much slower (threads spin for busy cores: a
     128 × 50 by 50 × 100 product measured 5 ms threaded against 50 µs on one thread at
     load 4 on 2 cores). Entering and leaving costs about 10 µs.
+
+    Returns
+    -------
+    contextlib.AbstractContextManager
+        threadpoolctl's limit, to use in a ``with`` statement.
     """
     return _blas_controller().limit(limits=1, user_api="blas")
