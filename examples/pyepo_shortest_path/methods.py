@@ -30,11 +30,23 @@ methods serve both tasks (shortest path, a minimization; knapsack, a maximizatio
     ``pyepo.func.perturbationGradient`` with central differences (``two_sides=True``),
     batch mean: ``(w(ĉ + σc) − w(ĉ − σc)) / 2σ`` on PyEPO's oracle, which is central
     LPGD on the objective loss at τ = σ (``tests/test_pyepo_pg.py``).
+``imle``, ``aimle``
+    ``pyepo.func.implicitMLE`` (10 samples, σ = 1, λ = 10, Sum-of-Gamma noise κ = 5,
+    one-sided) and ``adaptiveImplicitMLE`` (the same with λ adapted online), each
+    returning a perturbed decision, with the L1 loss against ``w*`` (their docstring's
+    standard pairing).
+``nce``, ``cmap``, ``ltr``
+    ``pyepo.func.noiseContrastiveEstimation``, ``contrastiveMAP`` and
+    ``listwiseLearningToRank``: losses on a pool of solutions, seeded with the training
+    set's ``w*`` and grown by one solve per instance per step (``solve_ratio=1``), batch
+    mean. NCE and CMAP compare ``ĉ`` on ``w*`` with the pool (mean / most violating);
+    LTR is a cross-entropy between the rankings of the pool under ``ĉ`` and ``c``.
 ``2s``
     Two-stage: least squares from features to costs, in closed form (no epochs).
 
 The PyEPO methods solve with the task's PyEPO OR-Tools model (for knapsack the integer
-model) and their default ``processes=1``; the layer solves a whole batch in one call.
+model) and PyEPO 2.2.7's defaults for every hyperparameter not named above
+(``processes=1``, ``solve_ratio=1``); the layer solves a whole batch in one call.
 """
 
 from __future__ import annotations
@@ -72,6 +84,11 @@ METHODS = (
     "pfyl",
     "pg",
     "nid",
+    "imle",
+    "aimle",
+    "nce",
+    "cmap",
+    "ltr",
     "2s",
 )
 #: The methods with a scan, and their scanned parameter's name.
@@ -100,6 +117,11 @@ LABELS = {
     "pg": "PyEPO PG (σ by validation)",
     "pg-at-lpgd": "PyEPO PG (σ = LPGD's τ)",
     "nid": "PyEPO NID",
+    "imle": "PyEPO I-MLE",
+    "aimle": "PyEPO AI-MLE",
+    "nce": "PyEPO NCE",
+    "cmap": "PyEPO CMAP",
+    "ltr": "PyEPO listwise LTR",
     "2s": "two-stage LS",
     "initial": "initial model",
 }
@@ -174,7 +196,7 @@ def scan_methods(name: str, taus) -> list[TrainingMethod]:
     return [make_method(name, t) for t in taus] if name in FAMILIES else [make_method(name)]
 
 
-def batch_loss(method: TrainingMethod, optmodel, layer, sense: int = 1) -> Callable:
+def batch_loss(method: TrainingMethod, optmodel, layer, sense: int = 1, dataset=None) -> Callable:
     """The loss ``f(ĉ, c, w*, z*) -> scalar`` that ``method`` backpropagates.
 
     Parameters
@@ -187,6 +209,9 @@ def batch_loss(method: TrainingMethod, optmodel, layer, sense: int = 1) -> Calla
         The task's LP layer, for the LPGD methods and ``exact``.
     sense : {1, -1}
         +1 for a minimization (shortest path), −1 for a maximization (knapsack).
+    dataset : pyepo.data.dataset.optDataset, optional
+        The training set, which seeds the solution pool of ``nce``, ``cmap`` and ``ltr``
+        (required for them).
 
     Returns
     -------
@@ -240,7 +265,30 @@ def batch_loss(method: TrainingMethod, optmodel, layer, sense: int = 1) -> Calla
     if family == "pfyl":
         pfy = pyepo.func.perturbedFenchelYoung(optmodel)
         return lambda pred, c, w, z: pfy(pred, w)
+    if family in ("imle", "aimle"):
+        perturb = (
+            pyepo.func.implicitMLE(optmodel)
+            if family == "imle"
+            else pyepo.func.adaptiveImplicitMLE(optmodel)
+        )
+        l1 = torch.nn.L1Loss()
+        return lambda pred, c, w, z: l1(perturb(pred), w)
+    if family in _POOL:
+        if dataset is None:
+            raise ValueError(f"{family} needs the training set (dataset=)")
+        pool_loss = _POOL[family](pyepo.func)(optmodel, dataset=dataset)
+        if family == "ltr":
+            return lambda pred, c, w, z: pool_loss(pred, c)
+        return lambda pred, c, w, z: pool_loss(pred, w)
     raise ValueError(f"method {method.name!r} has no batch loss")
+
+
+#: The solution-pool losses: their PyEPO class, from ``pyepo.func``.
+_POOL = {
+    "nce": lambda func: func.noiseContrastiveEstimation,
+    "cmap": lambda func: func.contrastiveMAP,
+    "ltr": lambda func: func.listwiseLearningToRank,
+}
 
 
 def fit_two_stage(model: torch.nn.Linear, features: torch.Tensor, costs: torch.Tensor) -> None:

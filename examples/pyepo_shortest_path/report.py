@@ -54,6 +54,11 @@ SHORT = {
     "pg": "PG",
     "pg-at-lpgd": "PG (σ = LPGD's τ)",
     "nid": "NID",
+    "imle": "I-MLE",
+    "aimle": "AI-MLE",
+    "nce": "NCE",
+    "cmap": "CMAP",
+    "ltr": "listwise LTR",
 }
 
 #: Table order; ``lpgd-deg`` and ``pg-at-lpgd`` are derived from the scans
@@ -74,6 +79,11 @@ ORDER = (
     "pg",
     "pg-at-lpgd",
     "nid",
+    "imle",
+    "aimle",
+    "nce",
+    "cmap",
+    "ltr",
     "2s",
 )
 DERIVED = ("lpgd-deg", "pg-at-lpgd")

@@ -114,7 +114,8 @@ def parse_args(argv=None, task: Task = SHORTEST_PATH) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog=f"python -m examples.{task.experiment}.train",
         description=f"{task.title}: cvxlpgd LPGD (and its variants) and exact vs PyEPO's "
-        "SPO+, DBB, DPO, PFYL, PG, NID and two-stage least squares.",
+        "SPO+, DBB, DPO, PFYL, PG, NID, I-MLE, AI-MLE, NCE, CMAP, listwise LTR and "
+        "two-stage least squares.",
     )
     parser.add_argument(
         "--quick", action="store_true", help="small run (< 1 minute) for smoke tests"
@@ -197,7 +198,9 @@ class Benchmark:
             wall, cpu = time.perf_counter() - start, time.process_time() - start_cpu
             epochs = 0
         else:
-            loss_fn = batch_loss(method, self.optmodel, self.layer, self.task.sense)
+            loss_fn = batch_loss(
+                method, self.optmodel, self.layer, self.task.sense, dataset=splits.train
+            )
             optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
             # The same minibatch order for every method of a (degree, seed).
             order = torch.Generator().manual_seed(seed)
