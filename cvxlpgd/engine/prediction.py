@@ -101,7 +101,7 @@ def _stack(batches: list[ProgramBatch]) -> ProgramBatch:
 def products(batch: ProgramBatch, structure: ProgramStructure, x: np.ndarray):
     """(Ax, |A||x|) for every element (rows of NaN stay NaN)."""
     with np.errstate(invalid="ignore"):
-        dense = batch.shared_dense(structure)
+        dense = batch.shared_dense(structure) if batch.batch_size > 1 else None
         if dense is not None:
             with one_blas_thread():
                 return x @ dense[0].T, np.abs(x) @ dense[1].T
