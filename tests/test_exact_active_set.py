@@ -35,9 +35,9 @@ def loss(structure, A, b, c, P, dx, dy):
     return None if solution is None else dx @ solution[0] + dy @ solution[1]
 
 
-def directional_errors(template, state, gradient, dx, dy, rows, rng, eps=1e-4):
-    """(predicted, finite difference) of the loss along random (Δc, Δb, ΔA, ΔP) for
-    elements ``rows`` (an element CVXPY fails on is left out)."""
+def directional_errors(template, state, gradient, dx, dy, rows, rng, eps=1e-4, costs_only=False):
+    """(predicted, finite difference) of the loss along random (Δc, Δb, ΔA, ΔP) (only Δc
+    with ``costs_only``) for elements ``rows`` (an element CVXPY fails on is left out)."""
     structure, batch = template.structure, state.batch
     pairs = []
     for i in rows:
@@ -45,6 +45,8 @@ def directional_errors(template, state, gradient, dx, dy, rows, rng, eps=1e-4):
         dc, db = rng.standard_normal(structure.n), rng.standard_normal(structure.m)
         dA = A.copy()
         dA.data = rng.standard_normal(A.nnz)
+        if costs_only:
+            db, dA = 0 * db, 0 * dA
         predicted = gradient.dc[i] @ dc + gradient.db[i] @ db
         predicted += (
             gradient.dA_data[i] @ dA.toarray()[structure.A_pattern.rows, structure.A_pattern.cols]
@@ -117,9 +119,12 @@ def test_engine_path_equals_the_other_backends_where_both_are_exact(family):
             assert np.abs(a - b).max() <= 5e-3 * max(1.0, np.abs(b).max())
 
 
-def test_degenerate_vertices_go_to_diffcp():
-    """The assignment LP's vertices are degenerate: every element goes to diffcp's
+def test_degenerate_vertices_go_to_diffcp(monkeypatch):
+    """Degenerate vertices the certificate of a fixed vertex does not cover go to diffcp's
     adjoint, and the gradient is diffcp's."""
+    monkeypatch.setattr(
+        exact_active_set, "fixed_vertices", lambda batch, structure, solution, rows: rows < 0
+    )
     engine, template, state, dx, dy = setup("assignment LP", 0)
     forward = engine.forward(template, state.batch, exact_backend=ACTIVE_SET_BACKEND)
     ours = engine.backward_exact(forward, dx, dy)
@@ -288,3 +293,114 @@ def test_the_derivative_does_not_depend_on_the_solver_that_found_the_vertex():
     for solver in solvers:
         np.testing.assert_allclose(grads[solver], grads["CLARABEL"], atol=1e-8)
     np.testing.assert_allclose(grads["diffcp"], grads["CLARABEL"], atol=1e-5)
+
+
+def assignment(size=3):
+    X, C = cp.Variable((size, size), name="X"), cp.Parameter((size, size), name="C")
+    problem = cp.Problem(
+        cp.Minimize(cp.sum(cp.multiply(C, X))),
+        [cp.sum(X, axis=1) == 1, cp.sum(X, axis=0) == 1, X >= 0],
+    )
+    return problem, C, X
+
+
+def test_a_unique_degenerate_vertex_has_a_zero_derivative_in_the_costs():
+    """The assignment LP's vertices are degenerate; where the optimal assignment is unique
+    it stays optimal under small cost changes, so the exact gradient in C is 0 (diffcp's
+    adjoint returns only noise of the solver's accuracy there); finite differences of the
+    solution map agree."""
+    engine, template, state, dx, dy = setup("assignment LP", 0)
+    forward = engine.forward(template, state.batch, exact_backend=ACTIVE_SET_BACKEND)
+    rows = np.arange(B)
+    fixed = exact_active_set.fixed_vertices(
+        forward.batch, template.structure, forward.solution, rows
+    )
+    assert fixed.all()
+    gradient = engine.backward_exact(forward, dx, np.zeros_like(dy))
+    assert forward.stats.active_set_predicted == B and not np.any(gradient.dc)
+    diffcp_state = engine.forward(template, state.batch, exact_backend="diffcp")
+    theirs = engine.backward_exact(diffcp_state, dx, np.zeros_like(dy))
+    assert np.abs(theirs.dc).max() < 1e-5  # the same derivative, up to diffcp's noise
+    rng = np.random.default_rng(1)
+    pairs = directional_errors(
+        template, forward, gradient, dx, np.zeros_like(dy), [0, 1], rng, costs_only=True
+    )
+    assert len(pairs) == 2 and all(abs(fd) < 1e-6 for _, fd in pairs)
+
+
+@pytest.mark.parametrize(
+    "costs",
+    [np.ones((3, 3)), np.array([[0.0, 1, 1], [1, 0, 0], [1, 0, 0]])],
+    ids=["all tied", "two assignments tied"],
+)
+def test_a_tied_assignment_is_not_certified(costs):
+    """Where two or more assignments are optimal the solution is a face, not a vertex: the
+    certificate fails and the element goes to diffcp."""
+    problem, C, X = assignment()
+    layer = cvxlpgd.CvxpyLayer(problem, [C], [X], gradient="exact", solver="CLARABEL")
+    values = np.stack([costs, np.arange(9.0).reshape(3, 3) ** 1.5])
+    tensor = torch.tensor(values, requires_grad=True)
+    (out,) = layer(tensor)
+    out.sum().backward()
+    stats = layer.solver_stats
+    assert (stats.active_set_predicted, stats.active_set_resolved) == (1, 1)
+
+
+def test_costs_only_is_required_for_the_zero_derivative():
+    """With a parameter in b, or an incoming gradient on the duals, a degenerate vertex's
+    derivative is not determined: those elements go to diffcp."""
+    X, C = cp.Variable((3, 3), name="X"), cp.Parameter((3, 3), name="C")
+    r = cp.Parameter(3, name="r")
+    rows = cp.sum(X, axis=1) == r
+    problem = cp.Problem(
+        cp.Minimize(cp.sum(cp.multiply(C, X))), [rows, cp.sum(X, axis=0) == 1, X >= 0]
+    )
+    costs = torch.tensor(np.arange(9.0).reshape(3, 3) ** 1.5, requires_grad=True)
+    with_b = cvxlpgd.CvxpyLayer(problem, [C, r], [X], gradient="exact")
+    (out,) = with_b(costs, torch.ones(3, dtype=torch.float64, requires_grad=True))
+    out.sum().backward()
+    assert with_b.solver_stats.active_set_resolved == 1
+    r.value = np.ones(3)
+    problem_c = cp.Problem(
+        cp.Minimize(cp.sum(cp.multiply(C, X))),
+        [cp.sum(X, axis=1) == 1, cp.sum(X, axis=0) == 1, X >= 0],
+    )
+    duals = cvxlpgd.CvxpyLayer(problem_c, [C], [X, problem_c.constraints[0]], gradient="exact")
+    x_out, y_out = duals(costs)
+    (x_out.sum() + y_out.sum()).backward()
+    assert duals.solver_stats.active_set_resolved == 1
+    x_only = cvxlpgd.CvxpyLayer(problem_c, [C], [X, problem_c.constraints[0]], gradient="exact")
+    x_out, y_out = x_only(costs)
+    x_out.sum().backward()
+    assert x_only.solver_stats.active_set_predicted == 1
+
+
+def test_an_ambiguous_row_does_not_enter_the_dual_support():
+    """A row whose dual and slack are both small (an interior-point iterate that has not
+    decided it) is left out of S: here it would fix the second variable and certify a
+    vertex that the clear rows do not determine."""
+    from cvxlpgd.problem.compile import compile_problem
+    from cvxlpgd.solvers.base import OPTIMAL, BatchSolution
+
+    x, c = cp.Variable(2, name="x"), cp.Parameter(2, name="c")
+    problem = cp.Problem(cp.Minimize(c @ x), [x >= 0])
+    template = compile_problem(problem, [c], [x])
+    batch = template.program_data(template.stack_parameters([np.array([[1.0, 1.0]])], 1), [True])
+    structure = template.structure
+    assert structure.m == 2 and structure.cones.zero == 0
+
+    def certified(y2, s2):
+        solution = BatchSolution(
+            np.zeros((1, 2)),
+            np.array([[1.0, y2]]),
+            np.array([[0.0, s2]]),
+            [OPTIMAL],
+            np.zeros(1, np.int64),
+            np.zeros(1),
+            "test",
+        )
+        return exact_active_set.fixed_vertices(batch, structure, solution, np.arange(1))[0]
+
+    assert certified(1.0, 0.0)  # both duals clearly positive: the vertex (0, 0)
+    assert not certified(1e-4, 1e-4)  # the second row undecided
+    assert not certified(0.0, 0.0)

@@ -23,6 +23,13 @@ element (:func:`cvxlpgd.lpgd.active_set.predict`, with the adjoint as a "side" o
 complementarity): it is then the unique optimum and 𝒜 is locally constant. Elsewhere (a
 degenerate vertex, a tie, an ill-conditioned system) the derivative is not determined
 by 𝒜, and the element goes to the exact backend the layer would otherwise use.
+
+One degenerate case is determined: an LP vertex with more active rows than variables
+whose strictly positive duals sit on rows S with rank A_S = n. The vertex is then the
+unique optimum, and it stays optimal under any small change of c (the dual
+y_S − A_S(A_SᵀA_S)⁻¹dc stays positive), so x is locally constant in c: with no
+parameter in b or A and no incoming gradient on the (non-unique) duals, the
+derivative is exactly zero (:func:`fixed_vertices`).
 """
 
 from __future__ import annotations
@@ -32,13 +39,18 @@ from collections.abc import Callable
 import numpy as np
 
 from cvxlpgd.engine.prediction import CHECK_TOLERANCE, check, products
-from cvxlpgd.lpgd.active_set import active_rows, predict
+from cvxlpgd.lpgd.active_set import RCOND_MIN, active_rows, predict
 from cvxlpgd.lpgd.formulas import DataGradient
 from cvxlpgd.problem.program import ProgramBatch, ProgramStructure
 from cvxlpgd.solvers.base import OPTIMAL, BatchSolution
 
 #: ``exact_backend`` of the derivative from the active set.
 ACTIVE_SET_BACKEND = "active-set"
+#: A row is in an LP vertex's dual support when yᵢ exceeds this (relative to 1 + ‖y‖∞)
+#: and this many times its slack: an interior-point solution's weakly active rows (both
+#: of the order of √gap) fall outside.
+SUPPORT_DUAL = 1e-6
+SUPPORT_RATIO = 1e4
 
 
 def adjoint_gradient(
@@ -134,6 +146,61 @@ def exact_from_active_set(
     return gradient, ok
 
 
+def fixed_vertices(
+    batch: ProgramBatch, structure: ProgramStructure, solution: BatchSolution, rows: np.ndarray
+) -> np.ndarray:
+    """Which LP elements ``rows`` sit at a unique vertex that small changes of c keep
+    optimal: the rows S with strictly positive duals (:data:`SUPPORT_DUAL`,
+    :data:`SUPPORT_RATIO`; equality rows included) have rank A_S = n.
+
+    Coordinate rows (one stored entry) in S fix their variable; the rank test runs on
+    the other rows of S and the variables they leave free (a few, on the usual LPs
+    with bounds), by singular values against :data:`~cvxlpgd.lpgd.active_set.RCOND_MIN`.
+
+    Parameters
+    ----------
+    batch : ProgramBatch
+        The forward problems (an LP: no P).
+    structure : ProgramStructure
+        Their structure.
+    solution : BatchSolution
+        The forward solutions.
+    rows : numpy.ndarray
+        The elements to test.
+
+    Returns
+    -------
+    numpy.ndarray
+        (len(rows),) booleans.
+    """
+    pattern, zero = structure.A_pattern, structure.cones.zero
+    m, n = pattern.shape
+    counts = np.bincount(pattern.rows, minlength=m)
+    singleton = counts[pattern.rows] == 1  # stored entries alone in their row
+    out = np.zeros(rows.size, dtype=bool)
+    for k, i in enumerate(rows):
+        y, s = solution.y[i], solution.s[i]
+        support = (y > SUPPORT_DUAL * (1 + np.abs(y).max(initial=0.0))) & (y > SUPPORT_RATIO * s)
+        support[:zero] = True
+        values = batch.A_data[i]
+        in_support = support[pattern.rows] & (values != 0)
+        fixed = np.zeros(n, dtype=bool)
+        fixed[pattern.cols[in_support & singleton]] = True
+        free = np.flatnonzero(~fixed)
+        if free.size == 0:
+            out[k] = True
+            continue
+        keep = in_support & ~singleton & ~fixed[pattern.cols]
+        other = np.unique(pattern.rows[keep])
+        if other.size < free.size:
+            continue
+        block = np.zeros((m, n))
+        block[pattern.rows[keep], pattern.cols[keep]] = values[keep]
+        sigma = np.linalg.svd(block[np.ix_(other, free)], compute_uv=False)
+        out[k] = sigma[-1] > RCOND_MIN * sigma[0]
+    return out
+
+
 def rescue_backend(structure: ProgramStructure) -> str:
     """The exact derivative of the elements the active set does not determine: Moreau's
     for a QP (diffcp cannot take P), diffcp's for an LP (the layer's choice there)."""
@@ -186,6 +253,17 @@ def active_set_backward(
         state.batch, structure, state.solution, dx, dy, state.tolerance
     )
     rest = np.flatnonzero(~ok)
+    usage = state.template.column_usage
+    P = structure.P_pattern
+    if (
+        rest.size
+        and (P is None or P.nnz == 0)
+        and not any(np.any(usage[name][:-1]) for name in ("A", "b"))
+    ):
+        costs_only = rest[~np.any(dy[rest], axis=1)]
+        fixed = costs_only[fixed_vertices(state.batch, structure, state.solution, costs_only)]
+        ok[fixed] = True  # their gradient is zero: x is locally constant in c
+        rest = np.flatnonzero(~ok)
     if rest.size:
         part = rescue(rest)
         for mine, theirs in zip(gradient.parts(), part.parts()):
