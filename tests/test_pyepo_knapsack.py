@@ -3,8 +3,9 @@
 * The knapsack's LP relaxation in CVXPY has the value of PyEPO's own relaxation, and
   never less than the integer optimum; a tiny run of the shared harness learns and
   writes its rows, figure and provenance sidecar (a few seconds).
-* A knapsack verdict on docs/experiments.md is recomputed from
-  ``docs/img/pyepo_knapsack.csv`` with SciPy alone.
+* Two knapsack verdicts on docs/experiments.md (LPGD against PFYL, and against DPO
+  from the rows added later) are recomputed from ``docs/img/pyepo_knapsack.csv`` with
+  SciPy alone.
 * The rows derived from the scans (τ per degree; PG at LPGD's τ) and the "all
   trainings" cost are what their definitions say, and every stored PyEPO CSV has a
   sidecar naming the command and commit that produced it.
@@ -72,6 +73,8 @@ def test_knapsack_tiny_run(tmp_path):
             "lpgd",
             "pg",
             "nid",
+            "dbb",
+            "dpo",
             "2s",
             "--taus",
             "1",
@@ -86,7 +89,10 @@ def test_knapsack_tiny_run(tmp_path):
         ]
     )
     rows = {r["method"]: r for r in common.read_csv(out / "results.csv")}
-    assert set(rows) == {"initial", "lpgd_tau=1", "lpgd", "pg_sigma=1", "pg", "nid", "2s"}
+    assert set(rows) == {
+        "initial",
+        *("lpgd_tau=1", "lpgd", "pg_sigma=1", "pg", "nid", "dbb", "dpo", "2s"),
+    }
     assert all(0 <= r["test_regret"] < 1 for r in rows.values())
     assert rows["lpgd"]["test_regret"] < rows["initial"]["test_regret"]
     assert "PyEPO PG (σ = LPGD's τ)" in result["summary"]
@@ -95,9 +101,11 @@ def test_knapsack_tiny_run(tmp_path):
     assert sidecar["options"]["n_train"] == 64 and sidecar["experiment"] == "pyepo_knapsack"
 
 
-def test_a_knapsack_verdict_recomputed_from_its_csv_is_the_one_on_the_page():
-    """LPGD against PyEPO's PFYL on knapsack test regret over all (degree, seed) runs,
-    from the CSV with SciPy alone, against the page's generated table and glance."""
+@pytest.mark.parametrize(("method", "short"), [("pfyl", "PFYL"), ("dpo", "DPO")])
+def test_a_knapsack_verdict_recomputed_from_its_csv_is_the_one_on_the_page(method, short):
+    """LPGD against a PyEPO method (PFYL; DPO, whose rows were added later with
+    ``page --extend``) on knapsack test regret over all (degree, seed) runs, from the
+    CSV with SciPy alone, against the page's generated table and glance."""
     with (IMG / "pyepo_knapsack.csv").open(newline="") as handle:
         rows = list(csv.DictReader(handle))
 
@@ -106,11 +114,11 @@ def test_a_knapsack_verdict_recomputed_from_its_csv_is_the_one_on_the_page():
             (r["degree"], r["seed"]): float(r["test_regret"]) for r in rows if r["method"] == method
         }
 
-    lpgd, pfyl = regret("lpgd"), regret("pfyl")
+    lpgd, other = regret("lpgd"), regret(method)
     keys = sorted(lpgd)
     n = len(keys)
-    assert keys == sorted(pfyl) and n >= 6 and n % 3 == 0  # 3 seeds per degree
-    a, b = np.array([lpgd[k] for k in keys]), np.array([pfyl[k] for k in keys])
+    assert keys == sorted(other) and n >= 6 and n % 3 == 0  # 3 seeds per degree
+    a, b = np.array([lpgd[k] for k in keys]), np.array([other[k] for k in keys])
     p = stats.ttest_rel(a, b).pvalue
     wins = int(np.sum(a < b))
     verdict = (
@@ -118,17 +126,17 @@ def test_a_knapsack_verdict_recomputed_from_its_csv_is_the_one_on_the_page():
         if not p < 0.05
         else "**LPGD better**"
         if (a - b).mean() < 0
-        else "**PFYL better**"
+        else f"**{short} better**"
     )
     row = next(
         line
         for line in _block("knapsack-paired").splitlines()
-        if line.startswith("| all degrees | LPGD | PFYL |")
+        if line.startswith(f"| all degrees | LPGD | {short} |")
     )
     p_text = "< 0.001" if p < 0.001 else f"{p:.3f}"
     assert f"| {wins}/{n} | {p_text} |" in row and row.endswith(f"| {verdict} |")
     brief = verdict if "**" in verdict else "no significant difference"
-    assert f"vs PFYL — {brief} ({wins}/{n})" in _block("glance-knapsack")
+    assert f"vs {short} — {brief} ({wins}/{n})" in _block("glance-knapsack")
 
 
 def test_derived_rows_and_their_cost():

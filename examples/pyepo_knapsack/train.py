@@ -10,9 +10,10 @@ Protocol
     on validation regret), on PyEPO's knapsack (:mod:`examples.pyepo_knapsack.problem`):
     32 items, 2 dimensions, capacity 20, 5 features, noise half-width 0.5. The default
     sizes are smaller than the shortest path's (160 training, 80 validation, 320 test
-    instances, 10 epochs; the run on docs/experiments.md also left out DBB and DPO,
-    ``--methods lpgd exact spo+ pfyl pg nid 2s``): every PyEPO method solves the
-    integer knapsack with SCIP in every step, DPO and PFYL ten times per instance.
+    instances, 10 epochs; the run on docs/experiments.md is
+    ``--methods lpgd exact spo+ pfyl pg nid 2s`` with DBB and DPO added by a second run
+    on the same draws, ``--methods dbb dpo``): every PyEPO method solves the integer
+    knapsack with SCIP in every step, DPO and PFYL ten times per instance.
 Metric
     Normalized regret ``Σ_i (z*_i − c_iᵀ w(ĉ_i)) / Σ_i |z*_i|`` on the test set, by
     ``pyepo.metric.regret`` with the *integer* OR-Tools model for every method: LPGD

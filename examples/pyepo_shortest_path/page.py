@@ -4,11 +4,13 @@
 
 * ``pyepo-*`` — the shortest-path run stored in ``pyepo_shortest_path.csv``;
 * ``sp-new-*`` — the shortest-path rerun on today's engine with PG, NID, LPGD's
-  variants and the exact gradient (``pyepo_shortest_path_variants.csv``). PyEPO's own
-  methods (SPO+, DBB, DPO, PFYL) and two-stage do not depend on cvxlpgd, so their rows
-  from the stored run (same data, initial model and minibatch order per degree and
-  seed) are paired with the new rows; their time is not (another run, another machine
-  load). The exact rows come from a later run on the same draws (:func:`extend`);
+  variants, the exact gradient and the rest of PyEPO's roster (:data:`ROSTER`)
+  (``pyepo_shortest_path_variants.csv``). PyEPO's own methods of the stored run (SPO+,
+  DBB, DPO, PFYL) and two-stage do not depend on cvxlpgd, so their rows from the stored
+  run (same data, initial model and minibatch order per degree and seed) are paired
+  with the new rows; their time is not (another run, another machine load). The exact
+  rows, the variants at degrees 1 and 4 and the roster come from later runs on the same
+  draws (:func:`extend`);
 * ``knapsack-*`` — the knapsack run (``pyepo_knapsack.csv``).
 
 Every verdict is :func:`examples.paired.paired` (paired t-test, α = 0.05).
@@ -28,6 +30,7 @@ from examples.pyepo_shortest_path import figure, report
 
 __all__ = [
     "ENGINE_FREE",
+    "ROSTER",
     "VARIANTS",
     "blocks",
     "extend",
@@ -42,6 +45,9 @@ __all__ = [
 
 #: Methods whose rows do not depend on cvxlpgd (PyEPO's, and the closed form).
 ENGINE_FREE = ("spo+", "dbb", "dpo", "pfyl", "2s")
+#: The rest of PyEPO's roster run on the shortest path (I-MLE, AI-MLE, NCE, CMAP,
+#: listwise LTR), compared with LPGD on the rerun's draws.
+ROSTER = ("imle", "aimle", "nce", "cmap", "ltr")
 #: LPGD's variants, each compared with LPGD (central, regret, ρ = 0, τ per run).
 VARIANTS = ("lpgd-deg", "lpgd-upper", "lpgd-lower", "lpgd-rho", "lpgd-sol")
 
@@ -121,6 +127,7 @@ def variant_blocks(img: Path) -> dict[str, str]:
         for m in ("pg", "pg-at-lpgd", "nid", "spo+", "pfyl", "dbb", "dpo", "exact", "2s")
         if m in present
     ]
+    roster = [m for m in ROSTER if m in present]
     lines = report.paired_lines(rows, "lpgd", rival)
     vs_lpgd = "".join(report.paired_lines(rows, v, ["lpgd"]) for v in variants)
     vs_best = "".join(report.paired_lines(rows, v, ["spo+", "pfyl"]) for v in variants)
@@ -136,7 +143,9 @@ def variant_blocks(img: Path) -> dict[str, str]:
         "sp-new-variants": vs_lpgd + "\nAgainst the best PyEPO methods:\n\n" + vs_best,
         "sp-new-time": report.time_comparisons(rows, ("lpgd",), ("pg", "pg_scan", "nid")),
         "sp-new-scan": report.scan_table(rows, families),
-        "glance-sp-new": glance(rows, "PyEPO shortest path, today's engine", "lpgd", rival)
+        "glance-sp-new": glance(
+            rows, "PyEPO shortest path, today's engine", "lpgd", rival[:3] + roster + rival[3:]
+        )
         + "\n"
         + _variant_glance(rows, variants),
     }
@@ -182,7 +191,7 @@ def knapsack_blocks(img: Path) -> dict[str, str]:
         + report.paired_lines(rows, "lpgd-deg", ["lpgd"]),
         "knapsack-paired": report.paired_regret(rows, "lpgd", others),
         "knapsack-time": report.time_comparisons(
-            rows, ("lpgd",), ("spo+", "pfyl", "pg", "pg_scan", "nid", "exact")
+            rows, ("lpgd",), ("spo+", "dbb", "dpo", "pfyl", "pg", "pg_scan", "nid", "exact")
         ),
         "knapsack-scan": report.scan_table(rows, families),
         "glance-knapsack": glance(rows, "PyEPO knapsack (reduced)", "lpgd", others),
