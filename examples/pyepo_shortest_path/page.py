@@ -142,6 +142,9 @@ def variant_blocks(img: Path) -> dict[str, str]:
         else "",
         "sp-new-variants": vs_lpgd + "\nAgainst the best PyEPO methods:\n\n" + vs_best,
         "sp-new-time": report.time_comparisons(rows, ("lpgd",), ("pg", "pg_scan", "nid")),
+        "sp-roster-lines": report.paired_lines(rows, "lpgd", roster) if roster else "",
+        "sp-roster-best": report.paired_lines(rows, "pfyl", roster) if roster else "",
+        "sp-roster-time": report.time_comparisons(rows, ("lpgd",), roster) if roster else "",
         "sp-new-scan": report.scan_table(rows, families),
         "glance-sp-new": glance(
             rows, "PyEPO shortest path, today's engine", "lpgd", rival[:3] + roster + rival[3:]
