@@ -108,3 +108,23 @@ def test_pyepo_quick_run_learns(tmp_path):
         assert by["spo+"]["test_regret"] < 0.85 * initial
         assert by["2s"]["test_regret"] < 0.2
         assert by["2s"]["epochs"] == 0 and by["spo+"]["epochs"] == 2
+
+
+def test_pyepo_roster_tiny_run(tmp_path):
+    """PyEPO's I-MLE, AI-MLE, NCE, CMAP and listwise LTR run in the shared loop (the
+    pool losses get the training set) and score a finite regret (a few seconds)."""
+    from examples.pyepo_shortest_path import train
+
+    out = tmp_path / "roster"
+    roster = ["imle", "aimle", "nce", "cmap", "ltr"]
+    result = train.main(
+        ["--quick", "--out", str(out), "--no-progress", "--seeds", "0", "--methods", *roster]
+        + ["--n-train", "32", "--n-val", "16", "--n-test", "16", "--epochs", "1"]
+    )
+    rows = {r["method"]: r for r in common.read_csv(out / "results.csv")}
+    assert set(rows) == {"initial", *roster}
+    for name in roster:
+        assert rows[name]["epochs"] == 1 and 0 <= rows[name]["test_regret"] < 5
+        assert math.isfinite(rows[name]["last_epoch_loss"])
+    for label in ("PyEPO I-MLE", "PyEPO AI-MLE", "PyEPO NCE", "PyEPO CMAP", "listwise LTR"):
+        assert label in result["summary"]

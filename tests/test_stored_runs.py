@@ -3,7 +3,8 @@
 A verdict of docs/experiments.md recomputed from its CSV with SciPy alone (not the
 module's code), the sidecars' provenance, and the sidecar a quick run writes; the 4×4
 Sudoku side checks (learning-rate scan, gradient check) recomputed from their CSVs; and
-the LPGD recheck that the PyEPO variants at degrees 1 and 4 are paired on.
+the LPGD recheck that the PyEPO variants at degrees 1 and 4 are paired on; a verdict
+of LPGD against a method of PyEPO's roster (I-MLE, CMAP) recomputed from its CSV.
 """
 
 from __future__ import annotations
@@ -155,3 +156,32 @@ def test_the_variants_at_degrees_1_and_4_pair_with_lpgd_from_a_run_that_reproduc
     variants = json.loads((IMG / "pyepo_shortest_path_variants.json").read_text())
     later = [run for run in variants["runs"] if "lpgd-upper" in run["command"]][-1]
     assert record["git_commit"] == later["git_commit"]
+
+
+@pytest.mark.parametrize(("method", "short"), [("imle", "I-MLE"), ("cmap", "CMAP")])
+def test_a_pyepo_roster_verdict_recomputed_from_its_csv_is_the_one_on_the_page(method, short):
+    """LPGD against a method of PyEPO's roster added later with ``page --extend`` (on
+    the shortest-path rerun's draws), from the CSV with SciPy alone."""
+
+    def regret(name: str) -> dict:
+        return {
+            (float(r["degree"]), int(r["seed"])): float(r["test_regret"])
+            for r in _rows("pyepo_shortest_path_variants")
+            if r["method"] == name
+        }
+
+    lpgd, other = regret("lpgd"), regret(method)
+    keys = sorted(other)
+    assert keys and set(keys) <= set(lpgd) and len(keys) % 3 == 0  # 3 seeds per degree
+    a, b = np.array([lpgd[k] for k in keys]), np.array([other[k] for k in keys])
+    p, n = stats.ttest_rel(a, b).pvalue, len(keys)
+    if p < 0.05:
+        verdict = "**LPGD better**" if (a - b).mean() < 0 else f"**{short} better**"
+    else:
+        verdict = f"no significant difference ({n} pairs)"
+    p_text = "< 0.001" if p < 0.001 else f"{p:.3f}"
+    line = (
+        f"* LPGD vs {short}: over all {n} runs, {verdict}; LPGD lower in "
+        f"{int(np.sum(a < b))} of {n}, paired t p = {p_text}."
+    )
+    assert line in PAGE.read_text(encoding="utf-8")
