@@ -226,3 +226,53 @@ def test_extend_adds_rows_only_on_the_stored_draws(tmp_path, monkeypatch):
     ]
     with pytest.raises(ValueError, match="already stored"):
         page.extend([run("again", 0.3)], "v", "t", img=tmp_path)
+
+
+def test_replace_swaps_a_methods_rows_and_notes_it(tmp_path, monkeypatch):
+    """--replace drops the stored rows of the rerun methods on the draws the run covers,
+    adds the new ones (on the stored draws only), and notes the replacement in the
+    sidecar entry of the run that produced the old rows."""
+    from examples.pyepo_shortest_path import figure, page
+
+    monkeypatch.setattr(figure, "plot", lambda rows, path, title: path)
+    base = {"tau": "", "degree": 2, "val_regret": 0.2}
+    stored = [
+        {**base, "method": "initial", "seed": 0, "test_regret": 0.3},
+        {**base, "method": "exact", "seed": 0, "test_regret": 0.4},
+        {**base, "method": "initial", "seed": 1, "test_regret": 0.5},
+        {**base, "method": "exact", "seed": 1, "test_regret": 0.6},
+        {**base, "method": "lpgd", "seed": 0, "test_regret": 0.1},
+    ]
+    common.write_csv(stored, tmp_path / "v.csv")
+    sidecar = {
+        "csv": "v.csv",
+        "runs": [
+            {"command": "old exact", "options": {"methods": ["exact"]}},
+            {"command": "lpgd", "options": {"methods": ["lpgd"]}},
+        ],
+    }
+    (tmp_path / "v.json").write_text(json.dumps(sidecar))
+
+    def run(name, initial_regret):
+        folder = tmp_path / name
+        rows = [
+            {**base, "method": "initial", "seed": 0, "test_regret": initial_regret},
+            {**base, "method": "exact", "seed": 0, "test_regret": 0.3},
+        ]
+        common.write_csv(rows, folder / "results.csv")
+        (folder / "results.json").write_text(json.dumps({"command": name}))
+        return folder
+
+    before = (tmp_path / "v.csv").read_text(), (tmp_path / "v.json").read_text()
+    with pytest.raises(ValueError, match="not on the stored draw"):
+        page.replace([run("elsewhere", 0.31)], "v", "t", img=tmp_path)
+    assert ((tmp_path / "v.csv").read_text(), (tmp_path / "v.json").read_text()) == before
+    page.replace([run("new exact", 0.3)], "v", "t", img=tmp_path)
+    rows = common.read_csv(tmp_path / "v.csv")
+    exact = {r["seed"]: r["test_regret"] for r in rows if r["method"] == "exact"}
+    assert exact == {0: 0.3, 1: 0.6}  # seed 0 replaced, seed 1 (not rerun) kept
+    assert sum(r["method"] == "lpgd" for r in rows) == 1
+    runs = json.loads((tmp_path / "v.json").read_text())["runs"]
+    assert [r["command"] for r in runs] == ["old exact", "lpgd", "new exact"]
+    assert runs[0]["replaced"] == [{"methods": ["exact"], "by": ["new exact"]}]
+    assert "replaced" not in runs[1]

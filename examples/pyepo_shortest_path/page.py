@@ -34,6 +34,7 @@ __all__ = [
     "VARIANTS",
     "blocks",
     "extend",
+    "replace",
     "glance",
     "knapsack_blocks",
     "main",
@@ -245,6 +246,30 @@ def store(runs: Sequence[Path], name: str, title: str, img: Path | None = None) 
     return {"csv": csv_path, "png": png}
 
 
+def replace(runs: Sequence[Path], name: str, title: str, img: Path | None = None) -> dict:
+    """Rerun methods on the stored draws: as :func:`extend`, after dropping the stored
+    rows of the methods the runs hold on the (degree, seed) pairs they cover; each older
+    sidecar entry that ran one of those methods notes the replacement and the new runs'
+    commands. Nothing is written unless every run is on the stored draws."""
+    img = Path(img) if img is not None else experiments_page.ROOT / "docs" / "img"
+    new = {
+        (r["degree"], r["seed"], r["method"])
+        for run in map(Path, runs)
+        for r in read_csv(run / "results.csv")
+        if r["method"] != "initial"
+    }
+    rows = [
+        r for r in read_csv(img / f"{name}.csv") if (r["degree"], r["seed"], r["method"]) not in new
+    ]
+    sidecar = json.loads((img / f"{name}.json").read_text())
+    commands = [json.loads((Path(run) / "results.json").read_text())["command"] for run in runs]
+    methods = sorted({method for _, _, method in new})
+    for entry in sidecar["runs"]:
+        if set(methods) & set(entry.get("options", {}).get("methods", [])):
+            entry.setdefault("replaced", []).append({"methods": methods, "by": commands})
+    return _write(*_merged(rows, sidecar, runs), name, title, img)
+
+
 def extend(runs: Sequence[Path], name: str, title: str, img: Path | None = None) -> dict:
     """Add the rows of more runs to a stored ``docs/img/<name>.csv`` (their sidecars to
     ``<name>.json``) and redraw ``<name>.png``; the stored rows and sidecars are kept as
@@ -253,11 +278,18 @@ def extend(runs: Sequence[Path], name: str, title: str, img: Path | None = None)
     A new run must be on the same draws as the stored rows: its ``initial`` rows (the
     initial model's regrets, which depend only on the data and the seed) must equal the
     stored ones for every (degree, seed) it covers, and are then dropped. Other rows
-    must not overlap the stored ones in (degree, seed, method).
+    must not overlap the stored ones in (degree, seed, method). Nothing is written
+    unless every run passes.
     """
     img = Path(img) if img is not None else experiments_page.ROOT / "docs" / "img"
     rows = read_csv(img / f"{name}.csv")
     sidecar = json.loads((img / f"{name}.json").read_text())
+    return _write(*_merged(rows, sidecar, runs), name, title, img)
+
+
+def _merged(rows: list[dict], sidecar: dict, runs: Sequence[Path]) -> tuple[list, dict]:
+    """The stored rows and sidecar with the runs' rows and sidecars added (checked as
+    :func:`extend` says; raises before anything is written)."""
     initial = {(r["degree"], r["seed"]): r for r in rows if r["method"] == "initial"}
     seen = {(r["degree"], r["seed"], r["method"]) for r in rows}
     for run in map(Path, runs):
@@ -276,6 +308,10 @@ def extend(runs: Sequence[Path], name: str, title: str, img: Path | None = None)
             seen.add((*key, row["method"]))
             rows.append(row)
         sidecar["runs"].append(json.loads((run / "results.json").read_text()))
+    return rows, sidecar
+
+
+def _write(rows: list[dict], sidecar: dict, name: str, title: str, img: Path) -> dict:
     csv_path = write_csv(rows, img / f"{name}.csv")
     (img / f"{name}.json").write_text(json.dumps(sidecar, indent=1, ensure_ascii=False) + "\n")
     png = figure.plot(report.with_derived(rows), img / f"{name}.png", title=title)
@@ -298,8 +334,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="add the runs to the stored NAME.csv/.json (same draws: their initial rows "
         "must equal the stored ones) instead of replacing them",
     )
+    parser.add_argument(
+        "--replace",
+        action="store_true",
+        help="like --extend, but first drop the stored rows of the runs' methods on the "
+        "draws they cover (a rerun of those methods on today's engine)",
+    )
     args = parser.parse_args(argv)
-    print((extend if args.extend else store)(args.runs, args.name, args.title))
+    action = replace if args.replace else extend if args.extend else store
+    print(action(args.runs, args.name, args.title))
     return 0
 
 
