@@ -1,5 +1,7 @@
 """PyEPO's knapsack benchmark and the PyEPO result files (issue 17, items 4–6, 8).
 
+* The integer oracle (OR-Tools' knapsack branch and bound) picks what PyEPO's own
+  OR-Tools model (SCIP) picks on random values of both signs.
 * The knapsack's LP relaxation in CVXPY has the value of PyEPO's own relaxation, and
   never less than the integer optimum; a tiny run of the shared harness learns and
   writes its rows, figure and provenance sidecar (a few seconds).
@@ -37,13 +39,46 @@ def _block(name: str) -> str:
     return page[start : page.index(f"<!-- /generated:{name} -->", start)]
 
 
+def test_oracle_packs_what_pyepos_scip_model_packs():
+    from pyepo.model.ort import knapsackModel
+
+    from examples.pyepo_knapsack.problem import oracle, weights
+
+    for seed in (0, 3):
+        item_weights = weights(seed)
+        fast, scip = oracle(item_weights), knapsackModel(item_weights, [20.0, 20.0])
+        rng = np.random.default_rng(seed)
+        for k in range(60):
+            # half the draws centred at 0: negative values must be left out
+            values = rng.normal(k % 2, 1.0, 32) * rng.uniform(0.1, 50.0)
+            fast.setObj(values)
+            scip.setObj(values)
+            picked, value = fast.solve()
+            reference = np.rint(scip.solve()[0])
+            assert np.array_equal(picked, reference), (seed, k)
+            assert value == pytest.approx(values @ reference, rel=1e-12, abs=1e-12)
+            assert np.all(item_weights @ picked <= 20.0 + 1e-9)
+
+
+def test_oracle_refuses_weights_it_cannot_count():
+    from examples.pyepo_knapsack.oracle import BranchAndBoundKnapsack
+
+    with pytest.raises(ValueError, match="multiples of 1/100"):
+        BranchAndBoundKnapsack(np.full((2, 3), 3.001), [20.0, 20.0])
+    model = BranchAndBoundKnapsack(np.full((2, 3), 3.0), [20.0, 20.0])
+    with pytest.raises(ValueError, match="3 finite numbers"):
+        model.setObj([1.0, np.nan, 2.0])
+
+
 def test_knapsack_lp_is_pyepos_relaxation():
+    from pyepo.model.ort import knapsackModel
+
     from examples.pyepo_knapsack.problem import knapsack_lp, make_splits, oracle, weights
 
     item_weights = weights(4)
     assert item_weights.shape == (2, 32)
     optmodel = oracle(item_weights)
-    relaxed = optmodel.relax()
+    relaxed = knapsackModel(item_weights, [20.0, 20.0]).relax()
     splits = make_splits(optmodel, degree=2, seed=4, n_train=4, n_val=1, n_test=1)
     problem, cost, pick = knapsack_lp(item_weights)
     assert problem.is_dpp()

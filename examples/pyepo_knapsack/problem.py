@@ -1,4 +1,4 @@
-"""PyEPO's multi-dimensional knapsack: data, PyEPO's OR-Tools model, and its LP relaxation.
+"""PyEPO's multi-dimensional knapsack: data, the integer oracle, and its LP relaxation.
 
 PyEPO's second standard task (Tang & Khalil) predicts the values of 32 items from 5
 features and packs a knapsack of 2 dimensions, capacity 20 in each (PyEPO's examples:
@@ -11,9 +11,11 @@ features and packs a knapsack of 2 dimensions, capacity 20 in each (PyEPO's exam
 the seed alone, so all instances of a seed — and all degrees — share them; each seed
 has its own oracle and its own layer.
 
-* :func:`oracle` is PyEPO's OR-Tools model (``pyepo.model.ort.knapsackModel``, SCIP
-  through ``pywraplp``): the integer knapsack, used by the PyEPO methods and by PyEPO's
-  regret metric for *every* method;
+* :func:`oracle` is the integer knapsack as a PyEPO model, solved by OR-Tools'
+  knapsack branch and bound (:mod:`examples.pyepo_knapsack.oracle`). It labels the
+  data and is used by the PyEPO methods and by PyEPO's regret metric for *every*
+  method. A test checks it against PyEPO's own OR-Tools model
+  (``pyepo.model.ort.knapsackModel``, SCIP through ``pywraplp``);
 * :func:`knapsack_lp` is its LP relaxation in CVXPY (``0 ≤ w ≤ 1``), the layer cvxlpgd
   differentiates. The capacity constraint makes the relaxation's vertices fractional
   (unlike the shortest path's, which are integral), so LPGD trains on a different
@@ -28,7 +30,15 @@ import numpy as np
 
 from examples.pyepo_shortest_path.problem import Splits
 
-__all__ = ["CAPACITY", "DIM", "ITEMS", "knapsack_lp", "make_splits", "oracle", "weights"]
+__all__ = [
+    "CAPACITY",
+    "DIM",
+    "ITEMS",
+    "knapsack_lp",
+    "make_splits",
+    "oracle",
+    "weights",
+]
 
 #: PyEPO's example knapsack: 32 items, 2 dimensions, capacity 20 in each.
 ITEMS, DIM, CAPACITY = 32, 2, 20.0
@@ -42,7 +52,7 @@ def weights(seed: int, features: int = 5) -> np.ndarray:
 
 
 def oracle(item_weights: np.ndarray):
-    """PyEPO's OR-Tools integer knapsack (``pyepo.model.ort.knapsackModel``, SCIP).
+    """The integer knapsack as a PyEPO model (:mod:`examples.pyepo_knapsack.oracle`).
 
     Raises
     ------
@@ -50,12 +60,12 @@ def oracle(item_weights: np.ndarray):
         If PyEPO or OR-Tools is missing.
     """
     try:
-        from pyepo.model.ort import knapsackModel
+        from examples.pyepo_knapsack.oracle import BranchAndBoundKnapsack
     except ImportError as err:  # pragma: no cover - depends on the environment
         raise ImportError(
             "the PyEPO benchmark needs pyepo and ortools: pip install pyepo ortools"
         ) from err
-    return knapsackModel(item_weights, [CAPACITY] * len(item_weights))
+    return BranchAndBoundKnapsack(item_weights, [CAPACITY] * len(item_weights))
 
 
 def knapsack_lp(
