@@ -111,12 +111,12 @@ def test_pyepo_quick_run_learns(tmp_path):
 
 
 def test_pyepo_roster_tiny_run(tmp_path):
-    """PyEPO's I-MLE, AI-MLE, NCE, CMAP and listwise LTR run in the shared loop (the
-    pool losses get the training set) and score a finite regret (a few seconds)."""
+    """PyEPO's I-MLE, AI-MLE, NCE, CMAP and the three LTR losses run in the shared loop
+    (the pool losses get the training set) and score a finite regret (a few seconds)."""
     from examples.pyepo_shortest_path import train
 
     out = tmp_path / "roster"
-    roster = ["imle", "aimle", "nce", "cmap", "ltr"]
+    roster = ["imle", "aimle", "nce", "cmap", "ltr", "ltr-pair", "ltr-point"]
     result = train.main(
         ["--quick", "--out", str(out), "--no-progress", "--seeds", "0", "--methods", *roster]
         + ["--n-train", "32", "--n-val", "16", "--n-test", "16", "--epochs", "1"]
@@ -126,5 +126,6 @@ def test_pyepo_roster_tiny_run(tmp_path):
     for name in roster:
         assert rows[name]["epochs"] == 1 and 0 <= rows[name]["test_regret"] < 5
         assert math.isfinite(rows[name]["last_epoch_loss"])
-    for label in ("PyEPO I-MLE", "PyEPO AI-MLE", "PyEPO NCE", "PyEPO CMAP", "listwise LTR"):
+    labels = ("I-MLE", "AI-MLE", "NCE", "CMAP", "listwise LTR", "pairwise LTR", "pointwise LTR")
+    for label in (f"PyEPO {name}" for name in labels):
         assert label in result["summary"]

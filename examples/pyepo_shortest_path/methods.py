@@ -35,17 +35,22 @@ methods serve both tasks (shortest path, a minimization; knapsack, a maximizatio
     one-sided) and ``adaptiveImplicitMLE`` (the same with λ adapted online), each
     returning a perturbed decision, with the L1 loss against ``w*`` (their docstring's
     standard pairing).
-``nce``, ``cmap``, ``ltr``
-    ``pyepo.func.noiseContrastiveEstimation``, ``contrastiveMAP`` and
-    ``listwiseLearningToRank``: losses on a pool of solutions, seeded with the training
-    set's ``w*`` and grown by one solve per instance per step (``solve_ratio=1``), batch
-    mean. NCE and CMAP compare ``ĉ`` on ``w*`` with the pool (mean / most violating);
-    LTR is a cross-entropy between the rankings of the pool under ``ĉ`` and ``c``.
+``nce``, ``cmap``, ``ltr``, ``ltr-pair``, ``ltr-point``
+    ``pyepo.func.noiseContrastiveEstimation``, ``contrastiveMAP`` and the listwise,
+    pairwise and pointwise ``…LearningToRank``: losses on a pool of solutions, seeded
+    with the training set's ``w*`` and grown by one solve per instance per step
+    (``solve_ratio=1``), batch mean. NCE and CMAP compare ``ĉ`` on ``w*`` with the pool
+    (mean / most violating); the LTR losses compare the pool's objective values under
+    ``ĉ`` and ``c``: listwise, a cross-entropy between the two rankings; pairwise, a
+    hinge on ``ĉ`` between the pool member best under ``c`` and each other member;
+    pointwise, the squared error of each member's value.
 ``2s``
     Two-stage: least squares from features to costs, in closed form (no epochs).
 
-The PyEPO methods solve with the task's PyEPO OR-Tools model (for knapsack the integer
-model) and PyEPO 2.2.7's defaults for every hyperparameter not named above
+The PyEPO methods solve with the task's integer oracle (shortest path: PyEPO's
+OR-Tools model; knapsack: OR-Tools' knapsack branch and bound,
+:mod:`examples.pyepo_knapsack.oracle`) and PyEPO 2.2.7's defaults for every
+hyperparameter not named above
 (``processes=1``, ``solve_ratio=1``); the layer solves a whole batch in one call.
 """
 
@@ -89,6 +94,8 @@ METHODS = (
     "nce",
     "cmap",
     "ltr",
+    "ltr-pair",
+    "ltr-point",
     "2s",
 )
 #: The methods with a scan, and their scanned parameter's name.
@@ -122,6 +129,8 @@ LABELS = {
     "nce": "PyEPO NCE",
     "cmap": "PyEPO CMAP",
     "ltr": "PyEPO listwise LTR",
+    "ltr-pair": "PyEPO pairwise LTR",
+    "ltr-point": "PyEPO pointwise LTR",
     "2s": "two-stage LS",
     "initial": "initial model",
 }
@@ -277,7 +286,7 @@ def batch_loss(method: TrainingMethod, optmodel, layer, sense: int = 1, dataset=
         if dataset is None:
             raise ValueError(f"{family} needs the training set (dataset=)")
         pool_loss = _POOL[family](pyepo.func)(optmodel, dataset=dataset)
-        if family == "ltr":
+        if family.startswith("ltr"):
             return lambda pred, c, w, z: pool_loss(pred, c)
         return lambda pred, c, w, z: pool_loss(pred, w)
     raise ValueError(f"method {method.name!r} has no batch loss")
@@ -288,6 +297,8 @@ _POOL = {
     "nce": lambda func: func.noiseContrastiveEstimation,
     "cmap": lambda func: func.contrastiveMAP,
     "ltr": lambda func: func.listwiseLearningToRank,
+    "ltr-pair": lambda func: func.pairwiseLearningToRank,
+    "ltr-point": lambda func: func.pointwiseLearningToRank,
 }
 
 

@@ -46,9 +46,9 @@ __all__ = [
 
 #: Methods whose rows do not depend on cvxlpgd (PyEPO's, and the closed form).
 ENGINE_FREE = ("spo+", "dbb", "dpo", "pfyl", "2s")
-#: The rest of PyEPO's roster run on the shortest path (I-MLE, AI-MLE, NCE, CMAP,
-#: listwise LTR), compared with LPGD on the rerun's draws.
-ROSTER = ("imle", "aimle", "nce", "cmap", "ltr")
+#: The rest of PyEPO's roster (I-MLE, AI-MLE, NCE, CMAP, the three LTR losses),
+#: compared with LPGD on the same draws.
+ROSTER = ("imle", "aimle", "nce", "cmap", "ltr", "ltr-pair", "ltr-point")
 #: LPGD's variants, each compared with LPGD (central, regret, ρ = 0, τ per run).
 VARIANTS = ("lpgd-deg", "lpgd-upper", "lpgd-lower", "lpgd-rho", "lpgd-sol")
 
@@ -151,18 +151,20 @@ def variant_blocks(img: Path) -> dict[str, str]:
             rows, "PyEPO shortest path, today's engine", "lpgd", rival[:3] + roster + rival[3:]
         )
         + "\n"
-        + _variant_glance(rows, variants),
+        + _variant_glance(rows, variants, "PyEPO shortest path", ("spo+", "pfyl")),
     }
 
 
-def _variant_glance(rows: Sequence[dict], variants: Sequence[str]) -> str:
-    """One bullet: each LPGD variant against LPGD, SPO+ and PFYL over its runs."""
+def _variant_glance(
+    rows: Sequence[dict], variants: Sequence[str], task: str, best: Sequence[str]
+) -> str:
+    """One bullet: each LPGD variant against LPGD and the ``best`` methods over its runs."""
     parts = []
     for v in variants:
-        cs = [report._compare(rows, v, other, "test_regret") for other in ("lpgd", "spo+", "pfyl")]
+        cs = [report._compare(rows, v, other, "test_regret") for other in ("lpgd", *best)]
         parts.append(f"{report._short(v)} " + ", ".join(paired.brief(f"vs {c.b}", c) for c in cs))
     return (
-        "* **PyEPO shortest path, LPGD's variants** (test regret; k/n: the variant "
+        f"* **{task}, LPGD's variants** (test regret; k/n: the variant "
         "lower in k of its n runs; τ per degree is derived from LPGD's scan, "
         f"{_trained_degrees(rows, variants)}): " + "; ".join(parts) + "."
     )
@@ -184,22 +186,34 @@ def knapsack_blocks(img: Path) -> dict[str, str]:
     rows = report.with_derived(read_csv(img / "pyepo_knapsack.csv"))
     present = {r["method"] for r in rows}
     families = [f for f in report.FAMILIES if f in present]
+    variants = [m for m in VARIANTS if m in present]
+    roster = [m for m in ROSTER if m in present]
     others = [
         m
         for m in ("pg", "pg-at-lpgd", "nid", "spo+", "dbb", "dpo", "pfyl", "exact", "2s", "initial")
         if m in present
     ]
-    return {
+    best = [m for m in ("spo+", "dbb", "pfyl") if m in present]
+    out = {
         "knapsack-regret": report.regret_table(rows),
-        "knapsack-lines": report.paired_lines(rows, "lpgd", others)
-        + report.paired_lines(rows, "lpgd-deg", ["lpgd"]),
+        "knapsack-lines": report.paired_lines(rows, "lpgd", others),
         "knapsack-paired": report.paired_regret(rows, "lpgd", others),
         "knapsack-time": report.time_comparisons(
             rows, ("lpgd",), ("spo+", "dbb", "dpo", "pfyl", "pg", "pg_scan", "nid", "exact")
         ),
         "knapsack-scan": report.scan_table(rows, families),
-        "glance-knapsack": glance(rows, "PyEPO knapsack (reduced)", "lpgd", others),
+        "glance-knapsack": glance(rows, "PyEPO knapsack", "lpgd", others[:3] + roster + others[3:])
+        + "\n"
+        + _variant_glance(rows, variants, "PyEPO knapsack", best),
+        "knapsack-variants": "".join(report.paired_lines(rows, v, ["lpgd"]) for v in variants)
+        + "\nAgainst the best PyEPO methods:\n\n"
+        + "".join(report.paired_lines(rows, v, best) for v in variants),
     }
+    if roster:
+        out["knapsack-roster-lines"] = report.paired_lines(rows, "lpgd", roster)
+        out["knapsack-roster-best"] = "".join(report.paired_lines(rows, m, roster) for m in best)
+        out["knapsack-roster-time"] = report.time_comparisons(rows, ("lpgd",), roster)
+    return out
 
 
 def blocks(img: Path) -> dict[str, str]:

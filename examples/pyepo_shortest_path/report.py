@@ -59,6 +59,8 @@ SHORT = {
     "nce": "NCE",
     "cmap": "CMAP",
     "ltr": "listwise LTR",
+    "ltr-pair": "pairwise LTR",
+    "ltr-point": "pointwise LTR",
 }
 
 #: Table order; ``lpgd-deg`` and ``pg-at-lpgd`` are derived from the scans
@@ -84,6 +86,8 @@ ORDER = (
     "nce",
     "cmap",
     "ltr",
+    "ltr-pair",
+    "ltr-point",
     "2s",
 )
 DERIVED = ("lpgd-deg", "pg-at-lpgd")
