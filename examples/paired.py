@@ -32,6 +32,7 @@ __all__ = [
     "paired",
     "paired_against",
     "paired_table",
+    "standing",
 ]
 
 #: Significance level of the paired verdicts (two-sided).
@@ -325,3 +326,16 @@ def brief(criterion: str, c: Paired) -> str:
     """``criterion — verdict (k/n)``, k the pairs in which A is better."""
     verdict = f"**{c.winner} better**" if c.winner else "no significant difference"
     return f"{criterion} — {verdict} ({c.wins_a}/{c.n})"
+
+
+def standing(comparisons: Sequence[Paired]) -> str:
+    """A's verdicts against several B, grouped: ``"beats X and Y; ties Z; loses to W"``."""
+    groups: dict[str, list[str]] = {"beats": [], "ties": [], "loses to": []}
+    for c in comparisons:
+        key = "ties" if c.winner is None else "beats" if c.winner == c.a else "loses to"
+        groups[key].append(c.b)
+    return "; ".join(f"{key} {_listed(names)}" for key, names in groups.items() if names)
+
+
+def _listed(names: Sequence[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + f" and {names[-1]}"

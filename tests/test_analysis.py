@@ -54,6 +54,25 @@ def test_higher_is_better_scores_flip_the_sign_rule():
     assert as_loss.wins_a == 0 and as_loss.verdict == "B better"
 
 
+def test_standing_groups_the_verdicts_by_who_wins():
+    rng = np.random.default_rng(1)
+    base = {seed: 1.0 + rng.normal() for seed in range(8)}
+
+    def shifted(delta):
+        return {k: v + delta + 0.01 * rng.normal() for k, v in base.items()}
+
+    noise = {k: v + 0.5 * rng.normal() for k, v in base.items()}
+    comparisons = [
+        paired.paired(base, shifted(+0.1), a="LPGD", b="X"),  # LPGD lower: beats X
+        paired.paired(base, shifted(-0.1), a="LPGD", b="Y"),  # LPGD higher: loses
+        paired.paired(base, shifted(+0.2), a="LPGD", b="Z"),
+        paired.paired(base, noise, a="LPGD", b="W"),
+    ]
+    assert [c.winner for c in comparisons[:3]] == ["LPGD", "Y", "LPGD"]
+    assert comparisons[3].winner is None
+    assert paired.standing(comparisons) == "beats X and Z; ties W; loses to Y"
+
+
 def test_pairing_beats_overlapping_intervals():
     # The seeds differ a lot (task difficulty), the methods little but consistently:
     # the mean ± std intervals overlap, the paired test sees the difference.

@@ -155,6 +155,15 @@ def variant_blocks(img: Path) -> dict[str, str]:
     }
 
 
+def _standing(rows: Sequence[dict], method: str, others: Sequence[str]) -> str:
+    """One generated sentence: ``method`` beats, ties and loses to whom over all runs."""
+    comparisons = [report._compare(rows, method, other, "test_regret") for other in others]
+    return (
+        f"Over the {comparisons[0].n} (degree, seed) draws (paired t, α = 0.05), "
+        f"{report._short(method)} {paired.standing(comparisons)}.\n"
+    )
+
+
 def _variant_glance(
     rows: Sequence[dict], variants: Sequence[str], task: str, best: Sequence[str]
 ) -> str:
@@ -193,7 +202,7 @@ def knapsack_blocks(img: Path) -> dict[str, str]:
         for m in ("pg", "pg-at-lpgd", "nid", "spo+", "dbb", "dpo", "pfyl", "exact", "2s", "initial")
         if m in present
     ]
-    best = [m for m in ("spo+", "dbb", "pfyl") if m in present]
+    best = [m for m in ("spo+", "pfyl") if m in present]
     out = {
         "knapsack-regret": report.regret_table(rows),
         "knapsack-lines": report.paired_lines(rows, "lpgd", others),
@@ -209,10 +218,10 @@ def knapsack_blocks(img: Path) -> dict[str, str]:
         + "\nAgainst the best PyEPO methods:\n\n"
         + "".join(report.paired_lines(rows, v, best) for v in variants),
     }
-    if roster:
-        out["knapsack-roster-lines"] = report.paired_lines(rows, "lpgd", roster)
-        out["knapsack-roster-best"] = "".join(report.paired_lines(rows, m, roster) for m in best)
-        out["knapsack-roster-time"] = report.time_comparisons(rows, ("lpgd",), roster)
+    out["knapsack-verdict"] = _standing(rows, "lpgd", [*others[:3], *roster, *others[3:-1]])
+    out["knapsack-roster-lines"] = report.paired_lines(rows, "lpgd", roster) if roster else ""
+    out["knapsack-roster-best"] = "".join(report.paired_lines(rows, m, roster) for m in best)
+    out["knapsack-roster-time"] = report.time_comparisons(rows, ("lpgd",), roster) if roster else ""
     return out
 
 
