@@ -158,15 +158,26 @@ def test_the_variants_at_degrees_1_and_4_pair_with_lpgd_from_a_run_that_reproduc
     assert record["git_commit"] == later["git_commit"]
 
 
-@pytest.mark.parametrize(("method", "short"), [("imle", "I-MLE"), ("cmap", "CMAP")])
-def test_a_pyepo_roster_verdict_recomputed_from_its_csv_is_the_one_on_the_page(method, short):
+@pytest.mark.parametrize(
+    ("stored", "method", "short"),
+    [
+        ("pyepo_shortest_path_variants", "imle", "I-MLE"),
+        ("pyepo_shortest_path_variants", "cmap", "CMAP"),
+        ("pyepo_shortest_path_variants", "ltr-pair", "pairwise LTR"),
+        ("pyepo_knapsack", "aimle", "AI-MLE"),
+    ],
+)
+def test_a_pyepo_roster_verdict_recomputed_from_its_csv_is_the_one_on_the_page(
+    stored, method, short
+):
     """LPGD against a method of PyEPO's roster added later with ``page --extend`` (on
-    the shortest-path rerun's draws), from the CSV with SciPy alone."""
+    the stored draws of the shortest path or the knapsack), from the CSV with SciPy
+    alone."""
 
     def regret(name: str) -> dict:
         return {
             (float(r["degree"]), int(r["seed"])): float(r["test_regret"])
-            for r in _rows("pyepo_shortest_path_variants")
+            for r in _rows(stored)
             if r["method"] == name
         }
 
