@@ -32,8 +32,12 @@ def plot(rows: Sequence[dict], path: Path, *, title: str) -> Path:
     import matplotlib.pyplot as plt
 
     degrees = _degrees(rows)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.4), gridspec_kw={"width_ratios": [3, 2]})
     methods = [m for m in _methods(rows) if m != "initial"]
+    # one bar group per timed method: the figure grows with the roster
+    height = max(4.4, 0.3 * len(methods) + 1.2)
+    fig, (left, right) = plt.subplots(
+        1, 2, figsize=(12, height), gridspec_kw={"width_ratios": [3, 2]}
+    )
     for k, method in enumerate(methods):
         cells = [stats(rows, method, d, "test_regret") for d in degrees]
         offset = (k - (len(methods) - 1) / 2) * 0.06  # keep the error bars apart
@@ -46,13 +50,16 @@ def plot(rows: Sequence[dict], path: Path, *, title: str) -> Path:
             lw=1.4,
             label=LABELS[method],
             ls="--" if method in ("exact", "2s") else "-",
-            color=plt.cm.tab20(k % 20),
+            color=(plt.cm.tab20.colors + plt.cm.tab20b.colors)[k % 40],
         )
     left.set(
         xlabel="polynomial degree", ylabel="normalized test regret", xticks=degrees, yscale="log"
     )
     left.grid(alpha=0.3, which="both")
-    left.legend(fontsize=8)
+    # below the axes, where it hides no curve however many methods there are
+    # (about 0.7 inch below the axes, clear of the tick labels and the axis label)
+    below = -0.7 / (0.8 * height)
+    left.legend(fontsize=8, ncol=2, loc="upper center", bbox_to_anchor=(0.5, below))
     timed = [m for m in methods if m != "2s"]
     rows_y = np.arange(len(timed))
     # Wall time is what a user waits; CPU time is steadier on a shared machine; a
@@ -87,6 +94,6 @@ def plot(rows: Sequence[dict], path: Path, *, title: str) -> Path:
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=90, bbox_inches="tight")
     plt.close(fig)
     return path
