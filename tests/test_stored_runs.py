@@ -4,7 +4,8 @@ A verdict of docs/experiments.md recomputed from its CSV with SciPy alone (not t
 module's code), the sidecars' provenance, and the sidecar a quick run writes; the 4×4
 Sudoku side checks (learning-rate scan, gradient check) recomputed from their CSVs; and
 the LPGD recheck that the PyEPO variants at degrees 1 and 4 are paired on; a verdict
-of LPGD against a method of PyEPO's roster (I-MLE, CMAP) recomputed from its CSV.
+of LPGD against a method of PyEPO's roster recomputed from its CSV; the LP portfolio's
+exact gradient, zero at every step, as the page says.
 """
 
 from __future__ import annotations
@@ -196,3 +197,17 @@ def test_a_pyepo_roster_verdict_recomputed_from_its_csv_is_the_one_on_the_page(
         f"{int(np.sum(a < b))} of {n}, paired t p = {p_text}."
     )
     assert line in PAGE.read_text(encoding="utf-8")
+
+
+def test_the_lp_portfolios_exact_gradient_is_zero_and_gd_does_not_move():
+    """docs/experiments.md §4: on the stored LP run every exact gradient norm is 0
+    and GD's training regret is the same at every evaluation of each seed."""
+    rows = [r for r in _rows("lp_portfolio") if r["method"] == "exact"]
+    assert len({r["seed"] for r in rows}) == 3 and len(rows) > 30
+    norms = [float(r["grad_norm"]) for r in rows]
+    measured = [n for n in norms if np.isfinite(n)]  # the first evaluation has no step
+    assert len(measured) >= len(norms) - 3 and max(measured) == 0.0
+    for seed in {r["seed"] for r in rows}:
+        losses = {float(r["train_loss"]) for r in rows if r["seed"] == seed}
+        assert len(losses) == 1
+    assert "every gradient norm in\nthis run is exactly 0" in PAGE.read_text(encoding="utf-8")
