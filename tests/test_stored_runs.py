@@ -3,7 +3,7 @@
 A verdict of docs/experiments.md recomputed from its CSV with SciPy alone (not the
 module's code), the sidecars' provenance, and the sidecar a quick run writes; the 4×4
 Sudoku side checks (learning-rate scan, gradient check) recomputed from their CSVs; and
-the LPGD recheck that the PyEPO variants at degrees 1 and 4 are paired on; a verdict
+LPGD rerun on today's engine, which every later PyEPO row is paired with; a verdict
 of LPGD against a method of PyEPO's roster recomputed from its CSV; the LP portfolio's
 exact gradient, zero at every step, as the page says.
 """
@@ -139,24 +139,26 @@ def test_the_sudoku_gradient_check_on_the_page_is_its_csv():
     assert record["command"].startswith("python -m examples.sudoku.checks gradient")
 
 
-def test_the_variants_at_degrees_1_and_4_pair_with_lpgd_from_a_run_that_reproduces():
-    """The variants at degrees 1 and 4 ran at a later commit than the LPGD rows they are
-    paired with; LPGD rerun at that commit gives the stored rows, τ scan included."""
+def test_lpgd_rerun_on_todays_engine_reproduces_every_stored_lpgd_row():
+    """Methods run at later commits (the variants, the roster, exact) are paired with
+    LPGD rows from earlier ones; LPGD rerun after all of them gives the stored rows
+    on all 12 draws, τ scan included."""
     stored_rows = {
         (r["method"], float(r["degree"]), float(r["seed"])): r
         for r in _rows("pyepo_shortest_path_variants")
         if r["method"].startswith("lpgd") and not r["method"].startswith("lpgd-")
     }
     recheck = [r for r in _rows("pyepo_shortest_path_lpgd_recheck") if r["method"] != "initial"]
-    assert len(recheck) == 4 * 6  # lpgd and its three τ, at 2 degrees × 3 seeds
+    assert len(recheck) == 4 * 12  # lpgd and its three τ, at 4 degrees × 3 seeds
     for r in recheck:
         old = stored_rows[r["method"], float(r["degree"]), float(r["seed"])]
         assert float(old["tau"]) == float(r["tau"])
         assert float(old["test_regret"]) == float(r["test_regret"])
     record = json.loads((IMG / "pyepo_shortest_path_lpgd_recheck.json").read_text())
     variants = json.loads((IMG / "pyepo_shortest_path_variants.json").read_text())
-    later = [run for run in variants["runs"] if "lpgd-upper" in run["command"]][-1]
-    assert record["git_commit"] == later["git_commit"]
+    last_paired = max(run["finished_utc"] for run in variants["runs"])
+    for run in record["runs"]:
+        assert run["git_dirty_paths"] == [] and run["finished_utc"] > last_paired
 
 
 @pytest.mark.parametrize(
