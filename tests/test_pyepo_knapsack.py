@@ -310,3 +310,17 @@ def test_replace_swaps_a_methods_rows_and_notes_it(tmp_path, monkeypatch):
     assert [r["command"] for r in runs] == ["old exact", "lpgd", "new exact"]
     assert runs[0]["replaced"] == [{"methods": ["exact"], "by": ["new exact"]}]
     assert "replaced" not in runs[1]
+
+
+def test_the_knapsacks_exact_model_never_moves():
+    """docs/experiments.md §6: the exact gradient is zero at every step of every run,
+    so each exact row scores the initial model's regrets."""
+    rows = common.read_csv(IMG / "pyepo_knapsack.csv")
+    initial = {(r["degree"], r["seed"]): r for r in rows if r["method"] == "initial"}
+    exact = [r for r in rows if r["method"] == "exact"]
+    assert len(exact) == len(initial) == 12
+    assert max(float(r["max_grad_norm"]) for r in exact) == 0.0
+    for r in exact:
+        start = initial[r["degree"], r["seed"]]
+        assert (r["test_regret"], r["val_regret"]) == (start["test_regret"], start["val_regret"])
+    assert "the largest gradient norm over the 12 runs is 0" in PAGE.read_text(encoding="utf-8")
